@@ -1,0 +1,158 @@
+"""``dc-to-core``: run the emulated org, seed it, run the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from .emulator.profile import load_profile
+from .emulator.schema import load_schema
+from .emulator.seed import SeedSpec, reset_core, seed_datacloud
+from .emulator.server import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    EmulatorConfig,
+    EmulatorServer,
+)
+from .emulator.storage import Storage
+from .emulator.tokens import AppCredentials
+
+DATA_DIR = Path(".emulator")
+
+
+def _overrides(pairs: tuple[str, ...]) -> dict:
+    """``--set key=value`` pairs (values parsed as YAML; ``faults.x=…`` nests)."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        target = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = yaml.safe_load(value)
+    return out
+
+
+def _seed_options(f: object) -> object:
+    for option in reversed([
+        click.option("--accounts", default=1000, show_default=True),
+        click.option("--opportunities", default=200_000, show_default=True),
+        click.option("--skew", type=click.Choice(["uniform", "zipf", "giant"]),
+                     default="uniform", show_default=True),
+        click.option("--giant-children", type=int, default=None,
+                     help="Children of the giant parent (--skew giant)."),
+        click.option("--bad-share", default=0.0, show_default=True,
+                     help="Share of opportunity rows that are bad, over every kind."),
+        click.option("--seed", "seed_number", default=42, show_default=True),
+    ]):
+        f = option(f)  # type: ignore[operator]
+    return f
+
+
+def _spec(accounts: int, opportunities: int, skew: str, giant_children: int | None,
+          bad_share: float, seed_number: int) -> SeedSpec:
+    return SeedSpec(accounts, opportunities, skew, giant_children,  # type: ignore[arg-type]
+                    bad_share=bad_share, seed=seed_number)
+
+
+@click.group()
+def main() -> None:
+    """Move Salesforce Data Cloud records into Core objects, with Dagster."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, help="0 picks a free port.")
+@click.option("--http", "plain_http", is_flag=True, help="Serve plain HTTP instead of HTTPS.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DATA_DIR, show_default=True)
+@click.option("--profile", default="default", show_default=True,
+              help="Profile name (default, fast) or a YAML/JSON file.")
+@click.option("--set", "settings", multiple=True, help="Override a profile value: KEY=VALUE.")
+@click.option("--schema", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Org schema YAML (default: the demo org).")
+@click.option("--client-id", envvar="DC_TO_CORE_EMULATOR_CLIENT_ID", default=DEFAULT_CLIENT_ID,
+              show_default=True)
+@click.option("--client-secret", envvar="DC_TO_CORE_EMULATOR_CLIENT_SECRET",
+              default=DEFAULT_CLIENT_SECRET, show_default=False,
+              help="Connected app secret [env DC_TO_CORE_EMULATOR_CLIENT_SECRET].")
+@click.option("--jwt-public-key", type=click.Path(exists=True, path_type=Path), default=None,
+              help="PEM public key or certificate accepted for the JWT bearer flow.")
+@click.option("--username", default="integration@dc-to-core.emulator", show_default=True)
+@click.option("--ready-file", type=click.Path(path_type=Path), default=None, hidden=True)
+def emulator(host: str, port: int, plain_http: bool, data_dir: Path, profile: str,
+             settings: tuple[str, ...], schema: Path | None, client_id: str, client_secret: str,
+             jwt_public_key: Path | None, username: str, ready_file: Path | None) -> None:
+    """Serve an emulated Salesforce org (Core + Data Cloud) until interrupted."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(f"warning: binding to {host} exposes the emulator beyond this machine",
+                    fg="yellow", err=True)
+    app = AppCredentials(client_id, client_secret, username,
+                         jwt_public_key=jwt_public_key.read_bytes() if jwt_public_key else None)
+    config = EmulatorConfig(data_dir, host, port, not plain_http,
+                            load_profile(profile, **_overrides(settings)), app, schema)
+    server = EmulatorServer(config).start()
+    info = {"url": server.url, "ca_file": str(server.ca_file) if server.ca_file else None,
+            "data_dir": str(data_dir.resolve()), "client_id": client_id, "pid": os.getpid()}
+    if ready_file:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(ready_file)
+    click.echo(f"emulated org serving at {server.url} (data dir {info['data_dir']})")
+    if server.ca_file:
+        click.echo(f"  CA certificate: {server.ca_file}")
+    click.echo(f"  client id: {client_id}; secret from DC_TO_CORE_EMULATOR_CLIENT_SECRET")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        stop.wait(0.5)
+    server.stop()
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DATA_DIR, show_default=True)
+@_seed_options
+@click.option("--reset-core", "reset_core_flag", is_flag=True,
+              help="Also empty the Core objects and jobs.")
+def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
+    """Generate demo data in the Data Cloud objects of an org's data dir."""
+    storage = Storage(data_dir, load_schema())
+    started = time.perf_counter()
+    report = seed_datacloud(storage, _spec(**options))  # type: ignore[arg-type]
+    if reset_core_flag:
+        reset_core(storage)
+    click.echo(json.dumps(report.summary(), indent=2))
+    click.echo(f"seeded in {time.perf_counter() - started:.1f} s")
+
+
+@main.command()
+@_seed_options
+@click.option("--keep", type=click.Path(path_type=Path), default=None,
+              help="Keep the org in this data dir instead of a temporary one.")
+def demo(keep: Path | None, **options: object) -> None:
+    """Start the embedded emulator, seed it and show what it holds."""
+    from .emulator.api.admin import holdings
+
+    data_dir = keep or Path(tempfile.mkdtemp(prefix="dc_to_core_demo_"))
+    spec = _spec(**options)  # type: ignore[arg-type]
+    with EmulatorServer(EmulatorConfig(data_dir, profile=load_profile("default"))) as server:
+        assert server.org is not None
+        started = time.perf_counter()
+        report = seed_datacloud(server.org.storage, spec)
+        click.echo(f"emulated org at {server.url}; seeded in {time.perf_counter() - started:.1f} s")
+        click.echo(json.dumps({"seed": report.summary(), "holdings": holdings(server.org)},
+                              indent=2))
+
+
+if __name__ == "__main__":
+    main()

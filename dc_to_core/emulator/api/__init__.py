@@ -1,0 +1,1 @@
+"""HTTP routes of the emulated org, one module per API family."""

@@ -1,0 +1,49 @@
+"""Emulated time: wall time multiplied by the profile's time scale, continuous across restarts."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from .storage import Storage
+
+
+class EmulatedClock:
+    """``now()`` is emulated seconds since the org was created.
+
+    The origin is stored in the data dir, so a restarted emulator continues the same timeline
+    (time passes while it is down, as on a real org). Changing the scale re-bases the origin.
+    """
+
+    def __init__(self, scale: float, storage: Storage | None = None) -> None:
+        self.scale = scale
+        self._storage = storage
+        saved = json.loads(storage.get_meta("clock") or "null") if storage else None
+        wall = time.time()
+        if saved is None:
+            self._origin_wall, self._origin_emu = wall, 0.0
+        else:
+            self._origin_wall, self._origin_emu = saved["wall"], saved["emu"]
+            if saved["scale"] != scale:  # keep emulated time continuous under a new scale
+                self._origin_emu += (wall - self._origin_wall) * saved["scale"]
+                self._origin_wall = wall
+        self._save()
+
+    def _save(self) -> None:
+        if self._storage is not None:
+            state = {"wall": self._origin_wall, "emu": self._origin_emu, "scale": self.scale}
+            self._storage.set_meta("clock", json.dumps(state))
+
+    def now(self) -> float:
+        return self._origin_emu + (time.time() - self._origin_wall) * self.scale
+
+    def wall_delay(self, emulated_seconds: float) -> float:
+        """Wall seconds until ``emulated_seconds`` of emulated time have passed."""
+        return max(0.0, emulated_seconds / self.scale)
+
+    @staticmethod
+    def stamp() -> str:
+        """A Salesforce API timestamp of the current wall time (``…T12:00:00.000+0000``)."""
+        now = datetime.now(UTC)
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"

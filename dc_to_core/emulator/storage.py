@@ -1,0 +1,185 @@
+"""SQLite files of one emulated org, kept in a data dir that survives restarts.
+
+- ``datacloud.db``: Data Cloud objects (``*__dlm``) as real tables, queried with the client's SQL,
+  plus ``dc_column`` recording each column's declared Data Cloud type.
+- ``core.db``: Core sObject tables (unique index on every external id), ingest jobs and their
+  per-row results, tokens, usage counters and the clock origin. One file, so a transaction that
+  writes records also writes their results atomically.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .schema import SYSTEM_FIELDS, CoreObject, DcColumn, OrgSchema
+
+SQLITE_AFFINITY = {
+    "VARCHAR": "TEXT", "DECIMAL": "NUMERIC", "TIMESTAMP": "TEXT", "DATE": "TEXT",
+    "BOOLEAN": "INTEGER", "BIGINT": "INTEGER", "DOUBLE": "REAL",
+}
+CORE_AFFINITY = {
+    "double": "REAL", "currency": "REAL", "percent": "REAL", "int": "INTEGER",
+    "boolean": "INTEGER",
+}
+
+ORG_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ingest_job (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, object TEXT NOT NULL, operation TEXT NOT NULL,
+    external_id_field TEXT, state TEXT NOT NULL, line_ending TEXT NOT NULL,
+    column_delimiter TEXT NOT NULL, api_version REAL NOT NULL, created_date TEXT NOT NULL,
+    system_modstamp TEXT NOT NULL, upload_bytes INTEGER NOT NULL DEFAULT 0,
+    rows_total INTEGER NOT NULL DEFAULT 0, processed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, retries INTEGER NOT NULL DEFAULT 0,
+    total_ms INTEGER NOT NULL DEFAULT 0, api_ms INTEGER NOT NULL DEFAULT 0,
+    apex_ms INTEGER NOT NULL DEFAULT 0, error_message TEXT, closed_emu REAL,
+    started_emu REAL, ended_emu REAL, batches INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ingest_result (
+    job_id TEXT NOT NULL, row INTEGER NOT NULL, sf_id TEXT, created INTEGER, error TEXT,
+    PRIMARY KEY (job_id, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token (
+    token TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL,
+    expires_emu REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS usage (
+    kind TEXT NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (kind, minute)
+) WITHOUT ROWID;
+"""
+
+DC_DDL = """
+CREATE TABLE IF NOT EXISTS dc_column (
+    tbl TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, precision INTEGER,
+    scale INTEGER, position INTEGER NOT NULL, PRIMARY KEY (tbl, name)
+);
+"""
+
+
+def quote_ident(name: str) -> str:
+    """A SQLite/ANSI identifier, double-quoted with inner quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection tuned for one writer and many readers (WAL, autocommit mode)."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def core_columns(obj: CoreObject) -> list[tuple[str, str]]:
+    """(column, SQLite type) of an sObject table: system fields first, then its fields."""
+    cols = [("Id", "TEXT PRIMARY KEY")] + [(f, "TEXT") for f in SYSTEM_FIELDS[1:]]
+    cols += [(f.name, CORE_AFFINITY.get(f.type, "TEXT")) for f in obj.fields.values()]
+    return cols
+
+
+class Storage:
+    """Opens (creating if needed) the data dir of one org."""
+
+    def __init__(self, data_dir: str | Path, schema: OrgSchema) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "jobs").mkdir(exist_ok=True)
+        self.schema = schema
+        self.core_path = self.data_dir / "core.db"
+        self.dc_path = self.data_dir / "datacloud.db"
+        self.write_lock = threading.RLock()
+        self.core = connect(self.core_path)
+        self.dc = connect(self.dc_path)
+        self._local = threading.local()
+        self.core.executescript(ORG_DDL)
+        self.dc.executescript(DC_DDL)
+        for obj in schema.core.values():
+            self._create_core_table(obj)
+        for table, cols in schema.datacloud.items():
+            self.create_dc_table(table, list(cols.values()))
+
+    # -- connections -------------------------------------------------------------------------
+    def reader(self, db: str = "core") -> sqlite3.Connection:
+        """A read connection private to the calling thread."""
+        conns = self._local.__dict__.setdefault("conns", {})
+        if db not in conns:
+            conns[db] = connect(self.core_path if db == "core" else self.dc_path)
+        return conns[db]
+
+    def close(self) -> None:
+        self.core.close()
+        self.dc.close()
+
+    # -- DDL -------------------------------------------------------------------------------
+    def _create_core_table(self, obj: CoreObject) -> None:
+        cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in core_columns(obj))
+        table = quote_ident(obj.name)
+        with self.write_lock:
+            self.core.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+            for ext in obj.external_ids:
+                index = quote_ident(f"ux_{obj.name}_{ext}")
+                self.core.execute(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ({quote_ident(ext)})"
+                )
+            for f in obj.fields.values():
+                if f.type == "reference":
+                    index = quote_ident(f"ix_{obj.name}_{f.name}")
+                    self.core.execute(
+                        f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({quote_ident(f.name)})"
+                    )
+
+    def create_dc_table(self, table: str, columns: Sequence[DcColumn]) -> None:
+        """Create a Data Cloud object (idempotent) and record its declared column types."""
+        if not table.endswith(("__dlm", "__dll", "__cio")):
+            raise ValueError(f"Data Cloud object names end __dlm, __dll or __cio: {table!r}")
+        cols = ", ".join(f"{quote_ident(c.name)} {SQLITE_AFFINITY[c.type]}" for c in columns)
+        with self.write_lock:
+            self.dc.execute("BEGIN")
+            self.dc.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({cols})")
+            for pos, c in enumerate(columns):
+                self.dc.execute(
+                    "INSERT OR REPLACE INTO dc_column VALUES (?,?,?,?,?,?)",
+                    (table, c.name, c.type, c.precision, c.scale, pos),
+                )
+            key = next((c.name for c in columns if c.name.lower() == "externalid__c"), None)
+            if key:
+                index, column = quote_ident(f"ix_{table}_{key}"), quote_ident(key)
+                self.dc.execute(
+                    f"CREATE INDEX IF NOT EXISTS {index} ON {quote_ident(table)} ({column})")
+            self.dc.execute("COMMIT")
+
+    def dc_columns(self) -> dict[str, dict[str, DcColumn]]:
+        """Declared columns of every Data Cloud object, in table order."""
+        out: dict[str, dict[str, DcColumn]] = {}
+        rows = self.reader("dc").execute(
+            "SELECT tbl, name, type, precision, scale FROM dc_column ORDER BY tbl, position"
+        )
+        for tbl, name, typ, precision, scale in rows:
+            out.setdefault(tbl, {})[name] = DcColumn(name, typ, precision, scale)
+        return out
+
+    def insert_dc_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+        """Bulk-insert rows into a Data Cloud object; returns the number inserted."""
+        names = ", ".join(quote_ident(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {quote_ident(table)} ({names}) VALUES ({marks})"
+        with self.write_lock:
+            self.dc.execute("BEGIN")
+            cur = self.dc.executemany(sql, rows)
+            self.dc.execute("COMMIT")
+        return cur.rowcount
+
+    # -- meta --------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write_lock:
+            self.core.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
