@@ -18,6 +18,7 @@ class EmulatedClock:
 
     def __init__(self, scale: float, storage: Storage | None = None) -> None:
         self.scale = scale
+        self.held_wall_s = 0.0  # wall time the clock was held back for a lagging simulation
         self._storage = storage
         saved = json.loads(storage.get_meta("clock") or "null") if storage else None
         wall = time.time()
@@ -37,6 +38,15 @@ class EmulatedClock:
 
     def now(self) -> float:
         return self._origin_emu + (time.time() - self._origin_wall) * self.scale
+
+    def hold(self, limit: float) -> None:
+        """Keep emulated time from passing ``limit``: the org's simulation is that far behind
+        (its CPU, not the modelled org, is the bottleneck), so time waits for it."""
+        ahead = self.now() - limit
+        if ahead > 0:
+            self._origin_wall += ahead / self.scale
+            self.held_wall_s += ahead / self.scale
+            self._save()
 
     def wall_delay(self, emulated_seconds: float) -> float:
         """Wall seconds until ``emulated_seconds`` of emulated time have passed."""

@@ -46,8 +46,12 @@ def lookup(conn: sqlite3.Connection, obj: str, key: str, values: Iterable[str]) 
     return out
 
 
+ParentCache = dict[tuple[str, str], dict[str, str]]
+
+
 def plan_txn(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock,
-             positions: Sequence[int]) -> TxnPlan:
+             positions: Sequence[int], parents: ParentCache) -> TxnPlan:
+    """Resolve parents (cached per chunk; misses are looked up again) and existing records."""
     txn = TxnPlan(list(positions))
     errors = txn.errors
     for p in positions:
@@ -56,8 +60,10 @@ def plan_txn(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock,
     live = [p for p in positions if p not in errors]
     for col, ref in plan.references.items():
         values = block.parents[col]
-        wanted = {values[p] for p in live if values[p] not in ("", NA)}
-        found = lookup(conn, ref.target, ref.key, wanted) if wanted else {}
+        found = parents.setdefault((ref.target, ref.key), {})
+        missing = {values[p] for p in live if values[p] not in ("", NA)} - found.keys()
+        if missing:
+            found.update(lookup(conn, ref.target, ref.key, missing))
         ids: dict[int, str | None] = {}
         for p in live:
             v = values[p]
@@ -134,18 +140,19 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
         else:
             ok.append(p)
     conn = storage.core
-    with storage.write_lock:
-        conn.execute("BEGIN")
+    with storage.write_lock:  # inside the engine's batch transaction, if one is open
+        conn.execute("SAVEPOINT txn")
         try:
             results += _write(conn, ids, job_id, plan, block, txn, ok)
-            conn.executemany("INSERT OR REPLACE INTO ingest_result VALUES (?,?,?,?,?)", results)
+            storage.write_results(job_id, [r[1:] for r in results])
             out.failed = sum(1 for r in results if r[4] is not None)
             out.committed = len(results) - out.failed
             conn.execute("UPDATE ingest_job SET processed=processed+?, failed=failed+? WHERE id=?",
                          (len(results), out.failed, job_id))
-            conn.execute("COMMIT")
+            conn.execute("RELEASE txn")
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO txn")
+            conn.execute("RELEASE txn")
             raise
     return out
 
@@ -157,55 +164,87 @@ def _write(conn: sqlite3.Connection, ids: IdGenerator, job_id: str, plan: Header
     if plan.operation in ("delete", "hardDelete"):
         conn.executemany(f"DELETE FROM {table} WHERE Id=?", [(txn.existing[p],) for p in ok])
         return [(job_id, block.rows[p], txn.existing[p], 0, None) for p in ok]
-    if plan.operation == "upsert" and ok:  # re-check: a concurrent job may have inserted since
-        txn.existing.update({p: i for p, i in _existing(conn, plan, block, ok, {}).items()})
-    stamp = EmulatedClock.stamp()
     columns = list(block.values) + list(txn.parent_ids)
-    results = []
-    inserts, updates = [], {}
-    for p in ok:
-        values = [block.values[c][p] for c in block.values]
-        values += [txn.parent_ids[c].get(p, UNCHANGED) for c in txn.parent_ids]
-        record = txn.existing.get(p)
-        if record is None:
-            record = ids.next()
-            inserts.append((record, stamp, stamp, stamp,
-                            *[None if v is UNCHANGED else v for v in values]))
-        else:
-            sig = tuple(i for i, v in enumerate(values) if v is not UNCHANGED)
-            updates.setdefault(sig, []).append((stamp, stamp, *[values[i] for i in sig], record))
-        results.append((job_id, block.rows[p], record, int(p not in txn.existing), None))
+    inserts = [p for p in ok if p not in txn.existing]
+    failed: dict[int, str] = {}
     if inserts:
-        names = ", ".join(quote_ident(c) for c in
-                          ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", *columns])
-        marks = ",".join("?" * (4 + len(columns)))
-        results = _insert(conn, f"INSERT INTO {table} ({names}) VALUES ({marks})", inserts,
-                          results, plan)
+        inserts, failed = _insert(conn, ids, table, columns, plan, block, txn, inserts)
+    created = set(inserts)
+    stamp = EmulatedClock.stamp()
+    updates: dict[tuple, list[tuple]] = {}
+    for p in ok:
+        if p in txn.existing and p not in failed and p not in created:
+            values = _row_values(block, txn, p)
+            sig = tuple(i for i, v in enumerate(values) if v is not UNCHANGED)
+            updates.setdefault(sig, []).append(
+                (stamp, stamp, *[values[i] for i in sig], txn.existing[p]))
     for sig, rows in updates.items():
         sets = ", ".join(f"{quote_ident(columns[i])}=?" for i in sig)
         conn.executemany(f"UPDATE {table} SET LastModifiedDate=?, SystemModstamp=?"
                          f"{', ' if sets else ''}{sets} WHERE Id=?", rows)
-    return results
+    return [(job_id, block.rows[p], None, None, failed[p]) if p in failed else
+            (job_id, block.rows[p], txn.existing[p], int(p in created), None) for p in ok]
 
 
-def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple], results: list[tuple],
-            plan: HeaderPlan) -> list[tuple]:
-    """Insert; rows that break the external id's uniqueness fail with DUPLICATE_VALUE."""
+def _row_values(block: RowBlock, txn: TxnPlan, p: int) -> list:
+    values = [block.values[c][p] for c in block.values]
+    values += [txn.parent_ids[c].get(p, UNCHANGED) for c in txn.parent_ids]
+    return values
+
+
+def _insert_values(block: RowBlock) -> list[tuple]:
+    """Per row of the block, its field values for an INSERT (unchanged → NULL), built once."""
+    if block.insert_tuples is None:
+        columns = [[None if v is UNCHANGED else v for v in block.values[c]] for c in block.values]
+        block.insert_tuples = list(zip(*columns, strict=True)) if columns else [
+            ()] * len(block.rows)
+    return block.insert_tuples
+
+
+def _insert(conn: sqlite3.Connection, ids: IdGenerator, table: str, columns: list[str],
+            plan: HeaderPlan, block: RowBlock, txn: TxnPlan, positions: list[int]
+            ) -> tuple[list[int], dict[int, str]]:
+    """Insert new records. A key another job inserted meanwhile makes an upsert row an update;
+    for an insert job it is a DUPLICATE_VALUE. Returns (inserted positions, {pos: error})."""
+    names = ", ".join(quote_ident(c) for c in
+                      ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", *columns])
+    sql = f"INSERT INTO {table} ({names}) VALUES ({','.join('?' * (4 + len(columns)))})"
+    stamp = EmulatedClock.stamp()
+
+    base = _insert_values(block)
+    parents = [txn.parent_ids[c] for c in txn.parent_ids]
+
+    def rows(ps: list[int]) -> list[tuple]:
+        new = ids.take(len(ps))
+        out = []
+        for p, record in zip(ps, new, strict=True):
+            txn.existing[p] = record
+            refs = tuple(ids_of.get(p) for ids_of in parents)
+            out.append((record, stamp, stamp, stamp, *base[p], *refs))
+        return out
+
     conn.execute("SAVEPOINT ins")
     try:
-        conn.executemany(sql, rows)
+        conn.executemany(sql, rows(positions))
         conn.execute("RELEASE ins")
-        return results
+        return positions, {}
     except sqlite3.IntegrityError:
         conn.execute("ROLLBACK TO ins")
         conn.execute("RELEASE ins")
-    failed = set()
-    for row in rows:
+        for p in positions:
+            txn.existing.pop(p, None)
+    errors: dict[int, str] = {}
+    if plan.operation == "upsert":
+        txn.existing.update(_existing(conn, plan, block, positions, errors))
+        positions = [p for p in positions if p not in txn.existing]
+    inserted = []
+    for p in positions:
         try:
-            conn.execute(sql, row)
+            conn.execute(sql, rows([p])[0])
+            inserted.append(p)
         except sqlite3.IntegrityError:
-            failed.add(row[0])
-    field_name = plan.key_field or (plan.obj.external_ids or ["Id"])[0]
-    return [r if r[2] not in failed else (r[0], r[1], None, None, sf_error(
-        "DUPLICATE_VALUE", f"duplicate value found: {field_name} duplicates value on record",
-        [field_name])) for r in results]
+            txn.existing.pop(p, None)
+            key = plan.key_field or (plan.obj.external_ids or ["Id"])[0]
+            errors[p] = sf_error("DUPLICATE_VALUE", f"duplicate value found: {key} duplicates "
+                                 "value on record", [key])
+    return inserted, errors

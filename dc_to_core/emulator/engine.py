@@ -35,7 +35,8 @@ from .validation import HeaderPlan, JobError, RowBlock, find_duplicates, plan_he
 
 log = logging.getLogger("dc_to_core.emulator.engine")
 ARRIVE, WORKER, DEADLINE, END = range(4)
-SLICE_SECONDS = 0.05  # release the engine lock at least this often while catching up
+SLICE_SECONDS = 0.02  # release the engine and write locks at least this often
+LAG_TOLERANCE_S = 1.0  # emulated seconds the clock may run ahead of unprocessed events
 
 
 @dataclass(eq=False)
@@ -62,6 +63,7 @@ class Chunk:
     txns: int = 0
     lock_failures: int = 0
     die_after: int | None = None
+    parents: dict = field(default_factory=dict)  # parent key -> Id, resolved by this chunk
 
 
 @dataclass(eq=False)
@@ -84,6 +86,7 @@ class EngineStats:
     lock_waits: int = 0
     lock_timeouts: int = 0
     lag_s: float = 0.0
+    held_wall_s: float = 0.0
     transactions: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -130,6 +133,8 @@ class Engine:
                 except Exception:  # the org must keep running; the job is marked Failed
                     log.exception("engine event failed")
                     caught_up = True
+                if not caught_up and self._heap:  # behind: emulated time waits for us
+                    self.clock.hold(self._heap[0][0] + LAG_TOLERANCE_S)
                 if caught_up:
                     wait = 1.0
                     if self._heap:
@@ -137,15 +142,24 @@ class Engine:
                     self._cv.wait(timeout=max(wait, 0.0005))
 
     def _advance(self, now: float) -> bool:
-        """Process due events; False if it stopped early to let other threads in."""
+        """Process due events in one SQLite transaction; False if it stopped early to let
+        other threads in (a slice lasts at most SLICE_SECONDS)."""
+        if not self._heap or self._heap[0][0] > now:
+            return True
         started = time.monotonic()
-        while self._heap and self._heap[0][0] <= now:
-            t, _, kind, obj = heapq.heappop(self._heap)
-            self._frontier = t
-            self._dispatch(kind, obj, t)
-            if time.monotonic() - started > SLICE_SECONDS:
-                return False
-        return True
+        conn = self.storage.core
+        with self.storage.write_lock:
+            conn.execute("BEGIN")
+            try:
+                while self._heap and self._heap[0][0] <= now:
+                    t, _, kind, obj = heapq.heappop(self._heap)
+                    self._frontier = t
+                    self._dispatch(kind, obj, t)
+                    if time.monotonic() - started > SLICE_SECONDS:
+                        return False
+                return True
+            finally:
+                conn.execute("COMMIT")
 
     def _push(self, t: float, kind: int, obj: object) -> None:
         heapq.heappush(self._heap, (t, next(self._seq), kind, obj))
@@ -195,7 +209,7 @@ class Engine:
                 queued_chunks=len(self._queue), active_jobs=len(self._jobs),
                 busy_workers=self.profile.workers - len(self._idle), held_locks=len(self.locks),
                 lock_waits=self.locks.waits, lock_timeouts=self.locks.timeouts, lag_s=lag,
-                transactions=self._txns)
+                held_wall_s=self.clock.held_wall_s, transactions=self._txns)
 
     # -- events ---------------------------------------------------------------------------------
     def _arrive(self, job: ActiveJob, rows: Sequence[int], t: float) -> None:
@@ -248,7 +262,7 @@ class Engine:
             return self._next_chunk(w, t)
         job, block = chunk.job, chunk.block
         assert block is not None and job.plan is not None
-        if job.aborted or job.failure is not None or chunk.pos >= len(block.rows):
+        if job.aborted or chunk.pos >= len(block.rows):  # a failing job's running chunks finish
             self._chunk_done(chunk, t)
             return self._next_chunk(w, t)
         if chunk.die_after is not None and chunk.txns >= chunk.die_after:
@@ -257,7 +271,7 @@ class Engine:
             self._chunk_done(chunk, t)
             return self._next_chunk(w, t)
         end = min(chunk.pos + self.profile.txn_rows, len(block.rows))
-        plan = plan_txn(self.storage.core, job.plan, block, range(chunk.pos, end))
+        plan = plan_txn(self.storage.core, job.plan, block, range(chunk.pos, end), chunk.parents)
         req = LockRequest(plan.lock_keys, deadline=t + self.profile.lock_timeout_s)
         txn = Txn(w, chunk, plan, req, t)
         req.owner = txn

@@ -211,10 +211,7 @@ class JobStore:
         return _result_csv(self.table(job_id), self._result_arrays(job_id), kind)
 
     def _result_arrays(self, job_id: str) -> pa.Table:
-        cur = self.storage.reader().execute(
-            "SELECT row, sf_id, created, error FROM ingest_result WHERE job_id=? ORDER BY row",
-            (job_id,))
-        rows = cur.fetchall()
+        rows = self.storage.read_results(job_id)
         cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
         return pa.table({
             "row": pa.array(cols[0], pa.int64()), "sf_id": pa.array(cols[1], pa.string()),

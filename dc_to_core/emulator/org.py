@@ -70,8 +70,7 @@ class Org:
             "SELECT id FROM ingest_job WHERE deleted=0 AND state IN "
             "('UploadComplete', 'InProgress') ORDER BY seq").fetchall()
         for (job_id,) in rows:
-            done = {r for (r,) in self.storage.reader().execute(
-                "SELECT row FROM ingest_result WHERE job_id=?", (job_id,))}
+            done = {r[0] for r in self.storage.read_results(job_id)}
             table = self.jobs.table(job_id)
             remaining = [i for i in range(table.num_rows) if i not in done]
             log.info("resuming job %s: %d rows not yet processed", job_id, len(remaining))

@@ -97,6 +97,7 @@ class RowBlock:
     parents: dict[str, list[str]] = field(default_factory=dict)  # CSV column -> parent keys
     errors: list[str | None] = field(default_factory=list)
     insert_errors: list[str | None] = field(default_factory=list)
+    insert_tuples: list[tuple] | None = None     # filled lazily by the DML layer
 
 
 def _mask_indices(mask: pa.Array) -> list[int]:
@@ -128,7 +129,8 @@ def _convert(f: CoreField, col: pa.Array, pos: int) -> tuple[list, dict[int, str
                     f"{f.label}: bad value for restricted picklist field: {raw[i]}", [f.name]))
     elif kind in XSD:
         values, errors = _convert_typed(f, col, raw, given, pos)
-    return [UNCHANGED if v == "" else None if v == NA else v for v in values], errors
+    return [UNCHANGED if r == "" else None if r == NA else v
+            for r, v in zip(raw, values, strict=True)], errors
 
 
 class _OutOfRange(ValueError):
@@ -139,6 +141,10 @@ def _convert_typed(
     f: CoreField, col: pa.Array, raw: list, given: pa.Array, pos: int
 ) -> tuple[list, dict[int, str]]:
     kind = f.type
+    if kind in ("date", "double", "currency", "percent", "int"):
+        fast = _vector_parse(f, col, given)
+        if fast is not None:
+            return fast[0], _report(f, raw, fast[1], fast[2], pos)
     pattern = {"date": DATE, "datetime": DATETIME, "int": INTEGER}.get(kind, NUMBER)
     if kind == "boolean":
         ok = pc.is_in(pc.utf8_lower(col), pa.array(["true", "false", "1", "0"]))
@@ -146,23 +152,60 @@ def _convert_typed(
         ok = pc.match_substring_regex(col, pattern)
     bad = set(_mask_indices(pc.and_(given, pc.invert(ok))))
     out = list(raw)
-    errors: dict[int, str] = {}
+    out_of_range: set[int] = set()
     for i in _mask_indices(pc.and_(given, ok)):
         try:
             out[i] = _parse(f, raw[i])
         except _OutOfRange:
-            code = "FIELD_INTEGRITY_EXCEPTION" if kind in ("date", "datetime") else (
-                "NUMBER_OUTSIDE_VALID_RANGE")
-            errors[i] = sf_error(code, f"{f.label}: value outside of valid range: {raw[i]}",
-                                 [f.name])
+            out_of_range.add(i)
         except ValueError:
             bad.add(i)
-    for i in bad:
+    return out, _report(f, raw, bad, out_of_range, pos)
+
+
+def _vector_parse(f: CoreField, col: pa.Array, given: pa.Array
+                  ) -> tuple[list, set[int], set[int]] | None:
+    """Dates and numbers parsed by pyarrow: (values, malformed rows, out-of-range rows)."""
+    if f.type == "date":
+        text = pc.utf8_slice_codeunits(col, 0, 10)
+        ok = pc.match_substring_regex(col, DATE)
+        parsed = pc.strptime(pc.if_else(ok, text, "2000-01-01"), format="%Y-%m-%d", unit="s",
+                             error_is_null=True)
+        round_trip = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), text)  # no Feb 30 → Mar 2
+        valid = pc.and_(ok, pc.fill_null(round_trip, False))
+        year = pc.year(pc.fill_null(parsed, 0))
+        in_range = pc.and_(pc.greater_equal(year, 1700), pc.less_equal(year, 4000))
+        values = text.to_pylist()
+        bad_range = pc.and_(given, pc.and_(valid, pc.invert(in_range)))
+    else:
+        ok = pc.match_substring_regex(col, INTEGER if f.type == "int" else NUMBER)
+        num = pc.cast(pc.if_else(ok, col, "0"), pa.float64())
+        limit = float(2**31) if f.type == "int" else (
+            float(10 ** (f.precision - (f.scale or 0))) if f.precision is not None else None)
+        if f.type != "int" and f.precision is not None:
+            num = pc.round(num, f.scale or 0)
+        valid = ok
+        bad_range = pc.and_(given, pc.and_(ok, pc.greater_equal(pc.abs(num), limit))) if (
+            limit is not None) else pc.and_(given, pc.is_nan(num))
+        values = (pc.cast(num, pa.int64()) if f.type == "int" else num).to_pylist()
+    malformed = set(_mask_indices(pc.and_(given, pc.invert(valid))))
+    return values, malformed, set(_mask_indices(bad_range))
+
+
+def _report(f: CoreField, raw: list, malformed: set[int], out_of_range: set[int], pos: int
+            ) -> dict[int, str]:
+    errors: dict[int, str] = {}
+    for i in out_of_range:
+        code = "FIELD_INTEGRITY_EXCEPTION" if f.type in ("date", "datetime") else (
+            "NUMBER_OUTSIDE_VALID_RANGE")
+        errors[i] = sf_error(code, f"{f.label}: value outside of valid range: {raw[i]}",
+                             [f.name])
+    for i in malformed:
         errors[i] = sf_error(
             "INVALID_FIELD",
             f"Failed to deserialize field at col {pos + 1}. Due to, '{raw[i][:40]}' is not a "
-            f"valid value for the type {XSD[kind]}")
-    return out, errors
+            f"valid value for the type {XSD[f.type]}")
+    return errors
 
 
 def _parse(f: CoreField, text: str) -> object:
