@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from dc_to_core_tests.support import V, OrgClient, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text
 
 ACC = ["External_Id__c", "Name"]
 OPP = ["External_Id__c", "Name", "StageName", "CloseDate", "Amount", "Account.External_Id__c"]

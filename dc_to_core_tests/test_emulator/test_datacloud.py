@@ -8,7 +8,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from dc_to_core_tests.support import V, OrgClient, tls
+from dc_to_core_tests.support import OrgClient, V, tls
 
 OPP = '"Opportunity_Staging__dlm"'
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from dc_to_core.emulator.profile import OrgProfile, load_profile
-from dc_to_core_tests.support import V, OrgClient, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text
 
 
 def test_profile_is_readable_with_documentation(org):

@@ -11,7 +11,7 @@ import pytest
 from dc_to_core.emulator import EmulatorConfig, EmulatorServer, load_profile
 from dc_to_core.emulator.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from dc_to_core.emulator.tokens import AppCredentials
-from dc_to_core_tests.support import V, OrgClient, rsa_pair, sign_jwt, tls
+from dc_to_core_tests.support import OrgClient, V, rsa_pair, sign_jwt, tls
 
 CC = {"grant_type": "client_credentials", "client_id": DEFAULT_CLIENT_ID,
       "client_secret": DEFAULT_CLIENT_SECRET}

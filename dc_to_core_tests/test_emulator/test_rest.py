@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from dc_to_core_tests.support import V, OrgClient, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text
 
 
 def test_query_pages_with_next_records_url(make_server):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from dc_to_core_tests.support import V, OrgClient, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text
 
 
 def test_job_in_progress_resumes_after_restart(make_server, tmp_path):
