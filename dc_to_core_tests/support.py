@@ -136,3 +136,13 @@ def sign_jwt(private_pem: bytes, claims: dict) -> str:
     key = serialization.load_pem_private_key(private_pem, None)
     sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{head}.{body}.{b64(sig)}"
+
+
+def auth_for(server: EmulatorServer, **overrides: object):
+    """A SalesforceAuth for an emulator, trusting its certificate (verification stays on)."""
+    from dc_to_core.auth import SalesforceAuth
+
+    settings = {"login_url": server.url, "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+                "ca_bundle": str(server.ca_file) if server.ca_file else None, **overrides}
+    return SalesforceAuth(**settings)

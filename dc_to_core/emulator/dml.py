@@ -101,7 +101,7 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
     if op == "insert" or not live:
         return {}
     by_id = op != "upsert" or (plan.key_field or "").lower() == "id"
-    wanted = {keys[p] for p in live if keys[p]}
+    wanted = {keys[p] for p in live if keys[p] and keys[p] != NA}
     found = lookup(conn, obj.name, "Id", wanted) if by_id else lookup(
         conn, obj.name, plan.key_field or "", wanted)
     found_ci = {k[:15]: v for k, v in found.items()} if by_id else {}
@@ -111,7 +111,8 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
         record = found.get(k) or (found_ci.get(k[:15]) if by_id and k else None)
         if record:
             out[p] = record
-        elif op in ("update", "delete", "hardDelete") or (by_id and op == "upsert" and k):
+        elif op in ("update", "delete", "hardDelete") or (by_id and op == "upsert" and k
+                                                           and k != NA):
             errors[p] = sf_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
     return out
 

@@ -237,12 +237,15 @@ class Engine:
             if job.aborted or job.failure is not None:
                 self._chunk_done(chunk, t)
                 continue
-            if not self.limits.take(BATCH) or not self.limits.take(RECORDS, len(chunk.rows)):
+            first = chunk.attempt == 0  # a re-queued chunk is the same batch, not a new one
+            if first and (not self.limits.take(BATCH)
+                          or not self.limits.take(RECORDS, len(chunk.rows))):
                 self._fail(job, "ExceededQuota : the org's daily Bulk API batch or record "
                            "allocation is used up", t)
                 self._chunk_done(chunk, t)
                 continue
-            self._set_batches(job.id)
+            if first:
+                self._set_batches(job.id)
             assert job.plan is not None
             chunk.block = validate_rows(job.plan, job.table, chunk.rows, job.duplicates)
             if self.rng.random() < self.profile.faults.chunk_die_rate:

@@ -304,7 +304,8 @@ def find_duplicates(table: pa.Table, plan: HeaderPlan) -> frozenset[str]:
         return frozenset()
     counts = pc.value_counts(table.column(col).combine_chunks())
     values, n = counts.field("values"), counts.field("counts")
-    dup = pc.filter(values, pc.and_(pc.greater(n, 1), pc.not_equal(values, "")))
+    blank = pc.is_in(values, pa.array(["", NA]))
+    dup = pc.filter(values, pc.and_(pc.greater(n, 1), pc.invert(blank)))
     return frozenset(dup.to_pylist())
 
 

@@ -1,0 +1,83 @@
+"""Data Cloud query responses → Arrow, with the schema taken from the response metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Both API generations' type names, normalised to upper case without spaces/underscores.
+_TYPES = {
+    "VARCHAR": "string", "TEXT": "string", "CHAR": "string", "STRING": "string",
+    "DECIMAL": "decimal", "NUMERIC": "decimal", "NUMBER": "decimal",
+    "TIMESTAMP": "timestamp", "TIMESTAMPTZ": "timestamp", "TIMESTAMPWITHTIMEZONE": "timestamp",
+    "DATETIME": "timestamp", "DATE": "date", "BOOLEAN": "bool", "BOOL": "bool",
+    "BIGINT": "int", "INTEGER": "int", "INT": "int", "SMALLINT": "int", "TINYINT": "int",
+    "DOUBLE": "float", "FLOAT": "float", "REAL": "float",
+}
+
+
+class DataCloudTypeError(ValueError):
+    """A value or type in a Data Cloud response that cannot be read as declared."""
+
+
+def arrow_type(dc_type: str, precision: int | None = None, scale: int | None = None
+               ) -> pa.DataType:
+    """VARCHAR→string, DECIMAL→decimal128(p, s) when the precision is declared (≤ 38) else
+    float64, TIMESTAMP→timestamp[us, UTC], DATE→date32, BOOLEAN→bool, integers→int64."""
+    kind = _TYPES.get(dc_type.upper().replace(" ", "").replace("_", ""), "string")
+    if kind == "decimal":
+        if precision and 0 < precision <= 38:
+            return pa.decimal128(precision, scale or 0)
+        return pa.float64()
+    return {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
+            "date": pa.date32(), "bool": pa.bool_(), "int": pa.int64(),
+            "float": pa.float64()}[kind]
+
+
+def schema_from_v2(metadata: dict[str, dict]) -> pa.Schema:
+    """Query API v2 ``metadata``: {column: {type, placeInOrder, typeCode}}."""
+    ordered = sorted(metadata.items(), key=lambda kv: kv[1].get("placeInOrder", 0))
+    return pa.schema([pa.field(name, arrow_type(str(m.get("type", "VARCHAR"))))
+                      for name, m in ordered])
+
+
+def schema_from_connect(metadata: Sequence[dict]) -> pa.Schema:
+    """ssot/query-sql ``metadata``: [{name, type, precision, scale, nullable}]."""
+    return pa.schema([pa.field(m["name"], arrow_type(str(m.get("type", "Varchar")),
+                                                     m.get("precision"), m.get("scale")))
+                      for m in metadata])
+
+
+def _column(values: Sequence, typ: pa.DataType, name: str) -> pa.Array:
+    if pa.types.is_string(typ):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        try:
+            return pa.array(values, typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers sent as strings
+            return pc.cast(pa.array([None if v is None else str(v) for v in values]), typ)
+    text = pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_timestamp(typ):  # '…+00:00', '…Z' or '0019-01-05 00:00:00.000 UTC'
+        text = pc.replace_substring_regex(text, r"^(\S+) (\S+) UTC$", r"\1T\2Z")
+        return pc.cast(text, typ)
+    if pa.types.is_decimal(typ):
+        try:
+            return pc.cast(text, typ)
+        except pa.ArrowInvalid:  # more digits than declared: round half away from zero
+            wide = pc.cast(text, pa.decimal128(38, min(18, 38 - typ.precision + typ.scale)))
+            return pc.cast(pc.round(wide, typ.scale), typ)
+    return pc.cast(text, typ)
+
+
+def to_batch(rows: Sequence[Sequence], schema: pa.Schema) -> pa.RecordBatch:
+    """A page of JSON rows (lists in column order) as a RecordBatch of ``schema``."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for values, f in zip(columns, schema, strict=True):
+        try:
+            arrays.append(_column(values, f.type, f.name))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataCloudTypeError(f"column {f.name!r} declared {f.type}: {exc}") from None
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
