@@ -231,12 +231,14 @@ class BulkApiResource(dg.ConfigurableResource):
                 external_id_field: str | None) -> LoadOutcome:
         """Wait for the jobs, then one outcome per input row (in input order)."""
         infos = self.wait([j.job_id for j in submitted])
-        text = bulk_table(table)
+        key = external_id_field or "Id"
+        keys = bulk_table(table.select([key])) if key in table.column_names else None
         parts = []
         for job in submitted:
             results = self.results(job.job_id)
-            rows = text.slice(job.start, job.stop - job.start)
-            parts.append(join_outcomes(rows, external_id_field or "Id", results))
+            rows = (keys.slice(job.start, job.stop - job.start) if keys is not None else None)
+            parts.append(join_outcomes(rows, key, results, lambda j=job: bulk_table(
+                table.slice(j.start, j.stop - j.start))))
             infos[job.job_id] = {**infos[job.job_id], "unprocessed": results.unprocessed.num_rows,
                                  "rows": job.stop - job.start}
         rows = pa.concat_tables(parts) if parts else OUTCOME.empty_table()

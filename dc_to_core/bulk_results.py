@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -61,71 +62,86 @@ class JobResults:
         return self.successful.num_rows + self.failed.num_rows + self.unprocessed.num_rows
 
 
-def join_outcomes(uploaded: pa.Table, key: str, results: JobResults) -> pa.Table:
-    """One OUTCOME row per row of ``uploaded`` (the job's rows as CSV text, in order)."""
+def join_outcomes(uploaded: pa.Table | None, key: str, results: JobResults,
+                  full_rows: Callable[[], pa.Table]) -> pa.Table:
+    """One OUTCOME row per uploaded row, in upload order. ``uploaded`` holds the key column as
+    uploaded (CSV text); ``full_rows`` gives every uploaded column, needed only to match rows
+    whose key is blank or repeated."""
+    if uploaded is None or key not in uploaded.column_names:
+        uploaded = full_rows()
     n = uploaded.num_rows
-    status: list[str | None] = [None] * n
-    sf_id: list[str | None] = [None] * n
-    created: list[bool | None] = [None] * n
-    code: list[str | None] = [None] * n
-    message: list[str | None] = [None] * n
     keys = uploaded.column(key).combine_chunks() if key in uploaded.column_names else None
-    ambiguous = _ambiguous(keys) if keys is not None else [True] * n
-    for kind, table in ((LOADED, results.successful), (FAILED, results.failed),
-                        (UNPROCESSED, results.unprocessed)):
-        if table.num_rows == 0:
-            continue
-        picked = _match(uploaded, key, keys, ambiguous, table, status)
-        ids = table.column("sf__Id").to_pylist() if "sf__Id" in table.column_names else None
-        flags = table.column("sf__Created").to_pylist() if kind == LOADED else None
-        errors = table.column("sf__Error").to_pylist() if kind == FAILED else None
-        for i, r in picked:
-            status[i] = kind
-            sf_id[i] = (ids[r] or None) if ids else None
-            if flags is not None:
-                created[i] = flags[r] == "true"
-            if errors is not None:
-                code[i], message[i] = parse_error(errors[r])
-    for i in range(n):
-        if status[i] is None:
-            status[i], code[i] = UNPROCESSED, "NOT_REPORTED"
-            message[i] = f"job {results.job_id} reported no result for this row"
-    return pa.table([status, sf_id, created, code, message, [results.job_id] * n],
-                    schema=OUTCOME)
+    ambiguous = _ambiguous(keys) if keys is not None else pa.array([True] * n)
+    cols = {"status": pa.nulls(n, pa.string()), "sf_id": pa.nulls(n, pa.string()),
+            "created": pa.nulls(n, pa.bool_()), "error_code": pa.nulls(n, pa.string()),
+            "error_message": pa.nulls(n, pa.string())}
+    files = [(LOADED, results.successful), (FAILED, results.failed),
+             (UNPROCESSED, results.unprocessed)]
+    for kind, table in files:
+        if table.num_rows and keys is not None and key in table.column_names:
+            idx = pc.index_in(keys, value_set=table.column(key).combine_chunks())
+            hit = pc.and_(pc.and_(pc.is_valid(idx), pc.invert(ambiguous)),
+                          pc.is_null(cols["status"]))
+            _fill(cols, kind, table, pc.if_else(hit, idx, pa.scalar(None, idx.type)))
+    if pc.any(pc.and_(ambiguous, pc.is_null(cols["status"]))).as_py():
+        _fill_ambiguous(cols, full_rows(), ambiguous, files)
+    missing = pc.is_null(cols["status"])
+    cols["status"] = pc.if_else(missing, UNPROCESSED, cols["status"])
+    cols["error_code"] = pc.if_else(missing, "NOT_REPORTED", cols["error_code"])
+    cols["error_message"] = pc.if_else(
+        missing, f"job {results.job_id} reported no result for this row", cols["error_message"])
+    cols["job_id"] = pa.array([results.job_id] * n, pa.string())
+    return pa.table(cols, schema=OUTCOME)
 
 
-def _ambiguous(keys: pa.Array) -> list[bool]:
+def _per_result_row(kind: str, table: pa.Table) -> dict[str, pa.Array]:
+    """Outcome values of each row of one result file."""
+    out: dict[str, pa.Array] = {"status": pa.array([kind] * table.num_rows, pa.string())}
+    if "sf__Id" in table.column_names:
+        ids = table.column("sf__Id").combine_chunks()
+        out["sf_id"] = pc.if_else(pc.equal(ids, ""), pa.scalar(None, pa.string()), ids)
+    if kind == LOADED:
+        out["created"] = pc.equal(table.column("sf__Created").combine_chunks(), "true")
+    if kind == FAILED:
+        parsed = [parse_error(e) for e in table.column("sf__Error").to_pylist()]
+        out["error_code"] = pa.array([p[0] for p in parsed], pa.string())
+        out["error_message"] = pa.array([p[1] for p in parsed], pa.string())
+    return out
+
+
+def _fill(cols: dict[str, pa.Array], kind: str, table: pa.Table, idx: pa.Array) -> None:
+    """Where ``idx`` is set, take that result row's values."""
+    for name, values in _per_result_row(kind, table).items():
+        cols[name] = pc.coalesce(cols[name], pc.take(values, idx))
+
+
+def _ambiguous(keys: pa.Array) -> pa.Array:
     counts = pc.value_counts(keys)
     repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
     blank = pc.or_(pc.equal(keys, ""), pc.equal(keys, NA))
-    return pc.or_(blank, pc.is_in(keys, value_set=repeated)).to_pylist()
+    return pc.fill_null(pc.or_(blank, pc.is_in(keys, value_set=repeated)), True)
 
 
-def _match(uploaded: pa.Table, key: str, keys: pa.Array | None, ambiguous: list[bool],
-           table: pa.Table, status: list) -> list[tuple[int, int]]:
-    """(input row, result row) pairs for one result file."""
-    pairs: list[tuple[int, int]] = []
-    if keys is not None and key in table.column_names:
-        index = pc.index_in(keys, value_set=table.column(key).combine_chunks()).to_pylist()
-        pairs = [(i, r) for i, r in enumerate(index)
-                 if r is not None and not ambiguous[i] and status[i] is None]
-    if any(a and s is None for a, s in zip(ambiguous, status, strict=True)):
-        pairs += _match_by_content(uploaded, ambiguous, table, status)
-    return pairs
-
-
-def _match_by_content(uploaded: pa.Table, ambiguous: list[bool], table: pa.Table,
-                      status: list) -> list[tuple[int, int]]:
-    cols = [c for c in uploaded.column_names if c in table.column_names]
-    if not cols:
-        return []
-    sig = list(zip(*[table.column(c).to_pylist() for c in cols], strict=True))
-    free: dict[tuple, list[int]] = defaultdict(list)
-    for r, s in enumerate(sig):
-        free[s].append(r)
-    mine = list(zip(*[uploaded.column(c).to_pylist() for c in cols], strict=True))
-    pairs = []
-    for i, s in enumerate(mine):
-        if ambiguous[i] and status[i] is None and free.get(s):
-            pairs.append((i, free[s].pop(0)))
-    return pairs
+def _fill_ambiguous(cols: dict[str, pa.Array], uploaded: pa.Table, ambiguous: pa.Array,
+                    files: list[tuple[str, pa.Table]]) -> None:
+    """Match rows with a blank or repeated key by their whole echoed content."""
+    n = uploaded.num_rows
+    idx: dict[str, list[int | None]] = {kind: [None] * n for kind, _ in files}
+    taken = pc.is_valid(cols["status"]).to_pylist()
+    wanted = [a and not t for a, t in zip(ambiguous.to_pylist(), taken, strict=True)]
+    for kind, table in files:
+        shared = [c for c in uploaded.column_names if c in table.column_names]
+        if not table.num_rows or not shared:
+            continue
+        free: dict[tuple, list[int]] = defaultdict(list)
+        for r, sig in enumerate(zip(*[table.column(c).to_pylist() for c in shared],
+                                    strict=True)):
+            free[sig].append(r)
+        mine = zip(*[uploaded.column(c).to_pylist() for c in shared], strict=True)
+        for i, sig in enumerate(mine):
+            if wanted[i] and free.get(sig):
+                idx[kind][i] = free[sig].pop(0)
+                wanted[i] = False
+    for kind, table in files:
+        if any(v is not None for v in idx[kind]):
+            _fill(cols, kind, table, pa.array(idx[kind], pa.int32()))

@@ -24,7 +24,8 @@ def test_join_by_key_and_by_content():
                              b'"","STRING_TOO_LONG:Name: too long:Name --","#N/A","3"\n'
                              b'"","UNABLE_TO_LOCK_ROW:busy:--","b","2"\n')
     unprocessed = read_result_csv(b'"K","Name"\n')
-    out = join_outcomes(uploaded, "K", JobResults("750X", ok, failed, unprocessed)).to_pydict()
+    results = JobResults("750X", ok, failed, unprocessed)
+    out = join_outcomes(uploaded.select(["K"]), "K", results, lambda: uploaded).to_pydict()
     assert out["status"] == ["loaded", "failed", "failed", "loaded", "unprocessed"]
     assert out["sf_id"] == ["001A", None, None, "001B", None]
     assert out["created"] == [True, None, None, False, None]

@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts, never as tests): ``python -m dc_to_core.bench.connectors``."""
