@@ -180,12 +180,16 @@ class BulkApiResource(dg.ConfigurableResource):
                 delay = min(self.poll_max_s, delay * 1.6)
         return done
 
-    def results(self, job_id: str) -> JobResults:
+    def results(self, job_id: str, key: str | None = None) -> JobResults:
+        """The job's result files; with ``key``, parsed only as far as matching needs."""
         c = self.client()
-        tables = {kind: read_result_csv(c.request("GET", self._path(f"/{job_id}/{path}"),
-                                                  headers={"Accept": "text/csv"}).content)
-                  for kind, path in RESULT_PATHS.items()}
-        return JobResults(job_id, tables["successful"], tables["failed"], tables["unprocessed"])
+        raw = {kind: c.request("GET", self._path(f"/{job_id}/{path}"),
+                               headers={"Accept": "text/csv"}).content
+               for kind, path in RESULT_PATHS.items()}
+        if key is not None:
+            return JobResults.parse(job_id, raw, key)
+        return JobResults(job_id, *(read_result_csv(raw[k]) for k in (
+            "successful", "failed", "unprocessed")))
 
     # -- whole tables ---------------------------------------------------------------------------
     def submit(self, object_name: str, external_id_field: str | None, table: pa.Table,
@@ -235,7 +239,7 @@ class BulkApiResource(dg.ConfigurableResource):
         keys = bulk_table(table.select([key])) if key in table.column_names else None
         parts = []
         for job in submitted:
-            results = self.results(job.job_id)
+            results = self.results(job.job_id, key)
             rows = (keys.slice(job.start, job.stop - job.start) if keys is not None else None)
             parts.append(join_outcomes(rows, key, results, lambda j=job: bulk_table(
                 table.slice(j.start, j.stop - j.start))))

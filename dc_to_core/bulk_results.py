@@ -27,15 +27,16 @@ OUTCOME = pa.schema([("status", pa.string()), ("sf_id", pa.string()), ("created"
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-def read_result_csv(data: bytes) -> pa.Table:
-    """A result CSV as string columns ('' for empty cells)."""
+def read_result_csv(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    """A result CSV as string columns ('' for empty cells); only ``columns`` if given."""
     if not data.strip():
         return pa.table({})
     names = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+    wanted = [n for n in names if columns is None or n in columns]
     return pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(
         newlines_in_values=True), convert_options=pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-        quoted_strings_can_be_null=False))
+        column_types={n: pa.string() for n in wanted}, include_columns=wanted,
+        strings_can_be_null=False, quoted_strings_can_be_null=False))
 
 
 def parse_error(text: str) -> tuple[str, str]:
@@ -52,10 +53,28 @@ def parse_error(text: str) -> tuple[str, str]:
 
 @dataclass
 class JobResults:
+    """A job's three result files; ``raw`` keeps their bytes for a full parse on demand."""
+
     job_id: str
     successful: pa.Table
     failed: pa.Table
     unprocessed: pa.Table
+    raw: dict[str, bytes] | None = None
+
+    @classmethod
+    def parse(cls, job_id: str, raw: dict[str, bytes], key: str) -> JobResults:
+        """Parse only what matching by key needs (sf__ columns and the key)."""
+        wanted = ["sf__Id", "sf__Created", "sf__Error", key]
+        return cls(job_id, read_result_csv(raw["successful"], wanted),
+                   read_result_csv(raw["failed"], wanted),
+                   read_result_csv(raw["unprocessed"], wanted), raw)
+
+    def full(self) -> JobResults:
+        """Every echoed column (for rows matched by content)."""
+        if self.raw is None:
+            return self
+        return JobResults(self.job_id, *(read_result_csv(self.raw[k]) for k in (
+            "successful", "failed", "unprocessed")))
 
     @property
     def reported(self) -> int:
@@ -84,7 +103,9 @@ def join_outcomes(uploaded: pa.Table | None, key: str, results: JobResults,
                           pc.is_null(cols["status"]))
             _fill(cols, kind, table, pc.if_else(hit, idx, pa.scalar(None, idx.type)))
     if pc.any(pc.and_(ambiguous, pc.is_null(cols["status"]))).as_py():
-        _fill_ambiguous(cols, full_rows(), ambiguous, files)
+        whole = results.full()
+        _fill_ambiguous(cols, full_rows(), ambiguous, [
+            (LOADED, whole.successful), (FAILED, whole.failed), (UNPROCESSED, whole.unprocessed)])
     missing = pc.is_null(cols["status"])
     cols["status"] = pc.if_else(missing, UNPROCESSED, cols["status"])
     cols["error_code"] = pc.if_else(missing, "NOT_REPORTED", cols["error_code"])

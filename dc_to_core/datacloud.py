@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from pydantic import Field, PrivateAttr
 
 from .auth import SalesforceAuth
-from .dc_arrow import schema_from_connect, schema_from_v2, to_batch
+from .dc_arrow import from_arrow_stream, schema_from_connect, schema_from_v2, to_batch
 from .errors import SalesforceError
 from .sqltext import sql_identifier, sql_literal
 from .transport import ApiClient, RetrySettings
@@ -40,6 +40,8 @@ class DataCloudResource(dg.ConfigurableResource):
     auth: SalesforceAuth
     api: Literal["query-sql", "v2"] = Field(default="query-sql",
                                             description="query-sql (Connect, current) or v2")
+    arrow_stream: bool = Field(default=False, description="v2 only: ask for Arrow IPC pages "
+                               "(enable-arrow-stream) instead of JSON rows.")
     page_rows: int = Field(default=50_000, description="Rows per keyset page.")
     poll_wait_ms: int = Field(default=10_000, description="Long-poll wait for slow queries.")
     query_timeout_s: float = Field(default=3600.0, description="Give up on a query after.")
@@ -63,13 +65,19 @@ class DataCloudResource(dg.ConfigurableResource):
 
     def _query_v2(self, sql: str) -> Iterator[pa.RecordBatch]:
         c = self.client()
-        body = c.request("POST", "/api/v2/query", kind="dc", json={"sql": sql}).json()
+        headers = {"enable-arrow-stream": "true"} if self.arrow_stream else {}
+        body = c.request("POST", "/api/v2/query", kind="dc", json={"sql": sql},
+                         headers=headers).json()
         schema = schema_from_v2(body.get("metadata") or {})
         while True:
-            yield to_batch(body.get("data") or [], schema)
+            if "arrowStream" in body:
+                yield from from_arrow_stream(body["arrowStream"], schema)
+            else:
+                yield to_batch(body.get("data") or [], schema)
             if body.get("done", True) or not body.get("nextBatchId"):
                 return
-            body = c.request("GET", f"/api/v2/query/{body['nextBatchId']}", kind="dc").json()
+            body = c.request("GET", f"/api/v2/query/{body['nextBatchId']}", kind="dc",
+                             headers=headers).json()
 
     def _query_sql(self, sql: str) -> Iterator[pa.RecordBatch]:
         c = self.client()

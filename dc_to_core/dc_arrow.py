@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,3 +100,21 @@ def to_batch(rows: Sequence[Sequence], schema: pa.Schema) -> pa.RecordBatch:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataCloudTypeError(f"column {f.name!r} declared {f.type}: {exc}") from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def from_arrow_stream(encoded: str | None, declared: pa.Schema) -> list[pa.RecordBatch]:
+    """A base64 Arrow IPC stream (v2 ``enable-arrow-stream``). Its own types are kept where
+    richer than the metadata's (decimals); timestamps become timestamp[us, UTC]."""
+    if not encoded:
+        return [pa.RecordBatch.from_pylist([], schema=declared)]
+    table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
+    fields = []
+    for f in table.schema:
+        typ = f.type
+        if pa.types.is_timestamp(typ):
+            typ = pa.timestamp("us", tz="UTC")
+        elif pa.types.is_large_string(typ):
+            typ = pa.string()
+        fields.append(pa.field(f.name, typ))
+    return table.cast(pa.schema(fields)).to_batches() or [
+        pa.RecordBatch.from_pylist([], schema=pa.schema(fields))]

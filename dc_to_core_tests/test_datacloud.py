@@ -39,16 +39,16 @@ def make_table(server, keys: list[str | None]) -> str:
     return name
 
 
-@pytest.mark.parametrize("api", ["query-sql", "v2"])
+@pytest.mark.parametrize("api", ["query-sql", "v2", "v2-arrow"])
 def test_read_range_types_and_order(shared_server, api):
-    dc = dc_for(shared_server, api=api)
+    dc = dc_for(shared_server, api=api.removesuffix("-arrow"), arrow_stream=api.endswith("arrow"))
     cols = ["Name__c", "Amount__c", "CloseDate__c", "Probability__c", "LastModifiedDate__c"]
     table = pa.Table.from_batches(list(dc.read_range(OPP, cols, "ExternalId__c", "OPP-000000100",
                                                       "OPP-000000600", page_rows=70)))
     schema = table.schema
     assert schema.names == ["ExternalId__c", *cols]
-    assert schema.field("Amount__c").type == (pa.decimal128(18, 2) if api == "query-sql"
-                                              else pa.float64())
+    assert schema.field("Amount__c").type == (pa.float64() if api == "v2"
+                                              else pa.decimal128(18, 2))
     assert schema.field("CloseDate__c").type == pa.date32()
     assert schema.field("LastModifiedDate__c").type == pa.timestamp("us", tz="UTC")
     keys = table.column("ExternalId__c").to_pylist()

@@ -58,16 +58,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--api", choices=["query-sql", "v2"], default="query-sql")
     ap.add_argument("--gzip", type=int, default=1)
+    ap.add_argument("--arrow-stream", action="store_true", help="v2 with Arrow IPC pages")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = ap.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench_connectors_"))
     seed_datacloud(Storage(data_dir, load_schema()), SeedSpec(opportunities=args.rows))
     emulator = spawn_emulator(data_dir, "--profile", "default")
-    report: dict = {"rows": args.rows, "api": args.api, "gzip": args.gzip}
+    report: dict = {"rows": args.rows, "api": args.api, "gzip": args.gzip,
+                    "arrow_stream": args.arrow_stream}
     try:
         auth = SalesforceAuth(login_url=emulator.url, client_id=DEFAULT_CLIENT_ID,
                               client_secret=DEFAULT_CLIENT_SECRET, ca_bundle=emulator.ca_file)
-        dc = DataCloudResource(auth=auth, api=args.api)
+        dc = DataCloudResource(auth=auth, api=args.api, arrow_stream=args.arrow_stream)
         bulk = BulkApiResource(auth=auth, gzip_level=args.gzip, poll_initial_s=0.05,
                                poll_max_s=0.5)
         columns = ["Name__c", "StageName__c", "CloseDate__c", "Amount__c", "Probability__c",
