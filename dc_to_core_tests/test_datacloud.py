@@ -119,3 +119,17 @@ def test_keyset_paging_over_arbitrary_keys(shared_server, keys, page, cuts, api)
             got.update(zip(batch.column("ExternalId__c").to_pylist(),
                            batch.column("N__c").to_pylist(), strict=True))
     assert got == Counter((k, i) for i, k in enumerate(keys))
+
+
+@pytest.mark.parametrize("api", ["query-sql", "v2"])
+def test_token_expiry_mid_read_is_recovered(make_server, api):
+    server = make_server(dc_v2_batch_rows=5, dc_sql_max_rows=5)
+    name = make_table(server, [f"k{i:03d}" for i in range(60)])
+    from dc_to_core_tests.support import OrgClient
+
+    OrgClient(server).http.patch("/__emulator__/profile",
+                                 json={"faults": {"expire_token_every": 2}})
+    dc = dc_for(server, api=api)
+    rows = sum(b.num_rows for b in dc.read_range(name, ["N__c"], "ExternalId__c", None, None,
+                                                  page_rows=7))
+    assert rows == 60
