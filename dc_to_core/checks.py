@@ -1,0 +1,205 @@
+"""Reconciliation of Data Cloud against Core, per partition: plain functions (tested on their
+own) and the asset checks that run them for the partition just materialized.
+
+- ``counts_reconcile`` (ERROR): every Data Cloud key in the range is in Core unless it was
+  quarantined, and Core holds no key the range does not have. Reported as counts too:
+  Data Cloud rows, Core records, quarantined rows.
+- ``no_quarantined_rows`` (WARN): the partition's quarantine is empty; else the reasons.
+- ``no_duplicate_external_ids`` (ERROR): no external id appears twice in Core in the range.
+- ``fields_match`` (ERROR): a checksum of the mapped fields, Data Cloud (as prepared) vs
+  Core, and the rows that differ.
+"""
+
+
+import datetime as dt
+import hashlib
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .core import CoreRestResource
+from .datacloud import DataCloudResource
+from .ops import asset_key, operator_errors
+from .outcome import SAMPLE_ROWS
+from .plan import KeyRange, PartitionPlan
+from .prepare import QUARANTINE, prepare
+from .settings import PipelineSettings
+from .syncs import SyncSpec
+
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned checks (1.13)
+
+
+@dataclass
+class Reconciliation:
+    dc_rows: int
+    core_rows: int
+    quarantined: int
+    missing: list[str] = field(default_factory=list)     # in DC, not quarantined, not in Core
+    unexpected: list[str] = field(default_factory=list)  # in Core, not in the DC range
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.unexpected
+
+
+def reconcile(dc_keys: list[str | None], core_keys: list[str | None],
+              quarantined_keys: list[str | None], quarantined_rows: int) -> Reconciliation:
+    dc, core, quarantined = set(dc_keys) - {None}, set(core_keys) - {None}, set(quarantined_keys)
+    return Reconciliation(len(dc_keys), len(core_keys), quarantined_rows,
+                          sorted(dc - quarantined - core), sorted(core - dc))
+
+
+def duplicates(keys: list[str | None]) -> dict[str, int]:
+    return {k: n for k, n in Counter(keys).items() if k is not None and n > 1}
+
+
+def _canonical(value: object) -> object:
+    """One form for a value whichever side it came from (REST JSON or Arrow)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal):
+        return round(float(value), 6)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value)
+    if len(text) >= 19 and text[4] == "-" and text[10] == "T":  # REST datetime
+        return text[:19]
+    return text
+
+
+@dataclass
+class FieldsComparison:
+    compared: int
+    dc_checksum: str
+    core_checksum: str
+    mismatches: list[tuple[str, str, object, object]]  # key, field, Data Cloud, Core
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
+                   skip: set[str]) -> FieldsComparison:
+    """Compare ``fields`` for every key present on both sides (minus ``skip``)."""
+    dc_rows = {r[key]: r for r in dc.select([key, *fields]).to_pylist() if r[key] not in skip}
+    core_rows = {r[key]: r for r in core.to_pylist() if r[key] in dc_rows}
+    left, right = hashlib.sha256(), hashlib.sha256()
+    mismatches = []
+    for k in sorted(core_rows):
+        a = [_canonical(dc_rows[k][f]) for f in fields]
+        b = [_canonical(core_rows[k].get(f)) for f in fields]
+        left.update(repr((k, a)).encode())
+        right.update(repr((k, b)).encode())
+        mismatches += [(k, f, x, y) for f, x, y in zip(fields, a, b, strict=True) if x != y]
+    return FieldsComparison(len(core_rows), left.hexdigest()[:16], right.hexdigest()[:16],
+                            mismatches)
+
+
+def _quarantine(settings: PipelineSettings, spec: SyncSpec, partition: str) -> pa.Table:
+    path = Path(settings.state_dir, "quarantine", spec.name, partition, "latest.parquet")
+    return pq.read_table(path) if path.exists() else QUARANTINE.empty_table()
+
+
+def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        [dg.TableRecord({n: str(v) for n, v in zip(names, r, strict=True)})
+         for r in rows[:SAMPLE_ROWS]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in names]))
+
+
+def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
+                 ) -> list[dg.AssetChecksDefinition]:
+    key = asset_key(spec)
+    fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
+                                                else [])
+
+    def keys(datacloud: DataCloudResource, core: CoreRestResource, r: KeyRange
+             ) -> tuple[list, list]:
+        with operator_errors(f"reconciling {spec.name} {r.label}"):
+            dc_keys = [k for b in datacloud.read_range(spec.source, [], spec.source_key,
+                                                       r.start, r.end)
+                       for k in b.column(spec.source_key).to_pylist()]
+            core_keys = core.read_range(spec.target, [spec.target_key], spec.target_key,
+                                        r.start, r.end).column(spec.target_key).to_pylist()
+        return dc_keys, core_keys
+
+    @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
+                    description="Every Data Cloud row of the range is in Core or quarantined.")
+    def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+                         core: CoreRestResource, settings: PipelineSettings
+                         ) -> dg.AssetCheckResult:
+        r = plan.range(context.partition_key)
+        dc_keys, core_keys = keys(datacloud, core, r)
+        q = _quarantine(settings, spec, context.partition_key)
+        rec = reconcile(dc_keys, core_keys, q.column("key").to_pylist(), q.num_rows)
+        meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "core_records": rec.core_rows,
+                "quarantined_rows": rec.quarantined, "missing_in_core": len(rec.missing),
+                "unexpected_in_core": len(rec.unexpected)}
+        if rec.missing:
+            meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
+        if rec.unexpected:
+            meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
+        return dg.AssetCheckResult(passed=rec.passed, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    @dg.asset_check(asset=key, name="no_quarantined_rows", partitions_def=partitions,
+                    description="The partition loaded without quarantining any row.")
+    def no_quarantined_rows(context: dg.AssetCheckExecutionContext,
+                            settings: PipelineSettings) -> dg.AssetCheckResult:
+        q = _quarantine(settings, spec, context.partition_key)
+        reasons = Counter(q.column("error_code").to_pylist()).most_common()
+        meta: dict = {"quarantined_rows": q.num_rows}
+        if reasons:
+            meta["reasons"] = _sample(reasons, ["error_code", "rows"])
+        return dg.AssetCheckResult(passed=q.num_rows == 0, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.WARN)
+
+    @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
+                    description=f"No {spec.target_key} value appears twice in {spec.target}.")
+    def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
+                                  core: CoreRestResource) -> dg.AssetCheckResult:
+        r = plan.range(context.partition_key)
+        with operator_errors(f"reading {spec.target} {r.label}"):
+            core_keys = core.read_range(spec.target, [spec.target_key], spec.target_key,
+                                        r.start, r.end).column(spec.target_key).to_pylist()
+        dup = duplicates(core_keys)
+        meta: dict = {"core_records": len(core_keys), "duplicated_keys": len(dup)}
+        if dup:
+            meta["duplicates_sample"] = _sample(list(dup.items()), ["key", "records"])
+        return dg.AssetCheckResult(passed=not dup, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
+                    description="Mapped fields in Core equal the Data Cloud values (checksum).")
+    def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+                     core: CoreRestResource, settings: PipelineSettings
+                     ) -> dg.AssetCheckResult:
+        r = plan.range(context.partition_key)
+        with operator_errors(f"comparing {spec.name} {r.label}"):
+            source = pa.Table.from_batches(list(datacloud.read_range(
+                spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)))
+            records = core.read_range(spec.target, [spec.target_key, *fields], spec.target_key,
+                                      r.start, r.end)
+        ready = prepare(spec, source).ready
+        skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
+        cmp = compare_fields(ready, records, spec.target_key, fields, skip)
+        meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
+                "core_checksum": cmp.core_checksum, "mismatched_values": len(cmp.mismatches)}
+        if cmp.mismatches:
+            meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
+                                                               "core"])
+        return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    return [counts_reconcile, no_quarantined_rows, no_duplicate_external_ids, fields_match]

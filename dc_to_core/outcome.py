@@ -1,0 +1,120 @@
+"""The end of a partition's load: every extracted row is loaded or quarantined with its reason.
+
+``account`` joins the prepare rejects and the load outcome into one quarantine table and the
+counts the materialization reports; ``metadata`` renders them for Dagster (numbers stay numbers
+so the UI plots them over time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .bulk_results import LOADED
+from .loading import TRANSIENT_CODES, LoadStats
+from .plan import KeyRange
+from .prepare import QUARANTINE, ROW, quarantine_table, source_rows_json
+from .syncs import SyncSpec
+
+SAMPLE_ROWS = 20
+
+
+@dataclass
+class PartitionResult:
+    sync: str
+    partition: str
+    range: KeyRange
+    extracted: int
+    loaded: int
+    created: int
+    quarantine: pa.Table
+    stats: LoadStats = field(default_factory=LoadStats)
+    duration_s: float = 0.0
+    source_count: int | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.num_rows
+
+    @property
+    def updated(self) -> int:
+        return self.loaded - self.created
+
+    @property
+    def by_code(self) -> dict[str, int]:
+        return dict(Counter(self.quarantine.column("error_code").to_pylist()).most_common())
+
+    @property
+    def transient_left(self) -> int:
+        codes = self.quarantine.column("error_code").to_pylist()
+        return sum(1 for c in codes if c in TRANSIENT_CODES or c == "UNPROCESSED")
+
+    @property
+    def accounted(self) -> bool:
+        return self.extracted == self.loaded + self.quarantined
+
+
+def account(spec: SyncSpec, key_range: KeyRange, partition: str, source: pa.Table,
+            rejected: pa.Table, ready: pa.Table, outcome: pa.Table, stats: LoadStats,
+            duration_s: float) -> PartitionResult:
+    loaded_mask = pc.equal(outcome.column("status"), LOADED)
+    failed = pc.indices_nonzero(pc.invert(loaded_mask)).to_pylist()
+    rows = ready.column(ROW).to_pylist()
+    codes = outcome.column("error_code").to_pylist()
+    messages = outcome.column("error_message").to_pylist()
+    statuses = outcome.column("status").to_pylist()
+    keys = ready.column(spec.target_key).to_pylist()
+    load_quarantine = quarantine_table(
+        [keys[i] for i in failed],
+        [codes[i] or statuses[i].upper() for i in failed],
+        [messages[i] or f"the org left this row {statuses[i]}" for i in failed],
+        "load", source_rows_json(source, [rows[i] for i in failed]))
+    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine])
+    loaded = int(pc.sum(loaded_mask).as_py() or 0)
+    created = int(pc.sum(pc.and_(loaded_mask, pc.fill_null(outcome.column("created"), False))
+                         ).as_py() or 0)
+    return PartitionResult(spec.name, partition, key_range, source.num_rows, loaded, created,
+                           quarantine, stats, duration_s)
+
+
+def reasons_table(result: PartitionResult) -> dg.TableMetadataValue:
+    records = [dg.TableRecord({"error_code": code, "rows": n})
+               for code, n in result.by_code.items()]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=[
+        dg.TableColumn("error_code", "string"), dg.TableColumn("rows", "int")]))
+
+
+def sample_table(quarantine: pa.Table) -> dg.TableMetadataValue:
+    head = quarantine.slice(0, SAMPLE_ROWS).to_pylist()
+    records = [dg.TableRecord({k: (str(v)[:200] if v is not None else "") for k, v in r.items()
+                               if k != "stage"}) for r in head]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=[
+        dg.TableColumn(c, "string") for c in ("key", "error_code", "error_message", "row")]))
+
+
+def metadata(result: PartitionResult, quarantine_path: str) -> dict:
+    rate = result.extracted / result.duration_s if result.duration_s else 0.0
+    out = {
+        "range": result.range.label, "range_start": result.range.start or "",
+        "range_end": result.range.end or "",
+        "rows_extracted": result.extracted, "rows_loaded": result.loaded,
+        "rows_created": result.created, "rows_updated": result.updated,
+        "rows_quarantined": result.quarantined,
+        "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
+        "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,
+        "rows_per_s": round(rate, 1), "duration_s": round(result.duration_s, 2),
+        "quarantined_by_code": reasons_table(result),
+        "quarantine_path": dg.MetadataValue.path(quarantine_path),
+        "bulk_job_ids": dg.MetadataValue.json([j.get("id") for j in result.stats.jobs]),
+    }
+    if result.source_count is not None:
+        out["source_count_after_load"] = result.source_count
+    for code, n in result.by_code.items():
+        out[f"quarantined_{code.lower()}"] = n
+    if result.quarantined:
+        out["quarantine_sample"] = sample_table(result.quarantine)
+    return out

@@ -1,0 +1,88 @@
+"""Resources from the environment: the same code path for the emulator and a real org.
+
+| variable | meaning (default) |
+|---|---|
+| DC_TO_CORE_LOGIN_URL | login / My Domain URL (https://127.0.0.1:8443, the local emulator) |
+| DC_TO_CORE_CLIENT_ID | connected app consumer key (the emulator's) |
+| DC_TO_CORE_CLIENT_SECRET | client credentials secret — read at run time via EnvVar |
+| DC_TO_CORE_PRIVATE_KEY | PEM key for the JWT bearer flow (EnvVar); with DC_TO_CORE_USERNAME |
+| DC_TO_CORE_CA_BUNDLE | CA file to trust (the emulator's tls/cert.pem) |
+| DC_TO_CORE_VERIFY_TLS | false only for a throwaway emulator (true) |
+| DC_TO_CORE_DC_API | query-sql or v2 (query-sql) |
+| DC_TO_CORE_STATE_DIR | quarantine, intermediates, ledger ($DAGSTER_HOME/dc_to_core) |
+| DC_TO_CORE_LEDGER_URL | SQLAlchemy URL of the load ledger (sqlite in the state dir) |
+| DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from .auth import SalesforceAuth
+from .bulk import BulkApiResource
+from .core import CoreRestResource
+from .datacloud import DataCloudResource
+from .emulator.server import DEFAULT_CLIENT_ID
+from .io_manager import ArrowParquetIOManager
+from .ledger import LedgerResource
+from .settings import PipelineSettings
+
+EMULATOR_URL = "https://127.0.0.1:8443"
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    if env.get("DC_TO_CORE_STATE_DIR"):
+        return Path(env["DC_TO_CORE_STATE_DIR"])
+    if env.get("DAGSTER_HOME"):
+        return Path(env["DAGSTER_HOME"]) / "dc_to_core"
+    return Path(".dc_to_core").resolve()
+
+
+def _secret(env: Mapping[str, str], name: str, resolve: bool) -> object:
+    """An EnvVar (resolved by Dagster at run time) or, outside Dagster, the value itself."""
+    if not resolve:
+        return dg.EnvVar(name)
+    if not env.get(name):
+        raise ValueError(f"set {name} (it is read from the environment, never from files)")
+    return env[name]
+
+
+def salesforce_auth(env: Mapping[str, str], resolve: bool = False) -> SalesforceAuth:
+    ca = env.get("DC_TO_CORE_CA_BUNDLE")
+    if ca is None and Path(".emulator/tls/cert.pem").exists() and not env.get(
+            "DC_TO_CORE_LOGIN_URL"):
+        ca = str(Path(".emulator/tls/cert.pem").resolve())  # the local emulator's default dir
+    jwt = bool(env.get("DC_TO_CORE_PRIVATE_KEY"))
+    return SalesforceAuth(
+        login_url=env.get("DC_TO_CORE_LOGIN_URL", EMULATOR_URL),
+        client_id=env.get("DC_TO_CORE_CLIENT_ID", DEFAULT_CLIENT_ID),
+        client_secret=None if jwt else _secret(env, "DC_TO_CORE_CLIENT_SECRET", resolve),
+        private_key=_secret(env, "DC_TO_CORE_PRIVATE_KEY", resolve) if jwt else None,
+        username=env.get("DC_TO_CORE_USERNAME"),
+        ca_bundle=ca, verify_tls=env.get("DC_TO_CORE_VERIFY_TLS", "true").lower() != "false",
+        api_version=env.get("DC_TO_CORE_API_VERSION", "64.0"))
+
+
+def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = False
+                       ) -> dict[str, object]:
+    """The pipeline's resources. ``resolve=True`` reads secrets now (for use outside a Dagster
+    run: the plan command, the demo); otherwise they are EnvVars resolved at run time."""
+    env = os.environ if env is None else env
+    state = state_dir(env)
+    scale = float(env.get("DC_TO_CORE_TIME_SCALE", "1"))
+    auth = salesforce_auth(env, resolve)
+    return {
+        "datacloud": DataCloudResource(auth=auth, api=env.get("DC_TO_CORE_DC_API",
+                                                              "query-sql")),  # type: ignore[arg-type]
+        "bulk": BulkApiResource(auth=auth, poll_initial_s=max(0.02, 1.0 / scale),
+                                poll_max_s=max(0.2, 10.0 / scale)),
+        "core": CoreRestResource(auth=auth),
+        "ledger": LedgerResource(url=env.get("DC_TO_CORE_LEDGER_URL")
+                                 or f"sqlite:///{state / 'ledger.db'}"),
+        "settings": PipelineSettings(state_dir=str(state), time_scale=scale),
+        "arrow_io": ArrowParquetIOManager(base_dir=str(state / "intermediate")),
+    }
