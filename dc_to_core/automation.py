@@ -13,6 +13,7 @@
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -48,10 +49,11 @@ def nightly_schedules(syncs: SyncSet, plans: dict[str, PartitionPlan],
         plan = plans[spec.name]
 
         def requests(context: dg.ScheduleEvaluationContext, spec: SyncSpec = spec,
-                     plan: PartitionPlan = plan) -> list[dg.RunRequest]:
+                     plan: PartitionPlan = plan) -> Iterator[dg.RunRequest]:
             night = context.scheduled_execution_time.isoformat()
-            return [dg.RunRequest(partition_key=p, run_key=f"{night}:{spec.name}:{p}",
-                                  tags={NIGHT: night, TRIGGER: "nightly"}) for p in plan.keys]
+            for p in plan.keys:
+                yield dg.RunRequest(partition_key=p, run_key=f"{night}:{spec.name}:{p}",
+                                    tags={NIGHT: night, TRIGGER: "nightly"})
 
         schedules.append(dg.ScheduleDefinition(
             name=f"nightly_{spec.name}", cron_schedule=cron, execution_timezone=timezone,
@@ -183,9 +185,15 @@ def _alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str,
                                                 "at": dt.datetime.now(dt.UTC).isoformat()}))
 
 
-def _run_assets(run: dg.DagsterRun) -> list[tuple[dg.AssetKey, str | None]]:
+def _run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun
+                ) -> list[tuple[dg.AssetKey, str | None]]:
+    """The (asset, partition) pairs a run set out to materialize."""
     partition = run.tags.get("dagster/partition")
-    return [(k, partition) for k in (run.asset_selection or [])]
+    planned = {entry.dagster_event.event_specific_data.asset_key  # type: ignore[union-attr]
+               for entry in instance.all_logs(
+                   run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)}
+    return [(k, partition) for k in sorted(planned or set(run.asset_selection or []),
+                                           key=lambda k: k.to_string())]
 
 
 @dg.run_failure_sensor(name="failed_runs", default_status=dg.DefaultSensorStatus.RUNNING,
@@ -196,7 +204,7 @@ def failed_runs(context: dg.RunFailureSensorContext) -> None:
     message = f"run {run.run_id} ({run.job_name}, partition " \
               f"{run.tags.get('dagster/partition', '-')}) failed: {reason}"
     context.log.error(message)
-    _alert(context.instance, run, message, _run_assets(run))
+    _alert(context.instance, run, message, _run_assets(context.instance, run))
 
 
 @dg.run_status_sensor(name="failed_checks", run_status=dg.DagsterRunStatus.SUCCESS,

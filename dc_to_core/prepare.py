@@ -75,13 +75,17 @@ def _coerce(f: FieldMap, col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, str]
         lowered = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
         ok = pc.is_in(lowered, pa.array(BOOLEAN))
         value = pc.is_in(lowered, pa.array(["true", "1", "yes"]))
+    elif t == "date":  # strptime rolls Feb 30 over to Mar 2; the round trip catches it
+        ok = pc.match_substring_regex(arr, pattern)
+        parsed = pc.strptime(pc.if_else(ok, arr, "2000-01-01"), format="%Y-%m-%d", unit="s",
+                             error_is_null=True)
+        value = pc.cast(parsed, pa.date32())
+        ok = pc.and_(ok, pc.fill_null(pc.equal(pc.cast(value, pa.string()), arr), False))
     elif pattern:
         ok = pc.match_substring_regex(arr, pattern)
-        filler = {"number": "0", "int": "0", "date": "2000-01-01"}[t]
-        target = {"number": pa.float64(), "int": pa.int64(), "date": pa.date32()}[t]
+        filler = "0"
+        target = {"number": pa.float64(), "int": pa.int64()}[t]
         value = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, arr, filler)), target)
-        if t == "date":
-            ok = pc.and_(ok, pc.equal(pc.cast(value, pa.string()), arr))  # no Feb 30
     else:  # datetime text
         ok = pa.array([True] * len(arr))
         try:
@@ -144,9 +148,9 @@ def prepare(spec: SyncSpec, source: pa.Table) -> Prepared:
     bad_rows = [i for i, r in enumerate(reasons) if r is not None]
     keep = pa.array([r is None for r in reasons]) if n else pa.array([], pa.bool_())
     ready = table.filter(keep)
-    order = [(spec.parent.relationship, "ascending")] if spec.parent else []
-    ready = ready.take(pc.sort_indices(ready, [*order, (spec.target_key, "ascending")],
-                                       null_placement="at_start"))
+    order = [(spec.parent.relationship, "ascending", "at_start")] if spec.parent else []
+    ready = ready.take(pc.sort_indices(ready, [*order, (spec.target_key, "ascending",
+                                                        "at_start")]))
     rejected = quarantine_table(
         [key[i].as_py() for i in bad_rows], [reasons[i][0] for i in bad_rows],  # type: ignore[index]
         [reasons[i][1] for i in bad_rows], "prepare",  # type: ignore[index]

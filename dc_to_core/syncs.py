@@ -76,11 +76,13 @@ class SyncSet:
     syncs: dict[str, SyncSpec] = field(default_factory=dict)
 
     def ordered(self) -> list[SyncSpec]:
-        """Parents before children."""
+        """Parents before children (syncs caught in a parent cycle are left out)."""
         done: list[SyncSpec] = []
         pending = list(self.syncs.values())
         while pending:
             ready = [s for s in pending if not s.parent or s.parent.sync in {d.name for d in done}]
+            if not ready:
+                break
             done += ready
             pending = [s for s in pending if s not in ready]
         return done

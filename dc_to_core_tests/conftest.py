@@ -71,3 +71,22 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator
 @pytest.fixture
 def org(shared_server: EmulatorServer) -> OrgClient:
     return OrgClient(shared_server)
+
+
+@pytest.fixture
+def pg_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL database (created and dropped around the test)."""
+    import uuid
+
+    import psycopg2
+
+    name = f"dc_to_core_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host=postgres["host"], port=postgres["port"],
+                             user=postgres["user"], dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**postgres, "db": name}
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

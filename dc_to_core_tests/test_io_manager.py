@@ -1,0 +1,36 @@
+"""Arrow tables between ops as Parquet, and the run cleanup."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import pyarrow as pa
+
+from dc_to_core.io_manager import ArrowParquetIOManager
+
+
+def test_tables_pass_between_ops_as_parquet(tmp_path):
+    @dg.op(out=dg.Out(io_manager_key="arrow_io"))
+    def make() -> pa.Table:
+        return pa.table({"a": [1, 2, 3]}).replace_schema_metadata({b"k": b"v"})
+
+    @dg.op
+    def total(t: pa.Table) -> int:
+        assert t.schema.metadata[b"k"] == b"v"
+        return sum(t.column("a").to_pylist())
+
+    @dg.job(resource_defs={"arrow_io": ArrowParquetIOManager(base_dir=str(tmp_path))})
+    def j() -> None:
+        total(make())
+
+    result = j.execute_in_process()
+    assert result.output_for_node("total") == 6
+    files = list(tmp_path.glob("*/make/result.parquet"))
+    assert len(files) == 1
+    old = tmp_path / "old-run"
+    old.mkdir()
+    os.utime(old, (time.time() - 30 * 86_400,) * 2)
+    ArrowParquetIOManager(base_dir=str(tmp_path)).cleanup_run(result.run_id, 7)
+    assert not files[0].exists() and not old.exists()
