@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def _seed_options(f: object) -> object:
+def _seed_options(f: object, bad_share: float = 0.0) -> object:
     for option in reversed([
         click.option("--accounts", default=1000, show_default=True),
         click.option("--opportunities", default=200_000, show_default=True),
@@ -51,7 +52,7 @@ def _seed_options(f: object) -> object:
                      default="uniform", show_default=True),
         click.option("--giant-children", type=int, default=None,
                      help="Children of the giant parent (--skew giant)."),
-        click.option("--bad-share", default=0.0, show_default=True,
+        click.option("--bad-share", default=bad_share, show_default=True,
                      help="Share of opportunity rows that are bad, over every kind."),
         click.option("--seed", "seed_number", default=42, show_default=True),
     ]):
@@ -136,22 +137,43 @@ def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
 
 
 @main.command()
-@_seed_options
+@functools.partial(_seed_options, bad_share=0.002)
+@click.option("--partitions", default=4, show_default=True, help="Partitions per sync.")
 @click.option("--keep", type=click.Path(path_type=Path), default=None,
-              help="Keep the org in this data dir instead of a temporary one.")
-def demo(keep: Path | None, **options: object) -> None:
-    """Start the embedded emulator, seed it and show what it holds."""
-    from .emulator.api.admin import holdings
+              help="Work in this directory (org, plans, state, DAGSTER_HOME) and keep it.")
+def demo(partitions: int, keep: Path | None, **options: object) -> None:
+    """Load Data Cloud into Core on the embedded emulator: seed, plan, materialize every
+    partition of every sync, and summarise."""
+    from .demo import run_demo
 
-    data_dir = keep or Path(tempfile.mkdtemp(prefix="dc_to_core_demo_"))
-    spec = _spec(**options)  # type: ignore[arg-type]
-    with EmulatorServer(EmulatorConfig(data_dir, profile=load_profile("default"))) as server:
-        assert server.org is not None
-        started = time.perf_counter()
-        report = seed_datacloud(server.org.storage, spec)
-        click.echo(f"emulated org at {server.url}; seeded in {time.perf_counter() - started:.1f} s")
-        click.echo(json.dumps({"seed": report.summary(), "holdings": holdings(server.org)},
-                              indent=2))
+    work = keep or Path(tempfile.mkdtemp(prefix="dc_to_core_demo_"))
+    rows = run_demo(work, _spec(**options), partitions)  # type: ignore[arg-type]
+    if any(r.error or r.checks_failed for r in rows):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("sync")
+@click.option("--partitions", "-n", default=8, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Plans directory (default: $DC_TO_CORE_PLANS or the shipped one).")
+def plan(sync: str, partitions: int, out: Path | None) -> None:
+    """Compute SYNC's partition boundaries from Data Cloud quantiles and write its plan file.
+    Connects with the same DC_TO_CORE_* settings as the pipeline."""
+    from .plan import compute_plan, plans_dir, save_plan
+    from .resources import resources_from_env
+    from .syncs import load_syncs
+
+    syncs = load_syncs()
+    if sync not in syncs.syncs:
+        raise click.BadParameter(f"no sync {sync!r}; the sync file has "
+                                 f"{', '.join(syncs.syncs)}", param_hint="SYNC")
+    live = resources_from_env(resolve=True)
+    result = compute_plan(live["datacloud"], syncs.syncs[sync], partitions)  # type: ignore[arg-type]
+    path = save_plan(result, out or plans_dir())
+    click.echo(f"{path}: {len(result.ranges)} partitions over {result.source_rows:,} rows")
+    for r in result.ranges:
+        click.echo(f"  {r.key}  {r.label}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The dc-to-core command line: emulator (as a child process), seed, demo."""
+"""The dc-to-core command line: emulator (as a child process), seed, plan."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from dc_to_core.cli import main
 from dc_to_core.emulator import spawn_emulator
-from dc_to_core.emulator.server import DEFAULT_CLIENT_ID
+from dc_to_core.emulator.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from dc_to_core.plan import load_plan
+from dc_to_core.syncs import load_syncs
 
 
 def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):
@@ -38,9 +40,20 @@ def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):
     assert emu.process.returncode == 0
 
 
-def test_demo_seeds_and_reports_holdings():
-    result = CliRunner().invoke(main, ["demo", "--opportunities", "300", "--accounts", "7"])
+def test_plan_command_writes_boundaries_from_datacloud_quantiles(shared_server, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setenv("DC_TO_CORE_LOGIN_URL", shared_server.url)
+    monkeypatch.setenv("DC_TO_CORE_CA_BUNDLE", str(shared_server.ca_file))
+    monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+    result = CliRunner().invoke(main, ["plan", "Opportunity", "-n", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    body = json.loads(result.output[result.output.index("{"):])
-    assert body["holdings"]["datacloud"] == {"Account_Staging__dlm": 7,
-                                             "Opportunity_Staging__dlm": 300}
+    assert "3 partitions over 3,000 rows" in result.output
+    plan = load_plan(load_syncs().syncs["Opportunity"], tmp_path)
+    assert [r.key for r in plan.ranges] == ["p00", "p01", "p02"]
+    assert plan.ranges[0].start is None and plan.ranges[-1].end is None
+
+
+def test_plan_command_names_the_known_syncs():
+    result = CliRunner().invoke(main, ["plan", "Contact"])
+    assert result.exit_code == 2
+    assert "no sync 'Contact'; the sync file has Account, Opportunity" in result.output

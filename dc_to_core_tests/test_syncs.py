@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dc_to_core.syncs import SyncConfigError, load_syncs, parse_syncs
+from dc_to_core.syncs import CONFIG_DIR, SyncConfigError, load_syncs, parse_syncs
 
 GOOD = {"syncs": [{"name": "A", "source": "A__dlm", "target": "Account",
                    "key": {"source": "Id__c", "target": "Ext__c"}, "fields": {"Name": "N__c"}}]}
@@ -62,7 +63,11 @@ def test_a_bad_sync_file_fails_dagster_definitions_validate(tmp_path: Path):
     doc = yaml.safe_load(Path("dc_to_core/config/syncs.yaml").read_text())
     doc["syncs"][1]["fields"]["CloseDate"]["type"] = "calendar"
     bad.write_text(yaml.safe_dump(doc))
-    env = {**os.environ, "DC_TO_CORE_SYNCS": str(bad), "DC_TO_CORE_CLIENT_SECRET": "x"}
+    home = tmp_path / "home"   # not the project's production dagster.yaml (needs PostgreSQL)
+    home.mkdir()
+    shutil.copy(CONFIG_DIR / "dagster_local.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DC_TO_CORE_SYNCS": str(bad), "DC_TO_CORE_CLIENT_SECRET": "x",
+           "DAGSTER_HOME": str(home)}
     cmd = [sys.executable, "-m", "dagster", "definitions", "validate", "-m",
            "dc_to_core.definitions"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
