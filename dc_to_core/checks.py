@@ -131,15 +131,18 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
                                                 else [])
 
+    def core_keys(core: CoreRestResource, r: KeyRange) -> list:
+        with operator_errors(f"reading {spec.target} {r.label}"):
+            return core.read_range(spec.target, [spec.target_key], spec.target_key,
+                                   r.start, r.end).column(spec.target_key).to_pylist()
+
     def keys(datacloud: DataCloudResource, core: CoreRestResource, r: KeyRange
              ) -> tuple[list, list]:
-        with operator_errors(f"reconciling {spec.name} {r.label}"):
+        with operator_errors(f"reading {spec.source} {r.label}"):
             dc_keys = [k for b in datacloud.read_range(spec.source, [], spec.source_key,
                                                        r.start, r.end)
                        for k in b.column(spec.source_key).to_pylist()]
-            core_keys = core.read_range(spec.target, [spec.target_key], spec.target_key,
-                                        r.start, r.end).column(spec.target_key).to_pylist()
-        return dc_keys, core_keys
+        return dc_keys, core_keys(core, r)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
@@ -176,12 +179,9 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
                                   core: CoreRestResource) -> dg.AssetCheckResult:
-        r = plan.range(context.partition_key)
-        with operator_errors(f"reading {spec.target} {r.label}"):
-            core_keys = core.read_range(spec.target, [spec.target_key], spec.target_key,
-                                        r.start, r.end).column(spec.target_key).to_pylist()
-        dup = duplicates(core_keys)
-        meta: dict = {"core_records": len(core_keys), "duplicated_keys": len(dup)}
+        in_core = core_keys(core, plan.range(context.partition_key))
+        dup = duplicates(in_core)
+        meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
         if dup:
             meta["duplicates_sample"] = _sample(list(dup.items()), ["key", "records"])
         return dg.AssetCheckResult(passed=not dup, metadata=meta,
