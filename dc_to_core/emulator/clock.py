@@ -19,6 +19,7 @@ class EmulatedClock:
     def __init__(self, scale: float, storage: Storage | None = None) -> None:
         self.scale = scale
         self.held_wall_s = 0.0  # wall time the clock was held back for a lagging simulation
+        self._last = 0.0        # the latest time handed out: the clock never goes back past it
         self._storage = storage
         saved = json.loads(storage.get_meta("clock") or "null") if storage else None
         wall = time.time()
@@ -36,13 +37,20 @@ class EmulatedClock:
             state = {"wall": self._origin_wall, "emu": self._origin_emu, "scale": self.scale}
             self._storage.set_meta("clock", json.dumps(state))
 
-    def now(self) -> float:
+    def _running(self) -> float:
         return self._origin_emu + (time.time() - self._origin_wall) * self.scale
+
+    def now(self) -> float:
+        value = self._running()
+        if value > self._last:
+            self._last = value
+        return max(value, self._last)
 
     def hold(self, limit: float) -> None:
         """Keep emulated time from passing ``limit``: the org's simulation is that far behind
-        (its CPU, not the modelled org, is the bottleneck), so time waits for it."""
-        ahead = self.now() - limit
+        (its CPU, not the modelled org, is the bottleneck), so time waits for it. Time already
+        handed out stays handed out: a status that said "finished" never becomes "running"."""
+        ahead = self._running() - max(limit, self._last)
         if ahead > 0:
             self._origin_wall += ahead / self.scale
             self.held_wall_s += ahead / self.scale
