@@ -37,11 +37,13 @@ class EmulatedClock:
             state = {"wall": self._origin_wall, "emu": self._origin_emu, "scale": self.scale}
             self._storage.set_meta("clock", json.dumps(state))
 
-    def _running(self) -> float:
+    def peek(self) -> float:
+        """The current emulated time for the simulation itself: unlike ``now()`` it is not
+        handed out, so a later ``hold`` may still take it back."""
         return self._origin_emu + (time.time() - self._origin_wall) * self.scale
 
     def now(self) -> float:
-        value = self._running()
+        value = self.peek()
         if value > self._last:
             self._last = value
         return max(value, self._last)
@@ -50,7 +52,7 @@ class EmulatedClock:
         """Keep emulated time from passing ``limit``: the org's simulation is that far behind
         (its CPU, not the modelled org, is the bottleneck), so time waits for it. Time already
         handed out stays handed out: a status that said "finished" never becomes "running"."""
-        ahead = self._running() - max(limit, self._last)
+        ahead = self.peek() - max(limit, self._last)
         if ahead > 0:
             self._origin_wall += ahead / self.scale
             self.held_wall_s += ahead / self.scale

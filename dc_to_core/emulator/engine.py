@@ -129,7 +129,7 @@ class Engine:
                 if self._stop:
                     return
                 try:
-                    caught_up = self._advance(self.clock.now())
+                    caught_up = self._advance(self.clock.peek())
                 except Exception:  # the org must keep running; the job is marked Failed
                     log.exception("engine event failed")
                     caught_up = True
@@ -138,7 +138,8 @@ class Engine:
                 if caught_up:
                     wait = 1.0
                     if self._heap:
-                        wait = min(wait, self.clock.wall_delay(self._heap[0][0] - self.clock.now()))
+                        ahead = self._heap[0][0] - self.clock.peek()
+                        wait = min(wait, self.clock.wall_delay(ahead))
                     self._cv.wait(timeout=max(wait, 0.0005))
 
     def _advance(self, now: float) -> bool:
@@ -204,7 +205,7 @@ class Engine:
 
     def stats(self) -> EngineStats:
         with self._cv:
-            lag = max(0.0, self.clock.now() - self._heap[0][0]) if self._heap else 0.0
+            lag = max(0.0, self.clock.peek() - self._heap[0][0]) if self._heap else 0.0
             return EngineStats(
                 queued_chunks=len(self._queue), active_jobs=len(self._jobs),
                 busy_workers=self.profile.workers - len(self._idle), held_locks=len(self.locks),
