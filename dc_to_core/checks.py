@@ -13,8 +13,10 @@ own) and the asset checks that run them for the partition just materialized.
 
 import datetime as dt
 import hashlib
+import threading
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -104,6 +106,26 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                             mismatches)
 
 
+class RangeReads:
+    """The Data Cloud rows and Core records of a range, read once per run and shared by the
+    checks of that run (they run one after another in the run's process). Only the latest
+    run's reads are kept."""
+
+    def __init__(self) -> None:
+        self._run_id = ""
+        self._tables: dict[tuple[str, str], pa.Table] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str, what: tuple[str, str], read: Callable[[], pa.Table]
+            ) -> pa.Table:
+        with self._lock:
+            if run_id != self._run_id:
+                self._run_id, self._tables = run_id, {}
+            if what not in self._tables:
+                self._tables[what] = read()
+            return self._tables[what]
+
+
 def _quarantine(settings: PipelineSettings, spec: SyncSpec, partition: str) -> pa.Table:
     path = Path(settings.state_dir, "quarantine", spec.name, partition, "latest.parquet")
     return pq.read_table(path) if path.exists() else QUARANTINE.empty_table()
@@ -131,18 +153,23 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
                                                 else [])
 
-    def core_keys(core: CoreRestResource, r: KeyRange) -> list:
-        with operator_errors(f"reading {spec.target} {r.label}"):
-            return core.read_range(spec.target, [spec.target_key], spec.target_key,
-                                   r.start, r.end).column(spec.target_key).to_pylist()
+    reads = RangeReads()
 
-    def keys(datacloud: DataCloudResource, core: CoreRestResource, r: KeyRange
-             ) -> tuple[list, list]:
-        with operator_errors(f"reading {spec.source} {r.label}"):
-            dc_keys = [k for b in datacloud.read_range(spec.source, [], spec.source_key,
-                                                       r.start, r.end)
-                       for k in b.column(spec.source_key).to_pylist()]
-        return dc_keys, core_keys(core, r)
+    def source(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+               r: KeyRange) -> pa.Table:
+        def read() -> pa.Table:
+            with operator_errors(f"reading {spec.source} {r.label}"):
+                return pa.Table.from_batches(list(datacloud.read_range(
+                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)))
+        return reads.get(context.run.run_id, ("dc", r.key), read)
+
+    def records(context: dg.AssetCheckExecutionContext, core: CoreRestResource, r: KeyRange
+                ) -> pa.Table:
+        def read() -> pa.Table:
+            with operator_errors(f"reading {spec.target} {r.label}"):
+                return core.read_range(spec.target, [spec.target_key, *fields],
+                                       spec.target_key, r.start, r.end)
+        return reads.get(context.run.run_id, ("core", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
@@ -150,7 +177,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                          core: CoreRestResource, settings: PipelineSettings
                          ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
-        dc_keys, core_keys = keys(datacloud, core, r)
+        dc_keys = source(context, datacloud, r).column(spec.source_key).to_pylist()
+        core_keys = records(context, core, r).column(spec.target_key).to_pylist()
         q = _quarantine(settings, spec, context.partition_key)
         rec = reconcile(dc_keys, core_keys, q.column("key").to_pylist(), q.num_rows)
         meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "core_records": rec.core_rows,
@@ -179,7 +207,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
                                   core: CoreRestResource) -> dg.AssetCheckResult:
-        in_core = core_keys(core, plan.range(context.partition_key))
+        in_core = records(context, core, plan.range(context.partition_key)).column(
+            spec.target_key).to_pylist()
         dup = duplicates(in_core)
         meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
         if dup:
@@ -193,14 +222,10 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                      core: CoreRestResource, settings: PipelineSettings
                      ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
-        with operator_errors(f"comparing {spec.name} {r.label}"):
-            source = pa.Table.from_batches(list(datacloud.read_range(
-                spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)))
-            records = core.read_range(spec.target, [spec.target_key, *fields], spec.target_key,
-                                      r.start, r.end)
-        ready = prepare(spec, source).ready
+        rows = records(context, core, r)
+        ready = prepare(spec, source(context, datacloud, r)).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
-        cmp = compare_fields(ready, records, spec.target_key, fields, skip)
+        cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
                 "core_checksum": cmp.core_checksum, "mismatched_values": len(cmp.mismatches)}
         if cmp.mismatches:
