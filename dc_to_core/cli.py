@@ -176,5 +176,38 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
         click.echo(f"  {r.key}  {r.label}")
 
 
+@main.command()
+@click.option("--rows", default=2_000_000, show_default=True, help="Opportunities to seed.")
+@click.option("--accounts", default=1000, show_default=True)
+@click.option("--rows-per-partition", default=250_000, show_default=True,
+              help="dc_to_core's partition size (plans are computed from Data Cloud).")
+@click.option("--only", multiple=True, help="Run only these strategies (repeatable): "
+              "ceiling, dc_to_core, 'seed Test3', 'seed Test4', 'seed Test7', 'seed Test8', "
+              "'plain script'.")
+@click.option("--set", "settings", multiple=True,
+              help="Override an org profile value for every strategy: KEY=VALUE.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="Where bench.json, bench.md and bench.png go.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Keep the org and the runs here (default: a temporary directory).")
+def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ...],
+          settings: tuple[str, ...], out: Path, work: Path | None) -> None:
+    """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
+    freshly seeded emulated org, and write JSON, a Markdown table and a chart."""
+    from .bench.run import ALL, BenchConfig, run_bench
+
+    unknown = [o for o in only if o not in ALL]
+    if unknown:
+        raise click.BadParameter(f"unknown strategy {unknown[0]!r}; known: {', '.join(ALL)}",
+                                 param_hint="--only")
+    paths = run_bench(BenchConfig(rows=rows, accounts=accounts,
+                                  rows_per_partition=rows_per_partition,
+                                  strategies=only or tuple(ALL), overrides=settings,
+                                  out=out, work=work),
+                      echo=click.echo)
+    click.echo(paths["markdown"].read_text())
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
 if __name__ == "__main__":
     main()

@@ -37,10 +37,16 @@ def holdings(org: Org) -> dict:
     return {"core": core, "datacloud": dc}
 
 
+def last_job_end(org: Org) -> float | None:
+    """Emulated time at which the latest ingest job became terminal."""
+    return org.storage.reader().execute("SELECT max(ended_emu) FROM ingest_job").fetchone()[0]
+
+
 async def stats(request: Request) -> Response:
     org = org_of(request)
     body = {"engine": dataclasses.asdict(org.engine.stats()),
             "holdings": await run_in_threadpool(holdings, org),
+            "last_job_end_s": await run_in_threadpool(last_job_end, org),
             "limits": org.limits.report(), "emulated_now_s": org.clock.now()}
     return JSONResponse(body)
 

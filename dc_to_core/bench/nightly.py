@@ -1,0 +1,121 @@
+"""dc_to_core as the nightly automation runs it, without a daemon: the ``nightly_*``
+schedules are evaluated and their run requests executed, each run in a worker process (at
+most ``max_concurrent_runs`` at once, like the queued run coordinator; the ``bulk_api`` pool
+is enforced by the instance); then the ``parents_loaded`` sensor is evaluated and its
+requests executed, until nothing is requested.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+
+from ..emulator.server import DEFAULT_CLIENT_SECRET
+from ..plan import compute_plan, save_plan
+from ..project import build_definitions
+from ..resources import resources_from_env
+from ..syncs import CONFIG_DIR, load_syncs
+from .org import BenchOrg
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def environment(org: BenchOrg, work: Path) -> dict[str, str]:
+    """The DC_TO_CORE_* settings of a pipeline pointed at ``org``."""
+    return {"DC_TO_CORE_LOGIN_URL": org.url, "DC_TO_CORE_CA_BUNDLE": str(org.ca_file),
+            "DC_TO_CORE_STATE_DIR": str(work / "state"),
+            "DC_TO_CORE_TIME_SCALE": str(org.time_scale),
+            "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
+
+
+def plan_partitions(org: BenchOrg, work: Path, rows_per_partition: int) -> Path:
+    """Plan files for every sync: partitions of about ``rows_per_partition`` rows."""
+    live = resources_from_env(environment(org, work), resolve=True)
+    datacloud = live["datacloud"]
+    for spec in load_syncs().ordered():
+        rows = datacloud.count_range(spec.source, spec.source_key, None, None)  # type: ignore[attr-defined]
+        n = max(1, -(-rows // rows_per_partition))
+        save_plan(compute_plan(datacloud, spec, n), work / "plans")  # type: ignore[arg-type]
+    return work / "plans"
+
+
+def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int = 4
+              ) -> list[dict]:
+    """Evaluate the schedules, then the parents_loaded sensor, executing what they request."""
+    when = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    requests = []
+    for schedule in defs.schedules or []:
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                        repository_def=defs.get_repository_def())
+        data = schedule.evaluate_tick(ctx)
+        requests += [(schedule.job_name, r) for r in data.run_requests or []]
+    results: list[dict] = []
+    sensor = defs.resolve_sensor_def("parents_loaded")
+    cursor = None
+    while requests:
+        results += _execute(defs, instance, requests, max_runs)
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                definitions=defs))
+        cursor = result.cursor
+        requests = [(r.job_name, r) for r in result.run_requests or []]
+    return results
+
+
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance,
+             requests: list[tuple[str | None, dg.RunRequest]], max_runs: int
+             ) -> list[dict]:
+    """Each run in a worker process of its own, like the run launcher's run workers."""
+    home = instance.root_directory
+    args = [(job or "", r.partition_key, dict(r.tags), home) for job, r in requests]
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max_runs, mp_context=ctx,
+                             initializer=_worker_init, initargs=(dict(_SETTINGS),)) as pool:
+        return list(pool.map(_run_one, args))
+
+
+_SETTINGS: dict[str, str] = {}
+_DEFS: list[dg.Definitions] = []
+
+
+def _worker_init(settings: dict[str, str]) -> None:
+    os.environ.update(settings)
+    _DEFS.append(build_definitions(plans_dir=Path(settings["DC_TO_CORE_PLANS"]),
+                                   resources=resources_from_env(settings)))
+
+
+def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
+    job_name, partition, tags, home = args
+    with dg.DagsterInstance.from_config(home) as instance:
+        result = _DEFS[0].resolve_job_def(job_name).execute_in_process(
+            partition_key=partition, tags=tags, instance=instance, raise_on_error=False,
+            run_config=QUIET)
+    out: dict = {"job": job_name, "partition": partition, "success": result.success,
+                 "materializations": []}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            m = event.event_specific_data.materialization  # type: ignore[union-attr]
+            out["materializations"].append({
+                "asset": m.asset_key.to_user_string(),
+                **{k: v.value for k, v in m.metadata.items()
+                   if isinstance(v.value, int | float | str)}})
+    return out
+
+
+def local_instance(home: Path) -> dg.DagsterInstance:
+    """The embedded instance (SQLite, run limits, pool default 2) in ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFIG_DIR / "dagster_local.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def definitions(org: BenchOrg, work: Path, plans: Path) -> dg.Definitions:
+    """The definitions (and, for the run workers, the settings) of the benchmarked pipeline."""
+    _SETTINGS.clear()
+    _SETTINGS.update({**environment(org, work), "DC_TO_CORE_PLANS": str(plans)})
+    return build_definitions(plans_dir=plans, resources=resources_from_env(_SETTINGS))

@@ -1,0 +1,111 @@
+"""Benchmark results: one record per strategy, written as JSON, a Markdown table and a chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class StrategyResult:
+    name: str
+    description: str
+    rows: int                  # Data Cloud rows the strategy had to move
+    loaded: int                # Opportunities in Core afterwards
+    quarantined: int           # rows set aside with a reason (dc_to_core only)
+    emulated_s: float          # strategy start until the org finished its last job (org time)
+    wall_s: float
+    api_requests: int
+    bulk_batches: int
+    bulk_jobs: int
+    lock_timeouts: int         # UNABLE_TO_LOCK_ROW events in the org
+    client_cpu_s: float
+    peak_rss_mb: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        return self.loaded / self.rows if self.rows else 1.0
+
+    @property
+    def lost(self) -> int:
+        """Rows neither loaded nor quarantined with a reason."""
+        return self.rows - self.loaded - self.quarantined
+
+    @property
+    def rows_per_emulated_hour(self) -> float:
+        return self.loaded / self.emulated_s * 3600 if self.emulated_s else 0.0
+
+    def as_dict(self, ceiling: StrategyResult | None) -> dict:
+        out = asdict(self)
+        out.update(success_rate=round(self.success_rate, 5), lost=self.lost,
+                   rows_per_emulated_hour=round(self.rows_per_emulated_hour),
+                   client_cpu_s_per_million=round(self.client_cpu_s / self.rows * 1e6, 2),
+                   throughput_vs_ceiling=round(self.rows_per_emulated_hour
+                                               / ceiling.rows_per_emulated_hour, 3)
+                   if ceiling and ceiling.rows_per_emulated_hour else None)
+        return out
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    head = ("| strategy | success | lost | emulated | wall | throughput (rows/emulated h) "
+            "| vs ceiling | batches | jobs | API calls | client CPU s/M rows | peak RSS |")
+    lines = [head, "|" + "---|" * 12]
+    for r in results:
+        vs = f"{r['throughput_vs_ceiling']:.2f}x" if r["throughput_vs_ceiling"] else "—"
+        lines.append(
+            f"| {r['name']} | {r['success_rate'] * 100:.2f} % | {r['lost']:,} | "
+            f"{_hours(r['emulated_s'])} | {r['wall_s']:.0f} s | "
+            f"{r['rows_per_emulated_hour']:,} | {vs} | {r['bulk_batches']:,} | "
+            f"{r['bulk_jobs']:,} | {r['api_requests']:,} | {r['client_cpu_s_per_million']} | "
+            f"{r['peak_rss_mb']:.0f} MB |")
+    lines.append("")
+    lines.append(f"{meta['rows']:,} opportunities over {meta['accounts']:,} accounts "
+                 f"(ExternalIds uncorrelated with parents), org profile `{meta['profile']}` "
+                 f"(time scale {meta['time_scale']:g}, {meta['workers']} workers, lock "
+                 f"timeout {meta['lock_timeout_s']:g} s).")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: list[dict], path: Path) -> Path | None:
+    """Throughput vs the ceiling and success rate per strategy (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = [r["name"] for r in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    a.barh(names, [r["throughput_vs_ceiling"] or 0 for r in results], color="#3a7bd5")
+    a.set_xlabel("throughput / ceiling (rows per emulated hour)")
+    a.invert_yaxis()
+    b.barh(names, [r["success_rate"] * 100 for r in results], color="#2e9e6a")
+    b.set_xlabel("success (% of rows loaded)")
+    b.set_xlim(0, 100)
+    b.invert_yaxis()
+    b.set_yticklabels([])
+    fig.suptitle("dc_to_core benchmark: same emulated org, same run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(results: list[StrategyResult], meta: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    ceiling = next((r for r in results if r.name == "ceiling"), None)
+    rows = [r.as_dict(ceiling) for r in results]
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
+    paths["json"].write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    paths["markdown"].write_text(markdown(rows, meta))
+    png = chart(rows, out / "bench.png")
+    if png:
+        paths["chart"] = png
+    return paths

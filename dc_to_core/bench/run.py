@@ -1,0 +1,166 @@
+"""``dc-to-core bench``: every strategy against one freshly seeded emulated org, in turn.
+
+Each strategy runs in a child process of its own (so its client CPU and peak RSS are its own)
+against a fresh emulator on the same seeded Data Cloud, with Core emptied and the Accounts
+pre-loaded. The org's profile is fixed before anything is measured.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..emulator import load_profile
+from ..emulator.seed import SeedSpec
+from .org import OPPORTUNITIES_DMO, BenchOrg, OrgSnapshot, SeededOrg
+from .report import StrategyResult, write
+
+ALL = ["ceiling", "dc_to_core", "seed Test3", "seed Test4", "seed Test7", "seed Test8",
+       "plain script"]
+
+
+@dataclass
+class BenchConfig:
+    rows: int = 2_000_000
+    accounts: int = 1000
+    profile: str = "default"
+    rows_per_partition: int = 250_000
+    overrides: tuple[str, ...] = ()     # profile KEY=VALUE, fixed for every strategy
+    strategies: tuple[str, ...] = tuple(ALL)
+    out: Path = Path("results")
+    work: Path | None = None
+
+
+def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path
+            ) -> dict:
+    """The client side of one strategy (runs in the child process)."""
+    from . import strategies
+
+    if name == "dc_to_core":
+        return _dc_to_core(org, work, cfg)
+    source = seeded.read(OPPORTUNITIES_DMO, strategies.SOURCE_COLUMNS)
+    if name == "ceiling":
+        return strategies.ceiling(org, source)
+    if name == "plain script":
+        return strategies.plain_script(org, source)
+    seed = next(s for s in strategies.SEEDS if s.name == name)
+    from ..datacloud import DataCloudResource
+
+    bounds = DataCloudResource(auth=org.auth).quantiles(OPPORTUNITIES_DMO, "ExternalId__c",
+                                                         seed.partitions)
+    return strategies.seed_replay(org, seed, cfg.rows, bounds)
+
+
+def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
+    from . import nightly
+
+    os.environ.update(nightly.environment(org, work))
+    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition)
+    defs = nightly.definitions(org, work, plans)
+    with nightly.local_instance(work / "dagster_home") as instance:
+        runs = nightly.run_night(defs, instance)
+    totals = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
+              "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0}
+    for run in runs:
+        for meta in run["materializations"]:
+            if meta["asset"] == "core/Opportunity":
+                totals["quarantined"] += int(meta.get("rows_quarantined", 0))
+                totals["bulk_jobs"] += int(meta.get("bulk_jobs", 0))
+                totals["repass_rounds"] = max(totals["repass_rounds"],
+                                              int(meta.get("repass_rounds", 0)))
+    totals["run_workers"] = "CPU and RSS include the run worker processes"
+    return totals
+
+
+def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: dict,
+           queue: mp.Queue) -> None:
+    from ..emulator.server import SpawnedEmulator
+
+    emulator = SpawnedEmulator(None, org_info["url"], org_info["ca_file"],  # type: ignore[arg-type]
+                               Path(seeded_dir))
+    org = BenchOrg(emulator)
+    seeded = SeededOrg(Path(seeded_dir))
+    before = org.snapshot()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        extra = _client(name, org, seeded, cfg, Path(work))
+        org.wait_until_idle()
+        error = None
+    except Exception as exc:  # reported, not hidden: the row counts show the damage
+        extra, error = {}, f"{type(exc).__name__}: {exc}"
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    after = org.snapshot()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
+    cpu += children.ru_utime + children.ru_stime
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
+    queue.put({"extra": extra, "error": error, "wall_s": wall, "cpu_s": cpu,
+               "peak_rss_mb": rss / 1024,
+               # org time from the start until the org finished its last job
+               "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
+               "delta": (after - before).__dict__})
+
+
+def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
+                 echo: Callable[[str], None]) -> StrategyResult:
+    ctx = mp.get_context("spawn")
+    with seeded.fresh(cfg.profile, *cfg.overrides) as org:
+        queue: mp.Queue = ctx.Queue()
+        child = ctx.Process(target=_child, args=(name, str(seeded.data_dir), cfg,
+                                                 str(work / name.replace(" ", "_")),
+                                                 {"url": org.url, "ca_file": org.ca_file},
+                                                 queue))
+        child.start()
+        got = queue.get()
+        child.join()
+    d = OrgSnapshot(**got["delta"])
+    extra = {**got["extra"], "emulated_until_client_done_s": round(d.emulated_s, 1)}
+    if got["error"]:
+        extra["error"] = got["error"]
+        echo(f"  {name}: {got['error']}")
+    from .strategies import SEEDS
+
+    description = {"ceiling": "every row in one submission, pre-sorted by parent, no faults",
+                   "dc_to_core": "the pipeline, all partitions as the nightly schedule runs "
+                                 "them", "plain script": "one upsert of all rows in source "
+                                                         "order, no retries",
+                   **{s.name: s.description for s in SEEDS}}[name]
+    return StrategyResult(
+        name=name, description=description, rows=cfg.rows, loaded=d.opportunities,
+        quarantined=int(extra.get("quarantined", 0)), emulated_s=round(got["org_busy_s"], 1),
+        wall_s=round(got["wall_s"], 1), api_requests=d.api_requests,
+        bulk_batches=d.bulk_batches, bulk_jobs=int(extra.get("bulk_jobs", 0)),
+        lock_timeouts=d.lock_timeouts, client_cpu_s=round(got["cpu_s"], 2),
+        peak_rss_mb=round(got["peak_rss_mb"], 1), extra=extra)
+
+
+def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
+    work = cfg.work or Path(tempfile.mkdtemp(prefix="dc_to_core_bench_"))
+    started = time.perf_counter()
+    seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts, opportunities=cfg.rows))
+    echo(f"seeded {cfg.rows:,} opportunities over {cfg.accounts:,} accounts in "
+         f"{time.perf_counter() - started:.1f} s ({work})")
+    if cfg.overrides:
+        echo(f"org profile {cfg.profile} with {', '.join(cfg.overrides)}")
+    results = []
+    for name in cfg.strategies:
+        echo(f"running {name} ...")
+        r = run_strategy(name, seeded, cfg, work, echo)
+        echo(f"  {name}: {r.loaded:,}/{r.rows:,} loaded ({r.success_rate:.2%}), "
+             f"{r.emulated_s / 60:.1f} emulated min, {r.wall_s:.0f} s wall, "
+             f"{r.bulk_batches} batches")
+        results.append(r)
+    p = load_profile(cfg.profile, **_overrides(cfg.overrides))
+    meta = {"rows": cfg.rows, "accounts": cfg.accounts, "profile": cfg.profile,
+            "time_scale": p.time_scale, "workers": p.workers,
+            "lock_timeout_s": p.lock_timeout_s, "profile_values": p.model_dump()}
+    return write(results, meta, cfg.out)
