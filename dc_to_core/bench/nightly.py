@@ -16,14 +16,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..demo import QUIET
 from ..emulator.server import DEFAULT_CLIENT_SECRET
 from ..plan import compute_plan, save_plan
 from ..project import build_definitions
 from ..resources import resources_from_env
 from ..syncs import CONFIG_DIR, load_syncs
 from .org import BenchOrg
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def environment(org: BenchOrg, work: Path) -> dict[str, str]:
