@@ -16,12 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from .auth import SalesforceAuth
 from .bulk_csv import CHUNK_ROWS, MAX_JOB_BYTES, bulk_table, split_jobs
 from .bulk_results import (
     FAILED,
@@ -33,7 +31,7 @@ from .bulk_results import (
     read_result_csv,
 )
 from .errors import BulkJobError, OrgUnreachableError, SalesforceApiError
-from .transport import ApiClient, RetrySettings
+from .transport import SalesforceApiResource
 
 log = logging.getLogger("dc_to_core.bulk")
 TERMINAL = ("JobComplete", "Failed", "Aborted")
@@ -84,25 +82,15 @@ class LoadOutcome:
         return sum(max(1, math.ceil(int(j.get("rows", 0)) / CHUNK_ROWS)) for j in self.jobs)
 
 
-class BulkApiResource(dg.ConfigurableResource):
+class BulkApiResource(SalesforceApiResource):
     """Bulk API 2.0 ingest for one org."""
-
-    auth: SalesforceAuth
     max_job_bytes: int = Field(default=MAX_JOB_BYTES, description="Raw CSV bytes per job.")
     chunk_rows: int = Field(default=CHUNK_ROWS, description="Jobs break on this row grid.")
     gzip_level: int = Field(default=1, ge=0, le=9, description="0 = upload uncompressed.")
     poll_initial_s: float = Field(default=1.0, description="First wait between job polls.")
     poll_max_s: float = Field(default=10.0, description="Longest wait between job polls.")
     job_timeout_s: float = Field(default=12 * 3600.0, description="Give up waiting after.")
-    retry_attempts: int = Field(default=6, description="Transport attempts per call.")
     upload_attempts: int = Field(default=3, description="New jobs tried when an upload fails.")
-
-    _client: ApiClient | None = PrivateAttr(default=None)
-
-    def client(self) -> ApiClient:
-        if self._client is None:
-            self._client = ApiClient(self.auth, RetrySettings(attempts=self.retry_attempts))
-        return self._client
 
     def _path(self, suffix: str = "") -> str:
         return self.client().data_path("jobs/ingest" + suffix)

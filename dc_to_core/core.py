@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import dagster as dg
 import pyarrow as pa
-from pydantic import Field, PrivateAttr
 
-from .auth import SalesforceAuth
 from .sqltext import soql_identifier, soql_literal
-from .transport import ApiClient, RetrySettings
+from .transport import SalesforceApiResource
 
 
 def soql_range(key: str, start: str | None, end: str | None) -> str:
@@ -37,18 +34,8 @@ def _flatten(record: dict, prefix: str = "") -> dict:
     return out
 
 
-class CoreRestResource(dg.ConfigurableResource):
+class CoreRestResource(SalesforceApiResource):
     """Core REST API: queries for reconciliation, limits, describe."""
-
-    auth: SalesforceAuth
-    retry_attempts: int = Field(default=6, description="Transport attempts per call.")
-
-    _client: ApiClient | None = PrivateAttr(default=None)
-
-    def client(self) -> ApiClient:
-        if self._client is None:
-            self._client = ApiClient(self.auth, RetrySettings(attempts=self.retry_attempts))
-        return self._client
 
     def query(self, soql: str, fields: list[str] | None = None) -> pa.Table:
         """All records of a SOQL query as a table; relationship fields flattened to

@@ -9,16 +9,14 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from .auth import SalesforceAuth
 from .dc_arrow import from_arrow_stream, schema_from_connect, schema_from_v2, to_batch
 from .errors import SalesforceError
 from .sqltext import sql_identifier, sql_literal
-from .transport import ApiClient, RetrySettings
+from .transport import SalesforceApiResource
 
 FINISHED = {"FINISHED", "RESULTSPRODUCED"}
 FAILED = {"FAILED", "ERROR", "CANCELLED", "CANCELED"}
@@ -34,10 +32,8 @@ def range_condition(key: str, start: str | None, end: str | None) -> str:
     return f"({k} IS NULL OR ({bounded}))" if start is None else f"({bounded})"
 
 
-class DataCloudResource(dg.ConfigurableResource):
+class DataCloudResource(SalesforceApiResource):
     """Reads Data Cloud objects (``*__dlm``) into Arrow record batches."""
-
-    auth: SalesforceAuth
     api: Literal["query-sql", "v2"] = Field(default="query-sql",
                                             description="query-sql (Connect, current) or v2")
     arrow_stream: bool = Field(default=False, description="v2 only: ask for Arrow IPC pages "
@@ -45,14 +41,6 @@ class DataCloudResource(dg.ConfigurableResource):
     page_rows: int = Field(default=50_000, description="Rows per keyset page.")
     poll_wait_ms: int = Field(default=10_000, description="Long-poll wait for slow queries.")
     query_timeout_s: float = Field(default=3600.0, description="Give up on a query after.")
-    retry_attempts: int = Field(default=6, description="Transport attempts per call.")
-
-    _client: ApiClient | None = PrivateAttr(default=None)
-
-    def client(self) -> ApiClient:
-        if self._client is None:
-            self._client = ApiClient(self.auth, RetrySettings(attempts=self.retry_attempts))
-        return self._client
 
     # -- whole statements -----------------------------------------------------------------------
     def query(self, sql: str) -> Iterator[pa.RecordBatch]:

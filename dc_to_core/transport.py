@@ -9,7 +9,9 @@ import random
 import threading
 from dataclasses import dataclass
 
+import dagster as dg
 import httpx
+from pydantic import Field, PrivateAttr
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from .auth import SalesforceAuth, Session
@@ -140,3 +142,18 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+class SalesforceApiResource(dg.ConfigurableResource):
+    """What every Salesforce client resource shares: the auth resource and one pooled,
+    retrying API client per resource instance."""
+
+    auth: SalesforceAuth
+    retry_attempts: int = Field(default=6, description="Transport attempts per call.")
+
+    _client: ApiClient | None = PrivateAttr(default=None)
+
+    def client(self) -> ApiClient:
+        if self._client is None:
+            self._client = ApiClient(self.auth, RetrySettings(attempts=self.retry_attempts))
+        return self._client
