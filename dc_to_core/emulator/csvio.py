@@ -42,8 +42,10 @@ def read_upload(data: bytes, delimiter: str = "COMMA") -> pa.Table:
         raise CsvError(f"InvalidBatch : Failed to parse CSV: {exc}") from exc
 
 
-def write_csv(table: pa.Table) -> bytes:
-    """A result CSV: UTF-8, LF, RFC 4180, every value quoted (as Salesforce does)."""
+def write_csv(table: pa.Table, delimiter: str = ",", line_ending: str = "LF") -> bytes:
+    """A result CSV: UTF-8, RFC 4180, every value quoted (as Salesforce does), nulls empty."""
     sink = io.BytesIO()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="all_valid"))
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(
+        quoting_style="all_valid", delimiter=delimiter,
+        eol="\r\n" if line_ending == "CRLF" else "\n"))
     return sink.getvalue()

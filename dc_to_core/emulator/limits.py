@@ -15,6 +15,7 @@ from .storage import Storage
 
 WINDOW_MINUTES = 24 * 60
 API, BATCH, RECORDS = "DailyApiRequests", "DailyBulkApiBatches", "DailyBulkV2IngestRecords"
+QUERY_JOBS = "DailyBulkV2QueryJobs"
 
 
 class Limits:
@@ -32,6 +33,7 @@ class Limits:
             API: self.profile.daily_api_requests,
             BATCH: self.profile.daily_bulk_batches,
             RECORDS: 150_000_000,
+            QUERY_JOBS: 10_000,
         }[kind]
 
     def used(self, kind: str) -> int:
@@ -62,8 +64,8 @@ class Limits:
 
     def report(self) -> dict[str, dict[str, int]]:
         """The ``/limits`` resource body."""
-        body = {k: {"Max": self.max(k), "Remaining": self.remaining(k)} for k in (API, BATCH)}
-        body["DailyBulkV2QueryJobs"] = {"Max": 10_000, "Remaining": 10_000}
+        body = {k: {"Max": self.max(k), "Remaining": self.remaining(k)}
+                for k in (API, BATCH, QUERY_JOBS)}
         body["DailyBulkV2QueryFileStorageMB"] = {"Max": 1_048_576, "Remaining": 1_048_576}
         body["DataStorageMB"] = {"Max": 200_000, "Remaining": 200_000}
         return body

@@ -14,6 +14,7 @@ from .ids import IdGenerator
 from .jobs import JobStore
 from .limits import Limits
 from .profile import FaultProfile, OrgProfile
+from .queryjobs import QueryJobStore
 from .schema import OrgSchema, load_schema
 from .storage import Storage, quote_ident
 from .tokens import AppCredentials, TokenStore
@@ -39,6 +40,8 @@ class Org:
         self.tokens = TokenStore(self.storage, self.clock, profile, app, self.org_id,
                                  self.user_id)
         self.jobs = JobStore(self.storage, self.clock, self.schema, profile, self.user_id)
+        self.queries = QueryJobStore(self.storage, self.clock, self.schema, profile,
+                                     self.limits, self.user_id)
         self.ids = {name: IdGenerator(obj.key_prefix, self._last_sequence(name))
                     for name, obj in self.schema.core.items()}
         self.engine = Engine(profile, self.clock, self.storage, self.limits, self.ids)

@@ -97,6 +97,12 @@ class OrgProfile(BaseModel):
         5000.0, ge=0, description="How long a query-sql POST waits before answering Running."
     )
     rest_page_rows: int = Field(2000, ge=1, description="REST query records per page.")
+    query_job_base_s: float = Field(
+        2.0, ge=0, description="Emulated seconds before any Bulk API 2.0 query job completes."
+    )
+    query_job_ms_per_1k_rows: float = Field(
+        20.0, ge=0, description="Emulated ms a Bulk query job adds per thousand records."
+    )
     faults: FaultProfile = Field(default_factory=FaultProfile)
 
     def wall(self, emulated_seconds: float) -> float:

@@ -91,3 +91,15 @@ def test_cdp_connector_pandas_and_metadata(shared_server, trust_emulator):
     assert df.shape == (3000, 2)
     tables = {t.name for t in conn.list_tables()}
     assert {"Account_Staging__dlm", "Opportunity_Staging__dlm"} <= tables
+
+
+def test_simple_salesforce_bulk2_query_pages_by_locator(sf, shared_server):
+    sf.bulk2.Account.upsert(records=[{"External_Id__c": f"BQ-{i:04d}", "Name": f"n,\"{i}\""}
+                                     for i in range(1_200)],
+                            external_id_field="External_Id__c", wait=0.1)
+    pages = list(sf.bulk2.Account.query(
+        "SELECT External_Id__c, Name FROM Account WHERE External_Id__c LIKE 'BQ-%' "
+        "ORDER BY External_Id__c", max_records=500, wait=0.1))
+    assert len(pages) == 3  # 500 + 500 + 200, followed by Sforce-Locator
+    rows = [line for page in pages for line in page.splitlines()[1:]]
+    assert len(rows) == 1_200 and rows[0] == '"BQ-0000","n,""0"""'

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError, not_found
-from .common import api_version, json_body, org_of
+from .common import api_version, job_routes, json_body, org_of
 
 BASE = "/services/data/v{version}/jobs/ingest"
 RESULT_KINDS = ("successfulresults", "failedresults", "unprocessedrecords")
@@ -77,11 +77,7 @@ async def results(request: Request) -> Response:
 
 
 routes = [
-    Route(BASE, create, methods=["POST"]),
-    Route(BASE, list_jobs, methods=["GET"]),
-    Route(BASE + "/{job_id}", get_job, methods=["GET"]),
-    Route(BASE + "/{job_id}", patch_job, methods=["PATCH"]),
-    Route(BASE + "/{job_id}", delete_job, methods=["DELETE"]),
+    *job_routes(BASE, create, list_jobs, get_job, patch_job, delete_job),
     Route(BASE + "/{job_id}/batches", upload, methods=["PUT"]),
     Route(BASE + "/{job_id}/{kind}", results, methods=["GET"]),
 ]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..errors import ApiError
 from ..org import Org
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def org_of(request: Request) -> Org:
@@ -59,3 +63,12 @@ def basic_auth(request: Request) -> tuple[str, str] | None:
 def api_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body_for(request.url.path), status_code=exc.status)
+
+
+def job_routes(base: str, create: Handler, list_jobs: Handler, get_job: Handler,
+               patch_job: Handler, delete_job: Handler) -> list[Route]:
+    """The job collection and job resource routes both Bulk API 2.0 job kinds share."""
+    return [Route(base, create, methods=["POST"]), Route(base, list_jobs, methods=["GET"]),
+            Route(base + "/{job_id}", get_job, methods=["GET"]),
+            Route(base + "/{job_id}", patch_job, methods=["PATCH"]),
+            Route(base + "/{job_id}", delete_job, methods=["DELETE"])]
