@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from .bulk_csv import CHUNK_ROWS, MAX_JOB_BYTES, bulk_table, split_jobs
+from .bulk_query import read_query_csv, result_pages
 from .bulk_results import (
     FAILED,
     LOADED,
@@ -30,6 +31,7 @@ from .bulk_results import (
     join_outcomes,
     read_result_csv,
 )
+from .core import range_soql
 from .errors import BulkJobError, OrgUnreachableError, SalesforceApiError
 from .transport import SalesforceApiResource
 
@@ -92,8 +94,8 @@ class BulkApiResource(SalesforceApiResource):
     job_timeout_s: float = Field(default=12 * 3600.0, description="Give up waiting after.")
     upload_attempts: int = Field(default=3, description="New jobs tried when an upload fails.")
 
-    def _path(self, suffix: str = "") -> str:
-        return self.client().data_path("jobs/ingest" + suffix)
+    def _path(self, suffix: str = "", kind: str = "ingest") -> str:
+        return self.client().data_path(f"jobs/{kind}{suffix}")
 
     # -- job calls ----------------------------------------------------------------------------
     def create_job(self, object_name: str, operation: str = "upsert",
@@ -134,8 +136,8 @@ class BulkApiResource(SalesforceApiResource):
     def delete(self, job_id: str) -> None:
         self.client().request("DELETE", self._path(f"/{job_id}"))
 
-    def get_job(self, job_id: str) -> dict:
-        return self.client().request("GET", self._path(f"/{job_id}")).json()
+    def get_job(self, job_id: str, kind: str = "ingest") -> dict:
+        return self.client().request("GET", self._path(f"/{job_id}", kind)).json()
 
     def list_jobs(self) -> list[dict]:
         c = self.client()
@@ -146,15 +148,15 @@ class BulkApiResource(SalesforceApiResource):
             jobs += page.get("records", [])
         return jobs
 
-    def wait(self, job_ids: list[str], on_poll: Callable[[dict], None] | None = None
-             ) -> dict[str, dict]:
-        """Poll until every job is terminal (capped exponential backoff)."""
+    def wait(self, job_ids: list[str], on_poll: Callable[[dict], None] | None = None,
+             kind: str = "ingest") -> dict[str, dict]:
+        """Poll until every job (ingest or query) is terminal (capped exponential backoff)."""
         pending, done = list(job_ids), {}
         delay = self.poll_initial_s
         deadline = time.monotonic() + self.job_timeout_s
         while pending:
             for job_id in list(pending):
-                info = self.get_job(job_id)
+                info = self.get_job(job_id, kind)
                 if on_poll:
                     on_poll(info)
                 if info["state"] in TERMINAL:
@@ -178,6 +180,30 @@ class BulkApiResource(SalesforceApiResource):
             return JobResults.parse(job_id, raw, key)
         return JobResults(job_id, *(read_result_csv(raw[k]) for k in (
             "successful", "failed", "unprocessed")))
+
+    def query(self, soql: str, fields: list[str] | None = None) -> pa.Table:
+        """Every record of a SOQL query through a Bulk API 2.0 query job, as string columns
+        (nulls where Salesforce wrote an empty cell); ``fields`` fixes the columns."""
+        c = self.client()
+        job_id = c.request("POST", self._path(kind="query"), json={
+            "operation": "query", "query": soql, "contentType": "CSV",
+            "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()["id"]
+        info = self.wait([job_id], kind="query")[job_id]
+        if info["state"] != "JobComplete":
+            raise BulkJobError(f"query job {job_id} ended {info['state']}: "
+                               f"{info.get('errorMessage') or 'no message'} ({soql[:200]})")
+        pages = [read_query_csv(page, fields) for page in result_pages(
+            c, self._path(f"/{job_id}/results", "query"))]
+        try:
+            c.request("DELETE", self._path(f"/{job_id}", "query"))
+        except SalesforceApiError as exc:  # results expire on their own; nothing is lost
+            log.info("could not delete query job %s: %s", job_id, exc)
+        return pa.concat_tables(pages) if len(pages) > 1 else pages[0]
+
+    def read_range(self, object_name: str, fields: list[str], key: str, start: str | None,
+                   end: str | None) -> pa.Table:
+        """The given fields (as text) of the records in a key range, ordered by key."""
+        return self.query(range_soql(object_name, fields, key, start, end), fields)
 
     # -- whole tables ---------------------------------------------------------------------------
     def submit(self, object_name: str, external_id_field: str | None, table: pa.Table,

@@ -11,22 +11,22 @@ own) and the asset checks that run them for the partition just materialized.
 """
 
 
-import datetime as dt
 import hashlib
 import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .core import CoreRestResource
+from .bulk import BulkApiResource
 from .datacloud import DataCloudResource
+from .dc_arrow import combine
 from .ops import asset_key, operator_errors
 from .outcome import SAMPLE_ROWS
 from .plan import KeyRange, PartitionPlan
@@ -59,22 +59,33 @@ def duplicates(keys: list[str | None]) -> dict[str, int]:
     return {k: n for k, n in Counter(keys).items() if k is not None and n > 1}
 
 
-def _canonical(value: object) -> object:
-    """One form for a value whichever side it came from (REST JSON or Arrow)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float | Decimal):
-        return round(float(value), 6)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    text = str(value)
-    if len(text) >= 19 and text[4] == "-" and text[10] == "T":  # REST datetime
-        return text[:19]
-    return text
+def _canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
+    """One comparable form for a column whichever side it came from (Arrow as prepared, or
+    Core's text): numbers as float64 rounded to 6 places, dates as ``YYYY-MM-DD``, datetimes
+    as UTC ``YYYY-MM-DDTHH:MM:SS``, booleans as bool, other text with empty meaning null."""
+    try:
+        if pa.types.is_integer(like) or pa.types.is_floating(like) or pa.types.is_decimal(like):
+            return pc.round(pc.cast(_text(arr) if _is_text(arr) else arr, pa.float64()), 6)
+        if pa.types.is_boolean(like):
+            return arr if pa.types.is_boolean(arr.type) else pc.is_in(
+                pc.utf8_lower(_text(arr)), pa.array(["true", "1"]))
+        if pa.types.is_timestamp(like):
+            text = _text(arr) if _is_text(arr) else pc.strftime(arr, "%Y-%m-%dT%H:%M:%S")
+            return pc.utf8_slice_codeunits(text, 0, 19)
+        if pa.types.is_date(like):
+            return pc.utf8_slice_codeunits(_text(arr), 0, 10)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a value that does not parse: compared as text, so it shows as a mismatch
+    text = _text(arr)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _is_text(arr: pa.Array) -> bool:
+    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+
+
+def _text(arr: pa.Array) -> pa.Array:
+    return arr if _is_text(arr) else pc.cast(arr, pa.string())
 
 
 @dataclass
@@ -82,28 +93,55 @@ class FieldsComparison:
     compared: int
     dc_checksum: str
     core_checksum: str
-    mismatches: list[tuple[str, str, object, object]]  # key, field, Data Cloud, Core
+    mismatched: int                                     # values that differ
+    mismatches: list[tuple[str, str, object, object]]  # a sample: key, field, Data Cloud, Core
 
     @property
     def passed(self) -> bool:
-        return not self.mismatches
+        return not self.mismatched
+
+
+def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
+    text = [pc.fill_null(_text(c), "\u2205") for c in columns]
+    rows = pc.binary_join_element_wise(key, *text, "\x1f")
+    return hashlib.sha256("\n".join(rows.to_pylist()).encode()).hexdigest()[:16]
 
 
 def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
-                   skip: set[str]) -> FieldsComparison:
-    """Compare ``fields`` for every key present on both sides (minus ``skip``)."""
-    dc_rows = {r[key]: r for r in dc.select([key, *fields]).to_pylist() if r[key] not in skip}
-    core_rows = {r[key]: r for r in core.to_pylist() if r[key] in dc_rows}
-    left, right = hashlib.sha256(), hashlib.sha256()
-    mismatches = []
-    for k in sorted(core_rows):
-        a = [_canonical(dc_rows[k][f]) for f in fields]
-        b = [_canonical(core_rows[k].get(f)) for f in fields]
-        left.update(repr((k, a)).encode())
-        right.update(repr((k, b)).encode())
-        mismatches += [(k, f, x, y) for f, x, y in zip(fields, a, b, strict=True) if x != y]
-    return FieldsComparison(len(core_rows), left.hexdigest()[:16], right.hexdigest()[:16],
-                            mismatches)
+                   skip: set[str], sample: int = SAMPLE_ROWS) -> FieldsComparison:
+    """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised."""
+    dc = dc.select([key, *fields])
+    if skip:
+        dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
+    right = core.select([key, *fields]).rename_columns([key, *(f"core:{f}" for f in fields)])
+    joined = dc.join(right, key, join_type="inner").sort_by(key).combine_chunks()
+    keys = _one(joined, key)
+    left_cols, right_cols, mismatches, mismatched = [], [], [], 0
+    for f in fields:
+        like = dc.schema.field(f).type
+        a = _canonical(_one(joined, f), like)
+        b = _canonical(_one(joined, f"core:{f}"), like)
+        if a.type != b.type:
+            a, b = _text(a), _text(b)
+        left_cols.append(a)
+        right_cols.append(b)
+        same = pc.or_(pc.fill_null(pc.equal(a, b), False),
+                      pc.and_(pc.is_null(a), pc.is_null(b)))
+        differ = pc.invert(same)
+        n = pc.sum(differ).as_py() or 0
+        mismatched += n
+        if n and len(mismatches) < sample:
+            idx = pc.indices_nonzero(differ)[:sample - len(mismatches)]
+            mismatches += zip(keys.take(idx).to_pylist(), [f] * len(idx),
+                              a.take(idx).to_pylist(), b.take(idx).to_pylist(), strict=True)
+    return FieldsComparison(joined.num_rows, _checksum(keys, left_cols),
+                            _checksum(keys, right_cols), mismatched, mismatches)
+
+
+def _one(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    return col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks) if (
+        col.num_chunks) else pa.array([], col.type)
 
 
 class RangeReads:
@@ -159,26 +197,27 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                r: KeyRange) -> pa.Table:
         def read() -> pa.Table:
             with operator_errors(f"reading {spec.source} {r.label}"):
-                return pa.Table.from_batches(list(datacloud.read_range(
-                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)))
+                return combine(list(datacloud.read_range(
+                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)),
+                    spec.source_columns)
         return reads.get(context.run.run_id, ("dc", r.key), read)
 
-    def records(context: dg.AssetCheckExecutionContext, core: CoreRestResource, r: KeyRange
+    def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource, r: KeyRange
                 ) -> pa.Table:
-        def read() -> pa.Table:
+        def read() -> pa.Table:  # a Bulk API 2.0 query job: CSV pages, one call per page
             with operator_errors(f"reading {spec.target} {r.label}"):
-                return core.read_range(spec.target, [spec.target_key, *fields],
+                return bulk.read_range(spec.target, [spec.target_key, *fields],
                                        spec.target_key, r.start, r.end)
         return reads.get(context.run.run_id, ("core", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
     def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
-                         core: CoreRestResource, settings: PipelineSettings
+                         bulk: BulkApiResource, settings: PipelineSettings
                          ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         dc_keys = source(context, datacloud, r).column(spec.source_key).to_pylist()
-        core_keys = records(context, core, r).column(spec.target_key).to_pylist()
+        core_keys = records(context, bulk, r).column(spec.target_key).to_pylist()
         q = _quarantine(settings, spec, context.partition_key)
         rec = reconcile(dc_keys, core_keys, q.column("key").to_pylist(), q.num_rows)
         meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "core_records": rec.core_rows,
@@ -206,8 +245,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
-                                  core: CoreRestResource) -> dg.AssetCheckResult:
-        in_core = records(context, core, plan.range(context.partition_key)).column(
+                                  bulk: BulkApiResource) -> dg.AssetCheckResult:
+        in_core = records(context, bulk, plan.range(context.partition_key)).column(
             spec.target_key).to_pylist()
         dup = duplicates(in_core)
         meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
@@ -219,15 +258,15 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
                     description="Mapped fields in Core equal the Data Cloud values (checksum).")
     def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
-                     core: CoreRestResource, settings: PipelineSettings
+                     bulk: BulkApiResource, settings: PipelineSettings
                      ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
-        rows = records(context, core, r)
+        rows = records(context, bulk, r)
         ready = prepare(spec, source(context, datacloud, r)).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
         cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
-                "core_checksum": cmp.core_checksum, "mismatched_values": len(cmp.mismatches)}
+                "core_checksum": cmp.core_checksum, "mismatched_values": cmp.mismatched}
         if cmp.mismatches:
             meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
                                                                "core"])

@@ -112,6 +112,11 @@ def test_csv_round_trip_of_hostile_text_and_null_versus_empty(shared_server):
                            f"{key}-9")
     assert back.column("Description").to_pylist() == texts
     assert back.column("Amount").to_pylist() == [1.5, None, 0.1, 1e6]
+    by_bulk = bulk.read_range("Opportunity", [ACC, "Description", "Amount"], ACC, f"{key}-0",
+                              f"{key}-9")  # a Bulk API 2.0 query job: CSV, text values
+    assert by_bulk.column("Description").to_pylist() == texts
+    assert [None if a is None else float(a) for a in by_bulk.column("Amount").to_pylist()] == [
+        1.5, None, 0.1, 1e6]
     # null sets a field to null (#N/A); an empty string leaves it unchanged
     update = pa.table({ACC: [f"{key}-0", f"{key}-2"], "Description": pa.array([None, ""]),
                        "Amount": pa.array([None, 7.0])})

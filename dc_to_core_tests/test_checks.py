@@ -32,3 +32,26 @@ def test_compare_fields_normalises_both_sides():
     assert cmp.dc_checksum != cmp.core_checksum
     fixed = compare_fields(dc, core, "K", ["Amount", "CloseDate", "Name"], skip={"3"})
     assert fixed.passed and fixed.dc_checksum == fixed.core_checksum
+
+
+def test_compare_fields_reads_core_text_as_the_bulk_query_returns_it():
+    n = 1_000
+    dc = pa.table({"K": [f"k{i:04d}" for i in range(n)],
+                   "Amount": pa.array([i * 0.1 for i in range(n)]),
+                   "Won": pa.array([i % 2 == 0 for i in range(n)]),
+                   "At": pa.array([dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)] * n,
+                                  pa.timestamp("us", tz="UTC")),
+                   "CloseDate": pa.array([dt.date(2025, 1, 2)] * n),
+                   "Name": [None if i % 7 == 0 else f"n{i}" for i in range(n)]})
+    core = pa.table({"K": [f"k{i:04d}" for i in reversed(range(n))],  # any order
+                     "Amount": [str(round(i * 0.1, 6)) for i in reversed(range(n))],
+                     "Won": ["true" if i % 2 == 0 else "false" for i in reversed(range(n))],
+                     "At": ["2025-01-02T03:04:05.000Z"] * n, "CloseDate": ["2025-01-02"] * n,
+                     "Name": [None if i % 7 == 0 else f"n{i}" for i in reversed(range(n))]})
+    fields = ["Amount", "Won", "At", "CloseDate", "Name"]
+    cmp = compare_fields(dc, core, "K", fields, skip=set())
+    assert cmp.passed and cmp.compared == n and cmp.dc_checksum == cmp.core_checksum
+    wrong = core.set_column(4, "CloseDate", pa.array(["2025-01-03"] * n))
+    cmp = compare_fields(dc, wrong, "K", fields, skip={"k0001"}, sample=5)
+    assert cmp.mismatched == n - 1 and len(cmp.mismatches) == 5
+    assert cmp.mismatches[0] == ("k0000", "CloseDate", "2025-01-02", "2025-01-03")
