@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from . import dagster_fixes
 from .automation import (
     failed_checks,
     failed_runs,
@@ -28,6 +29,7 @@ def load_plans(syncs: SyncSet, plans_dir: Path | None = None) -> dict[str, Parti
 
 def build_definitions(syncs_path: str | Path | None = None, plans_dir: Path | None = None,
                       resources: dict[str, object] | None = None) -> dg.Definitions:
+    dagster_fixes.apply()  # run workers load this code location: the fix is active in them
     syncs = load_syncs(syncs_path)
     plans = load_plans(syncs, plans_dir)
     assets, checks = [], []
