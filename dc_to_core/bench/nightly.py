@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing as mp
 import os
+import resource
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from ..demo import QUIET
 from ..emulator.server import DEFAULT_CLIENT_SECRET
@@ -44,9 +46,16 @@ def plan_partitions(org: BenchOrg, work: Path, rows_per_partition: int) -> Path:
     return work / "plans"
 
 
-def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int = 4
+def max_concurrent_runs() -> int:
+    """The shipped embedded instance's run limit (what the queued run coordinator allows)."""
+    config = yaml.safe_load((CONFIG_DIR / "dagster_local.yaml").read_text())
+    return int(config["concurrency"]["runs"]["max_concurrent_runs"])
+
+
+def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None
               ) -> list[dict]:
     """Evaluate the schedules, then the parents_loaded sensor, executing what they request."""
+    max_runs = max_runs or max_concurrent_runs()
     when = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
     requests = []
     for schedule in defs.schedules or []:
@@ -95,7 +104,8 @@ def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
             partition_key=partition, tags=tags, instance=instance, raise_on_error=False,
             run_config=QUIET)
     out: dict = {"job": job_name, "partition": partition, "success": result.success,
-                 "materializations": []}
+                 "materializations": [],  # the worker's peak so far: at most one run at a time
+                 "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             m = event.event_specific_data.materialization  # type: ignore[union-attr]

@@ -75,6 +75,8 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
                 totals["repass_rounds"] = max(totals["repass_rounds"],
                                               int(meta.get("repass_rounds", 0)))
     totals["run_workers"] = "CPU and RSS include the run worker processes"
+    totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
+    totals["rows_per_partition"] = cfg.rows_per_partition
     return totals
 
 
