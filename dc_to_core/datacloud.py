@@ -13,7 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .dc_arrow import from_arrow_stream, schema_from_connect, schema_from_v2, to_batch
+from .dc_arrow import (
+    UNPARSED,
+    combine,
+    from_arrow_stream,
+    schema_from_connect,
+    schema_from_v2,
+    to_batch,
+)
 from .errors import SalesforceError
 from .sqltext import sql_identifier, sql_literal
 from .transport import SalesforceApiResource
@@ -48,8 +55,7 @@ class DataCloudResource(SalesforceApiResource):
         yield from (self._query_v2(sql) if self.api == "v2" else self._query_sql(sql))
 
     def query_table(self, sql: str) -> pa.Table:
-        batches = list(self.query(sql))
-        return pa.Table.from_batches(batches) if batches else pa.table({})
+        return combine(list(self.query(sql)))
 
     def _query_v2(self, sql: str) -> Iterator[pa.RecordBatch]:
         c = self.client()
@@ -126,12 +132,13 @@ class DataCloudResource(SalesforceApiResource):
             if page.num_rows == 0:
                 return
             last = page.column(key)[page.num_rows - 1].as_py()
+            keep = cols + [UNPARSED] * (UNPARSED in page.column_names)  # flags travel along
             if page.num_rows < size:
-                yield from page.select(cols).to_batches()
+                yield from page.select(keep).to_batches()
                 return
             # the page may end inside a run of equal keys: re-read that key whole
             head = page.filter(pc.not_equal(page.column(key), last))
-            yield from head.select(cols).to_batches()
+            yield from head.select(keep).to_batches()
             yield from self.query(f"SELECT {select} FROM {table} WHERE {k} = {sql_literal(last)}")
 
     def count_range(self, object_name: str, key: str, start: str | None, end: str | None

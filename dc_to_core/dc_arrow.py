@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,8 +22,23 @@ _TYPES = {
 }
 
 
+UNPARSED = "__unparsed"  # per row: JSON {column: raw value} of values that did not parse
+log = logging.getLogger("dc_to_core.datacloud")
+
+
 class DataCloudTypeError(ValueError):
     """A value or type in a Data Cloud response that cannot be read as declared."""
+
+
+def combine(batches: Sequence[pa.RecordBatch], columns: Sequence[str] = ()) -> pa.Table:
+    """Pages as one table; a page that carries ``UNPARSED`` adds it (null elsewhere). With no
+    pages, an empty table of string ``columns``."""
+    if not batches:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    if all(b.schema.equals(batches[0].schema) for b in batches):
+        return pa.Table.from_batches(batches)
+    return pa.concat_tables([pa.Table.from_batches([b]) for b in batches],
+                            promote_options="default")
 
 
 def arrow_type(dc_type: str, precision: int | None = None, scale: int | None = None
@@ -92,14 +109,38 @@ def to_batch(rows: Sequence[Sequence], schema: pa.Schema) -> pa.RecordBatch:
         except ValueError as exc:
             raise DataCloudTypeError(f"rows do not all have {len(schema)} values: {exc}"
                                      ) from None
-    arrays = []
+    arrays, unparsed = [], {}
     for i, f in enumerate(schema):
         values = grid[:, i]
         try:
             arrays.append(_column(values, f.type, f.name))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataCloudTypeError(f"column {f.name!r} declared {f.type}: {exc}") from None
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array, bad = _lenient(values, f.type, f.name)
+            arrays.append(array)
+            for row, raw in bad.items():
+                unparsed.setdefault(row, {})[f.name] = raw
+    if not unparsed:
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    log.warning("%d row(s) hold values that do not parse as their declared Data Cloud types; "
+                "they are kept (null) and flagged for quarantine", len(unparsed))
+    flags = pa.array([json.dumps(unparsed[r], default=str) if r in unparsed else None
+                      for r in range(len(rows))], pa.string())
+    return pa.RecordBatch.from_arrays([*arrays, flags], schema=schema.append(
+        pa.field(UNPARSED, pa.string())))
+
+
+def _lenient(values: np.ndarray, typ: pa.DataType, name: str
+             ) -> tuple[pa.Array, dict[int, object]]:
+    """Value by value (only for a page where the column failed as a whole): what parses, and
+    the raw values that did not (null in the array)."""
+    parts, bad = [], {}
+    for row, value in enumerate(values):
+        try:
+            parts.append(_column(np.array([value], dtype=object), typ, name))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            parts.append(pa.nulls(1, typ))
+            bad[row] = value
+    return (pa.concat_arrays(parts) if parts else pa.array([], typ)), bad
 
 
 def from_arrow_stream(encoded: str | None, declared: pa.Schema) -> list[pa.RecordBatch]:

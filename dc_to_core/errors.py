@@ -24,6 +24,11 @@ class SalesforceApiError(SalesforceError):
         self.where = where
 
 
+class JobRejectedError(SalesforceError):
+    """The org refused a whole ingest job for what it holds (``InvalidBatch``: an unknown
+    field, a bad header). Retrying the same rows cannot succeed."""
+
+
 class OrgUnreachableError(SalesforceError):
     """The org could not be reached (network, TLS, timeouts) after every retry."""
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from .bulk import BulkApiResource, LoadOutcome, SubmittedJob
 from .bulk_results import OUTCOME, UNPROCESSED
-from .errors import SalesforceApiError
+from .errors import JobRejectedError, SalesforceApiError
 from .ledger import LedgerResource
 from .prepare import ROW
 from .syncs import SyncSpec
@@ -116,6 +116,11 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
     jobs.sort(key=lambda j: j.start)
     outcome = bulk.collect(jobs, table, spec.target_key)
     stats.jobs += outcome.jobs
+    for info in outcome.jobs:
+        message = str(info.get("errorMessage") or "")
+        if info.get("state") == "Failed" and message.startswith("InvalidBatch"):
+            raise JobRejectedError(f"{spec.target} rejected Bulk job {info.get('id')}: "
+                                   f"{message}. Check the field mapping of sync {spec.name!r}")
     return outcome.rows
 
 

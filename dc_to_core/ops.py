@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 
 from .bulk import BulkApiResource
 from .datacloud import DataCloudResource
-from .errors import AuthenticationError, OrgUnreachableError, SalesforceApiError
+from .dc_arrow import combine
+from .errors import (
+    AuthenticationError,
+    JobRejectedError,
+    OrgUnreachableError,
+    SalesforceApiError,
+)
 from .io_manager import ArrowParquetIOManager
 from .ledger import LedgerResource
 from .loading import LoadStats, LoadTarget, load_round, repass
@@ -59,6 +65,10 @@ def operator_errors(what: str) -> Iterator[None]:
         raise dg.Failure(f"{what}: {exc}. This will not succeed by retrying; fix the sync "
                          "configuration or the data, then re-run the partition.",
                          allow_retries=False) from None
+    except JobRejectedError as exc:
+        raise dg.Failure(f"{what}: {exc}, then re-run the partition. Retrying cannot help: "
+                         "the org refuses the job itself, not single rows.",
+                         allow_retries=False) from None
     except OrgUnreachableError as exc:
         raise dg.Failure(f"{what}: {exc}. The op retries with backoff; if the org stays "
                          "unreachable, check the network and re-run the partition.") from None
@@ -92,8 +102,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
                                                 spec.source_key, r.start, r.end))
-        table = pa.Table.from_batches(batches) if batches else pa.table(
-            {c: pa.array([], pa.string()) for c in spec.source_columns})
+        table = combine(batches, spec.source_columns)
         context.log.info(f"extracted {table.num_rows} rows of {spec.source} {r.label}")
         return table
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .dc_arrow import UNPARSED
 from .syncs import FieldMap, SyncSpec
 
 ROW = "__source_row"   # position of the row in the extracted table
@@ -131,6 +132,12 @@ def prepare(spec: SyncSpec, source: pa.Table) -> Prepared:
         reasons[i] = reasons[i] or ("DUPLICATE_EXTERNAL_ID_IN_SOURCE",
                                     f"{spec.source_key} {key[i].as_py()!r} appears more than "
                                     "once in Data Cloud; none of the copies is loaded")
+    if UNPARSED in source.column_names:  # values Data Cloud returned against their type
+        flags = source.column(UNPARSED)
+        for i in pc.indices_nonzero(pc.is_valid(flags)).to_pylist():
+            reasons[i] = reasons[i] or ("INVALID_SOURCE_VALUE", "Data Cloud returned values "
+                                        f"that do not parse as their declared types: "
+                                        f"{flags[i].as_py()[:200]}")
     columns: dict[str, pa.Array] = {spec.target_key: key}
     for f in spec.fields:
         value, bad, code = _coerce(f, source.column(f.source))

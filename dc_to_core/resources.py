@@ -11,6 +11,7 @@
 | DC_TO_CORE_DC_API | query-sql or v2 (query-sql) |
 | DC_TO_CORE_STATE_DIR | quarantine, intermediates, ledger ($DAGSTER_HOME/dc_to_core) |
 | DC_TO_CORE_LEDGER_URL | SQLAlchemy URL of the load ledger (sqlite in the state dir) |
+| DC_TO_CORE_HTTP_TIMEOUT_S | per-request timeout; a slower answer is retried (120) |
 | DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
 """
 
@@ -64,7 +65,8 @@ def salesforce_auth(env: Mapping[str, str], resolve: bool = False) -> Salesforce
         private_key=_secret(env, "DC_TO_CORE_PRIVATE_KEY", resolve) if jwt else None,
         username=env.get("DC_TO_CORE_USERNAME"),
         ca_bundle=ca, verify_tls=env.get("DC_TO_CORE_VERIFY_TLS", "true").lower() != "false",
-        api_version=env.get("DC_TO_CORE_API_VERSION", "64.0"))
+        api_version=env.get("DC_TO_CORE_API_VERSION", "64.0"),
+        timeout_s=float(env.get("DC_TO_CORE_HTTP_TIMEOUT_S", "120")))
 
 
 def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = False
