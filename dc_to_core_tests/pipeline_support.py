@@ -53,9 +53,28 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
                 "DC_TO_CORE_CA_BUNDLE": str(server.ca_file),
                 "DC_TO_CORE_STATE_DIR": str(root / "state"),
                 "DC_TO_CORE_TIME_SCALE": str(server.org.profile.time_scale), **env}
-    live = resources_from_env({**settings, "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET},
+    live = resources_from_env({**settings, "DC_TO_CORE_CLIENT_SECRET":
+                               os.environ["DC_TO_CORE_CLIENT_SECRET"]},
                               resolve=True)
     for spec in load_syncs().ordered():
         save_plan(compute_plan(live["datacloud"], spec, partitions), root / "plans")
     defs = build_definitions(plans_dir=root / "plans", resources=resources_from_env(settings))
     return Project(server, root, settings, defs, live)
+
+
+def run_partition_main(argv: list[str]) -> int:
+    """``python -m dc_to_core_tests.pipeline_support PLANS SYNC PARTITION``: one partition
+    run in a process of its own (instance from DAGSTER_HOME, settings from the environment),
+    for tests that kill it."""
+    plans, sync, partition = argv
+    defs = build_definitions(plans_dir=Path(plans), resources=resources_from_env())
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(f"load_{sync}").execute_in_process(
+            partition_key=partition, instance=instance, raise_on_error=False)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(run_partition_main(sys.argv[1:]))

@@ -1,0 +1,100 @@
+"""The chaos matrix, process faults: the load process SIGKILLed between upload and results,
+and the emulator restarted mid-run on its data dir. The ledger makes the retried run collect
+the job already submitted: nothing is uploaded twice, and every row is accounted for."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from dc_to_core.emulator import EmulatorConfig, EmulatorServer, load_profile
+from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
+from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
+from dc_to_core_tests.pipeline_support import Project, make_project
+from dc_to_core_tests.test_chaos import assert_reconciled, outcomes
+
+
+def wait_for_ledger(project: Project, sync: str, timeout: float = 60) -> None:
+    """Until the partition's load has recorded a submitted job (uploaded and closed)."""
+    path = Path(project.env["DC_TO_CORE_STATE_DIR"]) / "ledger.db"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            with sqlite3.connect(path) as db:
+                try:
+                    if db.execute("SELECT count(*) FROM dc_to_core_ledger WHERE sync=?",
+                                  (sync,)).fetchone()[0]:
+                        return
+                except sqlite3.OperationalError:
+                    pass  # the table is not created yet
+        time.sleep(0.02)
+    raise AssertionError("the load never recorded a submitted job")
+
+
+def ingest_jobs(server: EmulatorServer, obj: str) -> int:
+    return server.org.storage.reader().execute(
+        "SELECT count(*) FROM ingest_job WHERE object=?", (obj,)).fetchone()[0]
+
+
+def _org(make_server, **profile: object) -> EmulatorServer:
+    # chunks queue 600 emulated seconds after close (3 s wall): results come late
+    server = make_server(time_scale=200.0, job_start_latency_s=600.0, **profile)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=10, opportunities=1_500,
+                                                bad_share=0.01, seed=8))
+    return server
+
+
+def test_load_killed_after_upload_resumes_without_uploading_twice(make_server, tmp_path):
+    server = _org(make_server)
+    project = make_project(server, tmp_path, partitions=1)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        results = [project.run("Account", "p00", instance)]
+    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
+           "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
+    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
+                              str(tmp_path / "plans"), "Opportunity", "p00"], env=env)
+    try:
+        wait_for_ledger(project, "Opportunity")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    submitted = ingest_jobs(server, "Opportunity")
+    assert submitted >= 1
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # the run retry
+        retried = project.run("Opportunity", "p00", instance)
+    assert project.materialization(retried)["resumed_jobs"] == submitted
+    assert ingest_jobs(server, "Opportunity") == submitted  # nothing uploaded twice
+    assert_reconciled(project, outcomes(project, [*results, retried]))
+
+
+def test_emulator_restarted_mid_run_with_its_data_dir(make_server, tmp_path):
+    first = _org(make_server)
+    project = make_project(first, tmp_path, partitions=1)
+    with dg.instance_for_test() as instance:
+        results = [project.run("Account", "p00", instance)]
+        thread = threading.Thread(target=lambda: results.append(
+            project.run("Opportunity", "p00", instance)))
+        thread.start()
+        wait_for_ledger(project, "Opportunity")
+        port = int(first.url.rsplit(":", 1)[1])
+        first.stop()
+        time.sleep(0.5)  # the org is down for a moment
+        config = EmulatorConfig(first.config.data_dir, port=port,
+                                profile=load_profile("fast", time_scale=200.0))
+        with EmulatorServer(config) as second:
+            thread.join(timeout=300)
+            assert not thread.is_alive()
+            project.server = second
+            assert_reconciled(project, outcomes(project, results))
+            assert ingest_jobs(second, "Opportunity") == 1  # collected, not re-uploaded
