@@ -34,6 +34,8 @@ from .prepare import QUARANTINE, prepare
 from .settings import PipelineSettings
 from .syncs import SyncSpec
 
+MICRO = 1_000_000.0
+
 
 @dataclass
 class Reconciliation:
@@ -61,11 +63,12 @@ def duplicates(keys: list[str | None]) -> dict[str, int]:
 
 def _canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
     """One comparable form for a column whichever side it came from (Arrow as prepared, or
-    Core's text): numbers as float64 rounded to 6 places, dates as ``YYYY-MM-DD``, datetimes
+    Core's text): numbers as integer millionths, dates as ``YYYY-MM-DD``, datetimes
     as UTC ``YYYY-MM-DDTHH:MM:SS``, booleans as bool, other text with empty meaning null."""
     try:
-        if pa.types.is_integer(like) or pa.types.is_floating(like) or pa.types.is_decimal(like):
-            return pc.round(pc.cast(_text(arr) if _is_text(arr) else arr, pa.float64()), 6)
+        if _is_number(like):  # integer millionths: float noise (…19000000001) compares equal
+            number = pc.cast(_text(arr) if _is_text(arr) else arr, pa.float64())
+            return pc.cast(pc.round(pc.multiply(number, MICRO)), pa.int64())
         if pa.types.is_boolean(like):
             return arr if pa.types.is_boolean(arr.type) else pc.is_in(
                 pc.utf8_lower(_text(arr)), pa.array(["true", "1"]))
@@ -78,6 +81,17 @@ def _canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
         pass  # a value that does not parse: compared as text, so it shows as a mismatch
     text = _text(arr)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _shown(arr: pa.Array, like: pa.DataType) -> pa.Array:
+    """A canonical column as a person reads it (numbers back from millionths)."""
+    if _is_number(like) and pa.types.is_integer(arr.type):
+        return pc.divide(pc.cast(arr, pa.float64()), MICRO)
+    return arr
 
 
 def _is_text(arr: pa.Array) -> bool:
@@ -133,7 +147,8 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
         if n and len(mismatches) < sample:
             idx = pc.indices_nonzero(differ)[:sample - len(mismatches)]
             mismatches += zip(keys.take(idx).to_pylist(), [f] * len(idx),
-                              a.take(idx).to_pylist(), b.take(idx).to_pylist(), strict=True)
+                              _shown(a.take(idx), like).to_pylist(),
+                              _shown(b.take(idx), like).to_pylist(), strict=True)
     return FieldsComparison(joined.num_rows, _checksum(keys, left_cols),
                             _checksum(keys, right_cols), mismatched, mismatches)
 

@@ -37,14 +37,14 @@ def test_compare_fields_normalises_both_sides():
 def test_compare_fields_reads_core_text_as_the_bulk_query_returns_it():
     n = 1_000
     dc = pa.table({"K": [f"k{i:04d}" for i in range(n)],
-                   "Amount": pa.array([i * 0.1 for i in range(n)]),
+                   "Amount": pa.array([i * 0.1 + 752750.19 for i in range(n)]),  # float noise
                    "Won": pa.array([i % 2 == 0 for i in range(n)]),
                    "At": pa.array([dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)] * n,
                                   pa.timestamp("us", tz="UTC")),
                    "CloseDate": pa.array([dt.date(2025, 1, 2)] * n),
                    "Name": [None if i % 7 == 0 else f"n{i}" for i in range(n)]})
     core = pa.table({"K": [f"k{i:04d}" for i in reversed(range(n))],  # any order
-                     "Amount": [str(round(i * 0.1, 6)) for i in reversed(range(n))],
+                     "Amount": [str(round(i * 0.1 + 752750.19, 2)) for i in reversed(range(n))],
                      "Won": ["true" if i % 2 == 0 else "false" for i in reversed(range(n))],
                      "At": ["2025-01-02T03:04:05.000Z"] * n, "CloseDate": ["2025-01-02"] * n,
                      "Name": [None if i % 7 == 0 else f"n{i}" for i in reversed(range(n))]})

@@ -105,7 +105,10 @@ def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
             run_config=QUIET)
     out: dict = {"job": job_name, "partition": partition, "success": result.success,
                  "materializations": [],  # the worker's peak so far: at most one run at a time
-                 "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                 "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                 "failed_checks": sorted(f"{e.asset_key.to_user_string()}:{e.check_name}"
+                                         for e in result.get_asset_check_evaluations()
+                                         if not e.passed and e.check_name != "no_quarantined_rows")}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             m = event.event_specific_data.materialization  # type: ignore[union-attr]

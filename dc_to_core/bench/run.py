@@ -77,6 +77,7 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
     totals["run_workers"] = "CPU and RSS include the run worker processes"
     totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
     totals["rows_per_partition"] = cfg.rows_per_partition
+    totals["failed_error_checks"] = sum(len(r["failed_checks"]) for r in runs)
     return totals
 
 
