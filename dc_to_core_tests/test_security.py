@@ -6,6 +6,7 @@ on 127.0.0.1 and refuses requests without a valid token."""
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_tls_verification_is_on_unless_turned_off_with_a_warning(caplog):
 def test_the_emulator_listens_on_loopback_and_wants_a_token(tmp_path):
     with EmulatorServer(EmulatorConfig(tmp_path, profile=load_profile("fast"))) as server:
         assert server.config.host == "127.0.0.1" and "127.0.0.1" in server.url
-        with httpx.Client(verify=str(server.ca_file)) as http:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(server.ca_file))) as http:
             for path in ("/services/data/v64.0/jobs/ingest", "/services/data/v64.0/query?q=x",
                          "/api/v2/query", "/__emulator__/stats"):
                 assert http.get(server.url + path).status_code == 401
