@@ -4,6 +4,7 @@ quarantine, lock-storm healing, idempotent re-runs, and runs on PostgreSQL stora
 from __future__ import annotations
 
 import random
+import time
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core_tests.pipeline_support import make_project
-from dc_to_core_tests.support import OrgClient, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_a_second_run_changes_nothing_and_duplicates_nothing(project):
 
 
 def test_a_lock_storm_is_healed_by_the_re_pass(make_server, tmp_path):
-    server = make_server(time_scale=200.0, lock_timeout_s=1.0, workers=4)
+    server = make_server(time_scale=20.0, lock_timeout_s=1.0, workers=4)
     seed_datacloud(server.org.storage, SeedSpec(accounts=10, opportunities=4000, seed=5))
     project = make_project(server, tmp_path, partitions=1)
     org = OrgClient(server)
@@ -94,10 +95,14 @@ def test_a_lock_storm_is_healed_by_the_re_pass(make_server, tmp_path):
         assert project.run("Account", "p00", instance).success
         rnd = random.Random(1)  # another integration writes children of the same accounts
         rows = [[f"OTHER-{i:06d}", "n", "Prospecting", "2025-01-01",
-                 f"ACC-{rnd.randrange(10):07d}"] for i in range(20_000)]
-        org.submit("Opportunity", csv_text(["External_Id__c", "Name", "StageName", "CloseDate",
-                                            "Account.External_Id__c"], rows))
-        result = project.run("Opportunity", "p00", instance)
+                 f"ACC-{rnd.randrange(10):07d}"] for i in range(40_000)]  # ≈ 80 emulated s
+        other = org.submit("Opportunity", csv_text(["External_Id__c", "Name", "StageName",
+                                                    "CloseDate", "Account.External_Id__c"], rows))
+        deadline = time.monotonic() + 60
+        while org.get(f"{V}/jobs/ingest/{other}").json()["numberRecordsProcessed"] == 0:
+            assert time.monotonic() < deadline, "the other integration's job never started"
+            time.sleep(0.02)
+        result = project.run("Opportunity", "p00", instance)  # while the storm is on
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     meta = project.materialization(result)
     assert meta["repass_rounds"] >= 1  # the first round met the storm
