@@ -7,7 +7,6 @@ of JSON pages of 2,000, and one API call per page instead of one per 2,000 recor
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from urllib.parse import urlencode
@@ -15,6 +14,7 @@ from urllib.parse import urlencode
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from .bulk_results import csv_header
 from .transport import ApiClient
 
 PAGE_RECORDS = 250_000
@@ -24,7 +24,7 @@ def read_query_csv(data: bytes, fields: list[str] | None = None) -> pa.Table:
     """A query result page as string columns; empty cells (Salesforce's nulls) are nulls."""
     if not data.strip():
         return pa.table({f: pa.array([], pa.string()) for f in fields or []})
-    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+    header = csv_header(data)
     table = pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(
         newlines_in_values=True), convert_options=pacsv.ConvertOptions(
         column_types={n: pa.string() for n in header}, strings_can_be_null=True,

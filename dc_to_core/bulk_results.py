@@ -27,11 +27,16 @@ OUTCOME = pa.schema([("status", pa.string()), ("sf_id", pa.string()), ("created"
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+def csv_header(data: bytes) -> list[str]:
+    """The field names in a CSV's first line."""
+    return next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+
+
 def read_result_csv(data: bytes, columns: list[str] | None = None) -> pa.Table:
     """A result CSV as string columns ('' for empty cells); only ``columns`` if given."""
     if not data.strip():
         return pa.table({})
-    names = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+    names = csv_header(data)
     wanted = [n for n in names if columns is None or n in columns]
     return pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(
         newlines_in_values=True), convert_options=pacsv.ConvertOptions(

@@ -128,13 +128,13 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
     if skip:
         dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
     right = core.select([key, *fields]).rename_columns([key, *(f"core:{f}" for f in fields)])
-    joined = dc.join(right, key, join_type="inner").sort_by(key).combine_chunks()
-    keys = _one(joined, key)
+    joined = dc.join(right, key, join_type="inner").sort_by(key)
+    keys = joined.column(key).combine_chunks()
     left_cols, right_cols, mismatches, mismatched = [], [], [], 0
     for f in fields:
         like = dc.schema.field(f).type
-        a = _canonical(_one(joined, f), like)
-        b = _canonical(_one(joined, f"core:{f}"), like)
+        a = _canonical(joined.column(f).combine_chunks(), like)
+        b = _canonical(joined.column(f"core:{f}").combine_chunks(), like)
         if a.type != b.type:
             a, b = _text(a), _text(b)
         left_cols.append(a)
@@ -151,12 +151,6 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                               _shown(b.take(idx), like).to_pylist(), strict=True)
     return FieldsComparison(joined.num_rows, _checksum(keys, left_cols),
                             _checksum(keys, right_cols), mismatched, mismatches)
-
-
-def _one(table: pa.Table, name: str) -> pa.Array:
-    col = table.column(name)
-    return col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks) if (
-        col.num_chunks) else pa.array([], col.type)
 
 
 class RangeReads:

@@ -4,10 +4,14 @@ definitions built with resources pointing at it, and helpers to run partitions."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 
 from dc_to_core.emulator import EmulatorServer
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
@@ -62,6 +66,69 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
     return Project(server, root, settings, defs, live)
 
 
+def load_everything(project: Project, instance: dg.DagsterInstance, sync: str
+                    ) -> list[dg.ExecuteInProcessResult]:
+    return [project.run(sync, p, instance) for p in project.partitions(sync)]
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What the operator reads: each failed step's error message."""
+    return [e.step_failure_data.error.message for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.error]
+
+
+def outcomes(project: Project, results: list[dg.ExecuteInProcessResult]
+             ) -> list[tuple[str, dict]]:
+    """(sync, materialization metadata) of successful runs; a failed run fails the test with
+    what its operator would read."""
+    out = []
+    for result in results:
+        assert result.success, failure_messages(result)
+        out.append((result.job_def.name.removeprefix("load_"), project.materialization(result)))
+    return out
+
+
+def stored_outcomes(instance: dg.DagsterInstance, project: Project, sync: str
+                    ) -> list[tuple[str, dict]]:
+    """(sync, metadata) of each partition's latest materialization in the instance."""
+    out = []
+    for p in project.partitions(sync):
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["core", sync]), asset_partitions=[p]), limit=1).records
+        assert records, f"{sync} {p} was not materialized"
+        meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+        out.append((sync, {k: v.value for k, v in meta.items()}))
+    return out
+
+
+def assert_reconciled(project: Project, outcomes: list[tuple[str, dict]]) -> None:
+    """The chaos invariant over every partition of both syncs."""
+    datacloud, bulk = project.live["datacloud"], project.live["bulk"]
+    loaded = {"Account": 0, "Opportunity": 0}
+    for sync, meta in outcomes:
+        start, end = meta["range_start"] or None, meta["range_end"] or None
+        dc = datacloud.count_range(f"{sync}_Staging__dlm", "ExternalId__c", start, end)
+        assert meta["rows_extracted"] == meta["rows_loaded"] + meta["rows_quarantined"] == dc
+        for row in pq.read_table(meta["quarantine_path"]).to_pylist():
+            assert row["error_code"] and row["error_message"], row
+        loaded[sync] += meta["rows_loaded"]
+    for obj, n in loaded.items():
+        keys = bulk.query(f"SELECT External_Id__c FROM {obj}").column(0).to_pylist()
+        assert len(keys) == n, f"Core holds {len(keys)} {obj} records, runs loaded {n}"
+        assert not [k for k, c in Counter(keys).items() if c > 1], "duplicate external ids"
+
+
+def run_apart(project: Project, home: Path, sync: str, partitions: list[str]) -> None:
+    """Partition runs in processes of their own, at the same time (as the run launcher
+    starts them); their events go to the instance in ``home``."""
+    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home)}
+    children = [subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
+                                  str(project.root / "plans"), sync, p], env=env)
+                for p in partitions]
+    codes = [c.wait(timeout=600) for c in children]
+    assert codes == [0] * len(children), f"partition runs exited with {codes}"
+
+
 def run_partition_main(argv: list[str]) -> int:
     """``python -m dc_to_core_tests.pipeline_support PLANS SYNC PARTITION``: one partition
     run in a process of its own (instance from DAGSTER_HOME, settings from the environment),
@@ -75,6 +142,4 @@ def run_partition_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(run_partition_main(sys.argv[1:]))

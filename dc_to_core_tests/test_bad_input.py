@@ -14,8 +14,12 @@ from hypothesis import strategies as st
 from dc_to_core.bulk_csv import bulk_table, write_rows
 from dc_to_core.emulator.csvio import read_upload
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
-from dc_to_core_tests.pipeline_support import make_project
-from dc_to_core_tests.test_chaos import assert_reconciled, failure_messages, outcomes
+from dc_to_core_tests.pipeline_support import (
+    assert_reconciled,
+    failure_messages,
+    make_project,
+    outcomes,
+)
 
 COLUMNS = ["ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
            "Description__c", "AccountExternalId__c", "LastModifiedDate__c"]

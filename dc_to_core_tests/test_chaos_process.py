@@ -18,8 +18,12 @@ import dagster as dg
 from dc_to_core.emulator import EmulatorConfig, EmulatorServer, load_profile
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
-from dc_to_core_tests.pipeline_support import Project, make_project
-from dc_to_core_tests.test_chaos import assert_reconciled, outcomes
+from dc_to_core_tests.pipeline_support import (
+    Project,
+    assert_reconciled,
+    make_project,
+    outcomes,
+)
 
 
 def wait_for_ledger(project: Project, sync: str, timeout: float = 60) -> None:

@@ -20,9 +20,8 @@ from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import DEFAULT_CLIENT_ID
 from dc_to_core.emulator.tokens import AppCredentials
 from dc_to_core.resources import salesforce_auth
-from dc_to_core_tests.pipeline_support import make_project
+from dc_to_core_tests.pipeline_support import failure_messages, make_project
 from dc_to_core_tests.support import rsa_pair
-from dc_to_core_tests.test_chaos import failure_messages
 
 USER = "etl@example.com"
 
