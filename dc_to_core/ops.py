@@ -160,6 +160,10 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         pq.write_table(result.quarantine, path)
         shutil.copyfile(path, path.with_name("latest.parquet"))
         meta = metadata(result, str(path))
+        # every job of this load is collected now: a later run of the partition must send the
+        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
+        fp = (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode()
+        ledger.forget(spec.name, context.partition_key, fp)
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "
@@ -171,8 +175,6 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                              f"re-pass rounds (see {path}). Re-run the partition (backfill "
                              "failed partitions) when the org is quieter.", metadata=meta,
                              allow_retries=False)
-        fp = (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode()
-        ledger.forget(spec.name, context.partition_key, fp)
         _cleanup(settings, context.run_id)
         yield dg.Output(None, metadata=meta)
 

@@ -146,3 +146,10 @@ def auth_for(server: EmulatorServer, **overrides: object):
                 "client_secret": DEFAULT_CLIENT_SECRET,
                 "ca_bundle": str(server.ca_file) if server.ca_file else None, **overrides}
     return SalesforceAuth(**settings)
+
+
+def set_faults(server: object, **faults: object) -> None:
+    """Switch an emulator's faults (with a fresh token: fast-profile sessions last seconds).
+    ``server`` is an EmulatorServer or a SpawnedEmulator."""
+    org = OrgClient(server)  # type: ignore[arg-type]
+    org.http.patch("/__emulator__/profile", json={"faults": faults}).raise_for_status()

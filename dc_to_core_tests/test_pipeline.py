@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
-from dc_to_core_tests.pipeline_support import make_project
-from dc_to_core_tests.support import OrgClient, V, csv_text
+from dc_to_core_tests.pipeline_support import failure_messages, make_project
+from dc_to_core_tests.support import OrgClient, V, csv_text, set_faults
 
 
 @pytest.fixture
@@ -84,6 +84,26 @@ def test_a_second_run_changes_nothing_and_duplicates_nothing(project):
     assert project.checks(second_result)["no_duplicate_external_ids"]
     core = project.live["core"]
     assert core.count("SELECT COUNT() FROM Opportunity") == first["rows_loaded"]
+
+
+def test_a_partition_that_failed_loads_when_re_run_after_the_fault_clears(project):
+    """A failed run's collected jobs are not resumed by the next run: it sends the rows."""
+    with dg.instance_for_test() as instance:
+        for p in project.partitions("Account"):
+            assert project.run("Account", p, instance).success
+        p = project.partitions("Opportunity")[0]
+        set_faults(project.server, job_fail_key=".")
+        failed = project.run("Opportunity", p, instance)
+        assert not failed.success
+        assert "re-pass rounds" in " ".join(failure_messages(failed))
+        set_faults(project.server, job_fail_key="")
+        again = project.run("Opportunity", p, instance)
+    assert again.success, failure_messages(again)
+    meta = project.materialization(again)
+    assert meta["resumed_jobs"] == 0
+    assert meta["rows_loaded"] + meta["rows_quarantined"] == meta["rows_extracted"]
+    core = OrgClient(project.server).query("SELECT COUNT() FROM Opportunity")
+    assert core["totalSize"] == meta["rows_loaded"]
 
 
 def test_a_lock_storm_is_healed_by_the_re_pass(make_server, tmp_path):

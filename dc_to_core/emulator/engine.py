@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .clock import EmulatedClock
 from .dml import TxnPlan, commit_txn, plan_txn
 from .ids import IdGenerator
 from .limits import BATCH, RECORDS, Limits
 from .locks import LockManager, LockRequest
-from .profile import OrgProfile
+from .profile import FaultProfile, OrgProfile
 from .storage import Storage
 from .validation import HeaderPlan, JobError, RowBlock, find_duplicates, plan_header, validate_rows
 
@@ -187,7 +188,8 @@ class Engine:
             job.duplicates = find_duplicates(table, job.plan)
         except JobError as exc:
             job.failure = str(exc)
-        if job.failure is None and self.rng.random() < self.profile.faults.job_fail_rate:
+        if job.failure is None and (self.rng.random() < self.profile.faults.job_fail_rate
+                                    or _poisoned(table, job.plan, self.profile.faults)):
             job.failure = "InternalServerError : the job failed while processing (fault)"
         rows = range(table.num_rows) if rows is None else rows
         with self._cv:
@@ -376,3 +378,14 @@ class Engine:
         with self.storage.write_lock:
             self.storage.core.execute(
                 "UPDATE ingest_job SET batches=batches+1 WHERE id=?", (job_id,))
+
+
+def _poisoned(table: pa.Table, plan: HeaderPlan | None, faults: FaultProfile) -> bool:
+    """Whether the job holds a row whose upsert key matches the ``job_fail_key`` fault."""
+    if not faults.job_fail_key or plan is None or not plan.key_field:
+        return False
+    column = next((c for c in table.column_names if c.lower() == plan.key_field.lower()), None)
+    if column is None:
+        return False
+    keys = pc.cast(table[column], pa.string())
+    return bool(pc.any(pc.match_substring_regex(keys, faults.job_fail_key)).as_py())

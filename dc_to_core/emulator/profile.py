@@ -42,6 +42,10 @@ class FaultProfile(BaseModel):
     job_fail_rate: float = Field(
         0.0, ge=0, le=1, description="A closed ingest job turns Failed before any row is written."
     )
+    job_fail_key: str = Field(
+        "", description="Regex: a closed ingest job holding a row whose upsert key matches "
+        "turns Failed, whatever job_fail_rate says (a poison record; '' = off)."
+    )
     chunk_die_rate: float = Field(
         0.0, ge=0, le=1, description="A chunk dies part-way; its rest is unprocessed, job Failed."
     )

@@ -91,6 +91,17 @@ def test_job_fail_and_chunk_die_faults(make_server):
     assert info["numberRecordsProcessed"] == done
 
 
+def test_poison_key_fails_only_the_jobs_holding_it(make_server):
+    org = OrgClient(make_server())
+    org.http.patch("/__emulator__/profile", json={"faults": {"job_fail_key": "^P-00[5]$"}})
+    clean = org.run_job("Account", csv_text(["External_Id__c", "Name"],
+                                            [["P-001", "a"], ["P-002", "b"]]))
+    poisoned = org.run_job("Account", csv_text(["External_Id__c", "Name"],
+                                               [["P-004", "a"], ["P-005", "b"]]))
+    assert clean["state"] == "JobComplete"
+    assert poisoned["state"] == "Failed" and "fault" in poisoned["errorMessage"]
+
+
 def test_slow_responses(make_server):
     org = faulty(make_server, slow_rate=1.0, slow_s=1.0)
     with pytest.raises(httpx.ReadTimeout):
