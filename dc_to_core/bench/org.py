@@ -93,6 +93,10 @@ class BenchOrg:
             lock_timeouts=stats["engine"]["lock_timeouts"],
             last_job_end_s=stats["last_job_end_s"] or 0.0)
 
+    def emulated_now(self) -> float:
+        """The org's emulated clock, in seconds."""
+        return float(self._get("/__emulator__/clock")["emulated_now_s"])
+
     def wait_until_idle(self, poll_wall_s: float = 0.1) -> None:
         """Wait until every ingest job of the org is terminal (the seeds never waited)."""
         bulk = self.bulk()

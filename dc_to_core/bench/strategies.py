@@ -5,8 +5,13 @@ The seed replays follow ../shared/seeds (read in the README's benchmark section)
 API 2.0 job per page of ``job_rows`` rows read from Data Cloud by keyset, partitions as
 threads started ``stagger`` apart, a gap between a partition's jobs, and a retry that resubmits
 the same rows as a new job only when an API call fails. The seeds never read job results and
-never wait for a job to finish; success is the Core count at the end. Waits are in emulated
-seconds, divided by the org's time scale.
+never wait for a job to finish; success is the Core count at the end.
+
+Each partition keeps to its own timeline in *org* time (``Pacer``): a job is due one modelled
+job's work (``JOB_WORK_S``: the Data Cloud page and three Bulk calls, as the platform answers
+them) plus the seed's gap after the previous one was due. So how close together the jobs land
+is the seed's design, not this machine's speed: at time scale 50 a client's few milliseconds
+of CPU would otherwise be seconds of org time. The replay reports how late it ran.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ SOURCE_COLUMNS = ["ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "A
 TARGET_COLUMNS = ["External_Id__c", "Name", "StageName", "CloseDate", "Amount", "Probability",
                   "LeadSource", "Account.External_Id__c"]
 SEED_ROWS = 2_000_000   # the seeds' runs; staggers scale with rows / SEED_ROWS
+API_CALL_S = 0.3        # a real org's answer to one callout (~100-500 ms), in org seconds
+JOB_WORK_S = 4 * API_CALL_S   # one seed job: Data Cloud page, create, upload, close
 
 
 @dataclass(frozen=True)
@@ -97,52 +104,82 @@ def pages(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(buffer)
 
 
+class Pacer:
+    """One partition's timeline in org time: ``advance`` moves its next due time on and
+    sleeps until the org's clock reaches it. A client that falls behind catches up (no sleep)
+    rather than stretching the schedule; how far behind it fell is recorded."""
+
+    def __init__(self, org: BenchOrg, start_s: float) -> None:
+        self.org = org
+        self.due = start_s
+        self.steps = 0
+        self.late_s: list[float] = []
+
+    def advance(self, emulated_s: float) -> None:
+        self.steps += 1
+        self.due += emulated_s
+        now = self.org.emulated_now()
+        if now < self.due:
+            time.sleep((self.due - now) / self.org.time_scale)
+        else:
+            self.late_s.append(now - self.due)
+
+
 def seed_replay(org: BenchOrg, strategy: SeedStrategy, rows: int, boundaries: list[str],
                 seed: int = 0) -> dict:
-    """Replay one seed strategy; returns job and retry counts once every job is finished."""
-    scale = org.time_scale
+    """Replay one seed strategy; returns job, retry and pacing counts once every job ran."""
     datacloud = DataCloudResource(auth=org.auth)
     bulk = org.bulk()
     stagger = strategy.stagger_s * rows / SEED_ROWS
     ranges = list(zip([None, *boundaries], [*boundaries, None], strict=True))
     counters = {"bulk_jobs": 0, "api_retries": 0, "abandoned_pages": 0}
     lock = threading.Lock()
+    pacers: list[Pacer] = []
 
-    def submit(page: pa.Table) -> None:
+    def count(key: str) -> None:
+        with lock:
+            counters[key] += 1
+
+    def submit(page: pa.Table, pacer: Pacer) -> None:
         data = next(iter(split_jobs(to_target(page)))).data
         for attempt in range(strategy.retries + 1):
-            if attempt:
-                with lock:
-                    counters["api_retries"] += 1
+            if attempt:  # the failed attempt's calls, then the seed's backoff
+                count("api_retries")
                 delays = strategy.retry_delays_s
-                if delays:
-                    time.sleep(delays[min(attempt, len(delays)) - 1] / scale)
+                pacer.advance(JOB_WORK_S + (delays[min(attempt, len(delays)) - 1]
+                                            if delays else 0.0))
             try:
                 job_id = bulk.create_job("Opportunity", "upsert", "External_Id__c")["id"]
-                with lock:
-                    counters["bulk_jobs"] += 1
+                count("bulk_jobs")
                 bulk.upload(job_id, data)
                 bulk.close(job_id)
                 return
             except (OrgUnreachableError, SalesforceApiError):
                 continue
-        with lock:
-            counters["abandoned_pages"] += 1
+        count("abandoned_pages")
 
-    def partition(i: int, start: str | None, end: str | None) -> None:
+    def partition(i: int, start: str | None, end: str | None, pacer: Pacer) -> None:
         rng = random.Random(seed * 100 + i)
-        time.sleep(i * stagger / scale)
+        pacer.advance(i * stagger)
         for page in pages(datacloud.read_range(OPPORTUNITIES_DMO, SOURCE_COLUMNS[1:],
                                                "ExternalId__c", start, end, strategy.job_rows),
                           strategy.job_rows):
-            submit(page)
-            time.sleep(rng.uniform(*strategy.gap_s) / scale)
+            submit(page, pacer)
+            pacer.advance(JOB_WORK_S + rng.uniform(*strategy.gap_s))
 
-    threads = [threading.Thread(target=partition, args=(i, s, e), daemon=True)
-               for i, (s, e) in enumerate(ranges)]
+    t0 = org.emulated_now()
+    threads = []
+    for i, (s, e) in enumerate(ranges):
+        pacers.append(Pacer(org, t0))
+        threads.append(threading.Thread(target=partition, args=(i, s, e, pacers[-1]),
+                                        daemon=True))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     org.wait_until_idle()
-    return counters
+    late = [s for p in pacers for s in p.late_s]
+    steps = sum(p.steps for p in pacers)
+    return {**counters, "paced_steps": steps, "paced_steps_late": len(late),
+            "paced_max_late_s": round(max(late, default=0.0), 1),
+            "paced_mean_late_s": round(sum(late) / max(1, len(late)), 2)}

@@ -28,6 +28,12 @@ async def patch_profile(request: Request) -> Response:
     return JSONResponse({"profile": org.update_profile(await json_body(request)).model_dump()})
 
 
+async def get_clock(request: Request) -> Response:
+    """The org's emulated time, cheaply: clients that pace themselves in org time poll it."""
+    org = org_of(request)
+    return JSONResponse({"emulated_now_s": org.clock.now(), "time_scale": org.clock.scale})
+
+
 def holdings(org: Org) -> dict:
     """Row counts of every Core object and Data Cloud object."""
     core = {name: org.storage.reader().execute(f"SELECT count(*) FROM {quote_ident(name)}")
@@ -72,5 +78,6 @@ routes = [
     Route("/__emulator__/profile", get_profile, methods=["GET"]),
     Route("/__emulator__/profile", patch_profile, methods=["PATCH"]),
     Route("/__emulator__/stats", stats, methods=["GET"]),
+    Route("/__emulator__/clock", get_clock, methods=["GET"]),
     Route("/__emulator__/datacloud/sql", datacloud_sql, methods=["POST"]),
 ]
