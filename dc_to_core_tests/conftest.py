@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -73,9 +74,9 @@ def org(shared_server: EmulatorServer) -> OrgClient:
     return OrgClient(shared_server)
 
 
-@pytest.fixture
-def pg_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
-    """A throwaway PostgreSQL database (created and dropped around the test)."""
+@contextlib.contextmanager
+def throwaway_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A PostgreSQL database created for the caller and dropped afterwards."""
     import uuid
 
     import psycopg2
@@ -90,3 +91,10 @@ def pg_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def pg_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL database (created and dropped around the test)."""
+    with throwaway_database(postgres) as db:
+        yield db

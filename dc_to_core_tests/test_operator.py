@@ -1,0 +1,199 @@
+"""The operator's path end to end: the real ``dagster-webserver`` and ``dagster-daemon`` on the
+project's production ``dagster.yaml`` (PostgreSQL storage, queued runs), driven through the
+webserver's GraphQL API as the UI drives it, against an emulated org.
+
+Run alone with ``pytest -m e2e``. The tests share one stack and build on each other's data in
+file order (backfill → recovery → nightly automation → change sensor → UI), as one operator's
+day would; each asserts only what its own actions must have caused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dc_to_core.automation import NIGHT, TRIGGER
+from dc_to_core.emulator.seed import SeedSpec
+from dc_to_core.plan import load_plan
+from dc_to_core.resources import resources_from_env
+from dc_to_core.syncs import load_syncs
+from dc_to_core_tests.browser import browse_asset_page
+from dc_to_core_tests.conftest import throwaway_database
+from dc_to_core_tests.graphql_client import DagsterUI
+from dc_to_core_tests.operator_support import OperatorStack, start_stack, wait_for
+from dc_to_core_tests.support import OrgClient, set_faults
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+PARTITIONS = {"Account": 2, "Opportunity": 3}
+CHECKS = ["counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids", "fields_match"]
+BACKFILL_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def stack(postgres: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[OperatorStack]:
+    def stop_nightly(s: OperatorStack) -> None:  # before the daemon can tick it
+        ui = DagsterUI(s.webserver_url)
+        wait_for("the code location to load", ui.location, 120, alive=s.alive)
+        ui.set_schedule("nightly_Account", running=False)
+
+    with throwaway_database(postgres) as db:
+        s = start_stack(tmp_path_factory.mktemp("operator"), db,
+                        SeedSpec(accounts=120, opportunities=12_000, bad_share=0.002, seed=11),
+                        PARTITIONS, extra_env={"DC_TO_CORE_NIGHTLY_CRON": "* * * * *",
+                                               "DC_TO_CORE_CHANGE_INTERVAL_S": "10"},
+                        before_daemon=stop_nightly)
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+@pytest.fixture(scope="module")
+def ui(stack: OperatorStack) -> DagsterUI:
+    return DagsterUI(stack.webserver_url)
+
+
+@pytest.fixture(scope="module")
+def live(stack: OperatorStack) -> dict:
+    return resources_from_env(stack.env, resolve=True)
+
+
+def ranges(stack: OperatorStack, sync: str) -> dict[str, tuple[str | None, str | None]]:
+    plan = load_plan(load_syncs().syncs[sync], Path(stack.env["DC_TO_CORE_PLANS"]))
+    return {r.key: (r.start, r.end) for r in plan.ranges}
+
+
+def wait_backfill(ui: DagsterUI, stack: OperatorStack, backfill_id: str) -> dict:
+    try:
+        return ui.wait_backfill(backfill_id, BACKFILL_TIMEOUT_S)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.logs()}") from None
+
+
+def failures(ui: DagsterUI, backfill: dict) -> list[str]:
+    """What the failed runs of a backfill said (for assertion messages)."""
+    return [f"{r['tags'].get('dagster/partition')}: {m}" for r in backfill["runs"]
+            if r["status"] == "FAILURE" for m in ui.step_failures(r["runId"])]
+
+
+def assert_reconciled(ui: DagsterUI, stack: OperatorStack, live: dict, sync: str,
+                      partitions: list[str]) -> None:
+    """Each partition's latest materialization and checks agree with Data Cloud and Core."""
+    spec = load_syncs().syncs[sync]
+    asset = f"core/{sync}"
+    materialized = ui.latest_materializations(asset)
+    checks = ui.latest_checks(asset, CHECKS)
+    for key, (start, end) in ranges(stack, sync).items():
+        if key not in partitions:
+            continue
+        meta = materialized[key]["metadata"]
+        in_dc = live["datacloud"].count_range(spec.source, spec.source_key, start, end)
+        in_core = live["core"].count_range(spec.target, spec.target_key, start, end)
+        assert meta["rows_extracted"] == in_dc, (sync, key, meta)
+        assert meta["rows_loaded"] + meta["rows_quarantined"] == in_dc, (sync, key, meta)
+        assert meta["rows_loaded"] == in_core, (sync, key, meta, in_core)
+        run = materialized[key]["run_id"]
+        for check in CHECKS:
+            result = checks[check][key]
+            assert result["run_id"] == run, (check, key, "not evaluated by the latest run")
+            if check == "no_quarantined_rows" and meta["rows_quarantined"]:
+                assert (result["status"], result["severity"]) == ("FAILED", "WARN")
+            else:
+                assert result["status"] == "SUCCEEDED", (check, key, result)
+
+
+def valid_key_in(stack: OperatorStack, sync: str, partition: str) -> str:
+    """An external id of a row in that partition that is not one of the seeded bad rows."""
+    start, end = ranges(stack, sync)[partition]
+    spec = load_syncs().syncs[sync]
+    bad = {k for keys in stack.seed.bad_rows.values() for k in keys}
+    table = resources_from_env(stack.env, resolve=True)["datacloud"].read_range(  # type: ignore[attr-defined]
+        spec.source, [], spec.source_key, start, end, 200)
+    keys = next(iter(table))[spec.source_key].to_pylist()
+    return next(k for k in keys[50:] if k not in bad)
+
+
+def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
+    poison = valid_key_in(stack, "Opportunity", "p01")
+    set_faults(stack.emulator, job_fail_key=f"^{re.escape(poison)}$")
+
+    first = wait_backfill(ui, stack, ui.launch_backfill(
+        {"core/Account": None, "core/Opportunity": None}, "e2e: every partition"))
+
+    assert first["status"] == "COMPLETED_FAILED", failures(ui, first)
+    assert ui.partition_statuses("core/Account")["failedPartitions"] == []
+    opportunity = ui.partition_statuses("core/Opportunity")
+    assert opportunity["failedPartitions"] == ["p01"]
+    assert sorted(opportunity["materializedPartitions"]) == ["p00", "p02"]
+    failed_run = next(r for r in first["runs"] if r["status"] == "FAILURE")
+    assert any("Failed" in m or "transient" in m for m in ui.step_failures(failed_run["runId"]))
+    assert_reconciled(ui, stack, live, "Account", ["p00", "p01"])
+    assert_reconciled(ui, stack, live, "Opportunity", ["p00", "p02"])
+
+    set_faults(stack.emulator, job_fail_key="")
+    failed = ui.partition_statuses("core/Opportunity")["failedPartitions"]
+    retry = wait_backfill(ui, stack, ui.launch_backfill({"core/Opportunity": failed},
+                                                        "e2e: backfill failed"))
+
+    assert retry["status"] == "COMPLETED_SUCCESS", failures(ui, retry)
+    assert [r["tags"]["dagster/partition"] for r in retry["runs"]] == ["p01"]
+    assert ui.partition_statuses("core/Opportunity")["failedPartitions"] == []
+    assert_reconciled(ui, stack, live, "Opportunity", ["p00", "p01", "p02"])
+    keys = live["bulk"].read_range("Opportunity", ["External_Id__c"], "External_Id__c", None,
+                                   None)["External_Id__c"]
+    loaded = sum(m["metadata"]["rows_loaded"]
+                 for m in ui.latest_materializations("core/Opportunity").values())
+    assert len(keys) == len(set(keys.to_pylist())) == loaded  # nothing twice, nothing missing
+
+
+def finished(runs: list[dict]) -> bool:
+    return bool(runs) and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+
+
+def test_nightly_schedule_then_parents_loaded_under_the_daemon(stack, ui):
+    ui.set_schedule("nightly_Account", running=True)  # cron * * * * * in this stack
+    try:
+        tick = wait_for("a nightly_Account tick that launches runs", lambda: next((
+            t for t in ui.schedule_state("nightly_Account")["ticks"]
+            if t["status"] == "SUCCESS" and t["runIds"]), None), 150, every=2, alive=stack.alive)
+    finally:
+        ui.set_schedule("nightly_Account", running=False)
+    night = next(r for r in ui.runs() if r["runId"] == tick["runIds"][0])["tags"][NIGHT]
+
+    runs = wait_for("the night's Account and Opportunity runs to finish", lambda: (
+        lambda rs: rs if len(rs) == 5 and finished(rs) else None)(ui.runs(**{NIGHT: night})),
+        300, every=3, alive=stack.alive)
+
+    assert all(r["status"] == "SUCCESS" for r in runs), [(r["jobName"], r["status"]) for r in runs]
+    by_trigger = {(r["jobName"], r["tags"][TRIGGER], r["tags"]["dagster/partition"]) for r in runs}
+    assert by_trigger == {("load_Account", "nightly", "p00"), ("load_Account", "nightly", "p01"),
+                          *(("load_Opportunity", "parents_loaded", p)
+                            for p in ("p00", "p01", "p02"))}
+
+
+def test_change_sensor_requests_only_the_changed_partition(stack, ui):
+    spec = load_syncs().syncs["Opportunity"]
+    start, end = ranges(stack, "Opportunity")["p02"]
+    assert end is None  # the last range: the first rows from its start are inside it
+    org = OrgClient(stack.emulator)  # type: ignore[arg-type]
+    org.post("/__emulator__/datacloud/sql", json={
+        "sql": f'UPDATE "{spec.source}" SET "{spec.modified}" = ? WHERE "{spec.source_key}" IN '
+               f'(SELECT "{spec.source_key}" FROM "{spec.source}" WHERE "{spec.source_key}" >= ? '
+               "LIMIT 3)",
+        "params": ["2031-01-01T00:00:00.000+00:00", start]}).raise_for_status()
+
+    runs = wait_for("the source_changes sensor's run to finish", lambda: (
+        lambda rs: rs if finished(rs) else None)(ui.runs(**{TRIGGER: "source_changes"})),
+        120, every=2, alive=stack.alive)
+
+    assert [(r["jobName"], r["tags"]["dagster/partition"], r["status"]) for r in runs] == [
+        ("load_Opportunity", "p02", "SUCCESS")]
+
+
+def test_the_asset_page_shows_partitions_and_check_results(stack, ui):
+    page_png, checks_png = browse_asset_page(stack, ui, "core/Opportunity")
+    assert page_png.stat().st_size > 10_000 and checks_png.stat().st_size > 10_000
