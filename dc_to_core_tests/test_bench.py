@@ -35,6 +35,7 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
         seed = by_name[name]
         assert seed["loaded"] > 0 and seed["bulk_jobs"] >= 100_000 // 2000, seed
         assert seed["bulk_batches"] >= seed["bulk_jobs"]  # one batch per job at least
+        assert seed["extra"]["paced_steps"] >= seed["bulk_jobs"]  # kept to its org timeline
     assert (out / "bench.png").stat().st_size > 10_000
     assert "| dc_to_core | 100.00 %" in (out / "bench.md").read_text()
 
@@ -43,12 +44,15 @@ def test_markdown_reports_ratios_and_losses():
     def result(name: str, loaded: int, emulated_s: float) -> StrategyResult:
         return StrategyResult(name, "", 1000, loaded, 0, emulated_s, 1.0, 10, 1, 1, 0, 0.5, 99.0)
 
+    seed = result("seed", 500, 7200)
+    seed.extra["time_scale"] = 20
     rows = [r.as_dict(ceiling) for ceiling in [result("ceiling", 1000, 3600)]
-            for r in (ceiling, result("seed", 500, 7200))]
+            for r in (ceiling, seed)]
     table = markdown(rows, {"rows": 1000, "accounts": 10, "profile": "default",
-                            "time_scale": 50, "workers": 8, "lock_timeout_s": 10})
+                            "time_scale": 50, "workers": 8, "lock_timeout_s": 10, "row_ms": 6})
     assert "| seed | 50.00 % | 500 | 2.00 h |" in table
     assert "| 250 | 0.25x |" in table
+    assert "slower clock, so this machine keeps to their org-time schedule: seed 20." in table
 
 
 def test_seed_pages_are_exactly_job_sized_whatever_the_batches():

@@ -68,7 +68,12 @@ def markdown(results: list[dict], meta: dict) -> str:
     lines.append(f"{meta['rows']:,} opportunities over {meta['accounts']:,} accounts "
                  f"(ExternalIds uncorrelated with parents), org profile `{meta['profile']}` "
                  f"(time scale {meta['time_scale']:g}, {meta['workers']} workers, lock "
-                 f"timeout {meta['lock_timeout_s']:g} s).")
+                 f"timeout {meta['lock_timeout_s']:g} s, {meta['row_ms']:g} ms per row).")
+    slower = [f"{r['name']} {r['extra']['time_scale']:g}" for r in results
+              if r["extra"].get("time_scale", meta["time_scale"]) != meta["time_scale"]]
+    if slower:
+        lines.append(f"Seed replays on a slower clock, so this machine keeps to their "
+                     f"org-time schedule: {', '.join(slower)}.")
     return "\n".join(lines) + "\n"
 
 

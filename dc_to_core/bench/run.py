@@ -112,7 +112,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
 def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
                  echo: Callable[[str], None]) -> StrategyResult:
     ctx = mp.get_context("spawn")
-    with seeded.fresh(cfg.profile, *cfg.overrides) as org:
+    with seeded.fresh(cfg.profile, *cfg.overrides, *_clock(name, cfg)) as org:
         queue: mp.Queue = ctx.Queue()
         child = ctx.Process(target=_child, args=(name, str(seeded.data_dir), cfg,
                                                  str(work / name.replace(" ", "_")),
@@ -121,6 +121,7 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
         child.start()
         got = queue.get()
         child.join()
+        got["extra"]["time_scale"] = org.time_scale
     d = OrgSnapshot(**got["delta"])
     extra = {**got["extra"], "emulated_until_client_done_s": round(d.emulated_s, 1)}
     if got["error"]:
@@ -140,6 +141,17 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
         bulk_batches=d.bulk_batches, bulk_jobs=int(extra.get("bulk_jobs", 0)),
         lock_timeouts=d.lock_timeouts, client_cpu_s=round(got["cpu_s"], 2),
         peak_rss_mb=round(got["peak_rss_mb"], 1), extra=extra)
+
+
+def _clock(name: str, cfg: BenchConfig) -> tuple[str, ...]:
+    """A seed replay runs no faster than its client keeps to its schedule on this machine."""
+    from .strategies import SEEDS
+
+    seed = next((s for s in SEEDS if s.name == name), None)
+    scale = load_profile(cfg.profile, **_overrides(cfg.overrides)).time_scale
+    if seed is None or scale <= seed.max_time_scale:
+        return ()
+    return (f"time_scale={seed.max_time_scale:g}",)
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -165,5 +177,6 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
     p = load_profile(cfg.profile, **_overrides(cfg.overrides))
     meta = {"rows": cfg.rows, "accounts": cfg.accounts, "profile": cfg.profile,
             "time_scale": p.time_scale, "workers": p.workers,
-            "lock_timeout_s": p.lock_timeout_s, "profile_values": p.model_dump()}
+            "lock_timeout_s": p.lock_timeout_s, "row_ms": p.row_ms,
+            "profile_values": p.model_dump()}
     return write(results, meta, cfg.out)
