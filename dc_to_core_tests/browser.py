@@ -8,12 +8,11 @@ import re
 from pathlib import Path
 
 from dc_to_core_tests.conftest import service_unavailable
-from dc_to_core_tests.graphql_client import DagsterUI
+from dc_to_core_tests.graphql_client import CHECKS, DagsterUI
 from dc_to_core_tests.operator_support import ROOT, OperatorStack
 
 CHROMIUM = os.environ.get("DC_TO_CORE_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-CHECKS = ["counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids", "fields_match"]
 
 
 def artifacts() -> Path:

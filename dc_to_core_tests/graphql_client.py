@@ -19,6 +19,7 @@ METADATA = """fragment MD on MetadataEntry { __typename label
   ... on PathMetadataEntry { path } }"""
 TERMINAL_BACKFILL = {"COMPLETED", "FAILED", "CANCELED", "COMPLETED_SUCCESS", "COMPLETED_FAILED"}
 REPO = "__repository__"
+CHECKS = ["counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids", "fields_match"]
 
 
 class GraphQLError(AssertionError):

@@ -22,13 +22,12 @@ from dc_to_core.resources import resources_from_env
 from dc_to_core.syncs import load_syncs
 from dc_to_core_tests.browser import browse_asset_page
 from dc_to_core_tests.conftest import throwaway_database
-from dc_to_core_tests.graphql_client import DagsterUI
+from dc_to_core_tests.graphql_client import CHECKS, DagsterUI
 from dc_to_core_tests.operator_support import OperatorStack, start_stack, wait_for
 from dc_to_core_tests.support import OrgClient, set_faults
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PARTITIONS = {"Account": 2, "Opportunity": 3}
-CHECKS = ["counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids", "fields_match"]
 BACKFILL_TIMEOUT_S = 600
 
 
