@@ -149,6 +149,10 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                  ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
                  rejected: pa.Table, ready: pa.Table, outcome: pa.Table
                  ) -> Iterator[dg.Output]:
+        # every job of this load is collected now: a later run of the partition must send the
+        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
+        ledger.forget(spec.name, context.partition_key,
+                      (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode())
         r = plan.range(context.partition_key)
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
         result = account(spec, r, context.partition_key, source, rejected, ready, outcome,
@@ -160,10 +164,6 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         pq.write_table(result.quarantine, path)
         shutil.copyfile(path, path.with_name("latest.parquet"))
         meta = metadata(result, str(path))
-        # every job of this load is collected now: a later run of the partition must send the
-        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
-        fp = (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode()
-        ledger.forget(spec.name, context.partition_key, fp)
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

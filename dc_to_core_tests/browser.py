@@ -31,6 +31,8 @@ def browse_asset_page(stack: OperatorStack, ui: DagsterUI, asset: str) -> tuple[
     if not Path(CHROMIUM).exists():
         service_unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     statuses = ui.partition_statuses(asset)
+    passed = any(e["status"] == "SUCCEEDED" for by_partition in
+                 ui.latest_checks(asset, CHECKS).values() for e in by_partition.values())
     name = asset.replace("/", "_")
     shots = artifacts() / f"{name}_partitions.png", artifacts() / f"{name}_checks.png"
     with sync_playwright() as pw:
@@ -50,6 +52,8 @@ def browse_asset_page(stack: OperatorStack, ui: DagsterUI, asset: str) -> tuple[
             page.get_by_text(f"Checks ({len(CHECKS)})").first.wait_for(timeout=60_000)
             for check in CHECKS:
                 page.get_by_text(check, exact=True).first.wait_for(timeout=30_000)
+            if passed:  # results loaded: a check GraphQL reports as passed says so
+                page.get_by_text("Succeeded", exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(shots[1]))
         finally:
             browser.close()

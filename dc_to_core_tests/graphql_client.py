@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -60,7 +61,10 @@ class DagsterUI:
                               if f"...{name}" in document)
         r = self.http.post("/graphql", json={"query": f"{document}\n{fragments}",
                                               "variables": variables})
-        body = r.json()
+        try:
+            body = r.json()
+        except ValueError:
+            raise GraphQLError(f"GraphQL answered {r.status_code}: {r.text[:500]}") from None
         if r.status_code != 200 or body.get("errors"):
             raise GraphQLError(f"GraphQL {r.status_code}: {body.get('errors')}")
         return body["data"]
@@ -116,9 +120,15 @@ class DagsterUI:
             r["tags"] = _tags(r["tags"])
         return backfill
 
-    def wait_backfill(self, backfill_id: str, timeout: float) -> dict:
+    def wait_backfill(self, backfill_id: str, timeout: float,
+                      alive: Callable[[], str | None] = lambda: None) -> dict:
+        """Poll until the backfill is terminal; fail at once if ``alive`` reports a dead
+        process (the daemon), else after ``timeout`` with each run's status."""
         deadline = time.monotonic() + timeout
         while True:
+            dead = alive()
+            if dead:
+                raise AssertionError(f"waiting for backfill {backfill_id}: {dead}")
             b = self.backfill(backfill_id)
             if b["status"] in TERMINAL_BACKFILL:
                 return b

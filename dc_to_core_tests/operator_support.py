@@ -8,8 +8,10 @@ stack's directory so a failing test can say what the daemon or a run worker said
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -79,13 +81,15 @@ class Process:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        """SIGTERM to the whole process group; after it exits (or ``timeout``), SIGKILL to
+        whatever of the group is left (a code server, a run worker)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
 
 
 @dataclass
@@ -98,14 +102,19 @@ class OperatorStack:
     processes: list[Process] = field(default_factory=list)
 
     def spawn(self, name: str, *cmd: str) -> Process:
+        """A process in a session of its own, so stopping it also stops what it started
+        (the webserver's code server, the daemon's run workers)."""
         log = self.work / f"{name}.log"
-        popen = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log.open("wb"),
-                                 stderr=subprocess.STDOUT)
+        with log.open("wb") as out:
+            popen = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
 
     def alive(self) -> str | None:
+        if self.emulator.process.poll() is not None:
+            return f"the emulator exited with code {self.emulator.process.returncode}"
         return next((d for p in self.processes if (d := p.dead())), None)
 
     def logs(self) -> str:
@@ -153,8 +162,12 @@ def start_stack(work: Path, pg: dict[str, str], spec: SeedSpec, partitions: dict
     ``before_daemon``, e.g. stopping a schedule) the daemon."""
     report = seed_org(work, spec)
     emulator = spawn_emulator(work / "org", "--profile", profile)
-    env = stack_environment(work, emulator, load_profile(profile).time_scale, pg,
-                            extra_env or {})
+    try:
+        env = stack_environment(work, emulator, load_profile(profile).time_scale, pg,
+                                extra_env or {})
+    except BaseException:
+        emulator.stop()
+        raise
     stack = OperatorStack(work, emulator, env, report)
     try:
         plan(env, partitions)

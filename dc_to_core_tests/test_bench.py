@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from dc_to_core.bench.report import StrategyResult, markdown
-from dc_to_core.bench.run import ALL
+from dc_to_core.bench.run import ALL, _overrides
 from dc_to_core.bench.strategies import pages
 from dc_to_core.cli import main
+from dc_to_core.emulator import load_profile
 
 
 @pytest.mark.bench
@@ -35,7 +36,6 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
         seed = by_name[name]
         assert seed["loaded"] > 0 and seed["bulk_jobs"] >= 100_000 // 2000, seed
         assert seed["bulk_batches"] >= seed["bulk_jobs"]  # one batch per job at least
-        assert seed["extra"]["paced_steps"] >= seed["bulk_jobs"]  # kept to its org timeline
     assert (out / "bench.png").stat().st_size > 10_000
     assert "| dc_to_core | 100.00 %" in (out / "bench.md").read_text()
 
@@ -61,3 +61,10 @@ def test_seed_pages_are_exactly_job_sized_whatever_the_batches():
     sizes = [t.num_rows for t in pages(batches, 500)]
     assert sizes == [500, 500, 251]
     assert [t.column("k")[0].as_py() for t in pages(batches, 500)] == [0, 500, 1000]
+
+
+def test_profile_overrides_nest_for_faults():
+    overrides = _overrides(("faults.error_rate=0.1", "time_scale=5"))
+    assert overrides == {"faults": {"error_rate": "0.1"}, "time_scale": "5"}
+    profile = load_profile("default", **overrides)
+    assert (profile.faults.error_rate, profile.time_scale) == (0.1, 5.0)

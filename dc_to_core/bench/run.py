@@ -154,8 +154,17 @@ def _clock(name: str, cfg: BenchConfig) -> tuple[str, ...]:
     return (f"time_scale={seed.max_time_scale:g}",)
 
 
-def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
-    return dict(pair.split("=", 1) for pair in pairs)
+def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as profile fields; ``faults.KEY=VALUE`` nests."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *parents, leaf = key.split(".")
+        target = out
+        for name in parents:
+            target = target.setdefault(name, {})  # type: ignore[assignment]
+        target[leaf] = value  # type: ignore[index]
+    return out
 
 
 def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:

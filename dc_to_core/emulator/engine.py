@@ -188,8 +188,8 @@ class Engine:
             job.duplicates = find_duplicates(table, job.plan)
         except JobError as exc:
             job.failure = str(exc)
-        if job.failure is None and (self.rng.random() < self.profile.faults.job_fail_rate
-                                    or _poisoned(table, job.plan, self.profile.faults)):
+        if job.failure is None and (self.rng.random() < self.profile.faults.job_fail_rate or (
+                rows is None and _poisoned(table, job.plan, self.profile.faults))):
             job.failure = "InternalServerError : the job failed while processing (fault)"
         rows = range(table.num_rows) if rows is None else rows
         with self._cv:

@@ -9,10 +9,11 @@ reported to clients that they use for their own wall-clock caches (a Data Cloud 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FaultProfile(BaseModel):
@@ -49,6 +50,15 @@ class FaultProfile(BaseModel):
     chunk_die_rate: float = Field(
         0.0, ge=0, le=1, description="A chunk dies part-way; its rest is unprocessed, job Failed."
     )
+
+    @field_validator("job_fail_key")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"job_fail_key is not a regular expression: {exc}") from None
+        return value
 
 
 class OrgProfile(BaseModel):

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from dc_to_core.emulator.profile import OrgProfile, load_profile
-from dc_to_core_tests.support import OrgClient, V, csv_text
+from dc_to_core_tests.support import OrgClient, V, csv_text, set_faults
 
 
 def test_profile_is_readable_with_documentation(org):
@@ -92,8 +92,9 @@ def test_job_fail_and_chunk_die_faults(make_server):
 
 
 def test_poison_key_fails_only_the_jobs_holding_it(make_server):
-    org = OrgClient(make_server())
-    org.http.patch("/__emulator__/profile", json={"faults": {"job_fail_key": "^P-00[5]$"}})
+    server = make_server()
+    set_faults(server, job_fail_key="^P-00[5]$")
+    org = OrgClient(server)
     clean = org.run_job("Account", csv_text(["External_Id__c", "Name"],
                                             [["P-001", "a"], ["P-002", "b"]]))
     poisoned = org.run_job("Account", csv_text(["External_Id__c", "Name"],
@@ -106,3 +107,8 @@ def test_slow_responses(make_server):
     org = faulty(make_server, slow_rate=1.0, slow_s=1.0)
     with pytest.raises(httpx.ReadTimeout):
         org.http.get(f"{V}/limits", timeout=0.3)
+
+
+def test_a_poison_key_that_is_not_a_regex_is_refused_when_set():
+    with pytest.raises(ValueError, match="job_fail_key is not a regular expression"):
+        load_profile("fast", faults={"job_fail_key": "OPP-(1"})
