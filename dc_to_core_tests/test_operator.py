@@ -80,7 +80,7 @@ def failures(ui: DagsterUI, backfill: dict) -> list[str]:
         if r["status"] == "FAILURE" for m in ui.step_failures(r["runId"])]
 
 
-def assert_reconciled(ui: DagsterUI, stack: OperatorStack, live: dict, sync: str,
+def assert_matches_the_org(ui: DagsterUI, stack: OperatorStack, live: dict, sync: str,
                       partitions: list[str]) -> None:
     """Each partition's latest materialization and checks agree with Data Cloud and Core."""
     spec = load_syncs().syncs[sync]
@@ -134,8 +134,8 @@ def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
     assert failed_run["tags"]["dagster/partition"] == "p01"
     message = " ".join(ui.step_failures(failed_run["runId"]))
     assert "Opportunity p01" in message and "re-pass rounds" in message, message
-    assert_reconciled(ui, stack, live, "Account", ["p00", "p01"])
-    assert_reconciled(ui, stack, live, "Opportunity", ["p00", "p02"])
+    assert_matches_the_org(ui, stack, live, "Account", ["p00", "p01"])
+    assert_matches_the_org(ui, stack, live, "Opportunity", ["p00", "p02"])
 
     failed = ui.partition_statuses("core/Opportunity")["failedPartitions"]
     retry = wait_backfill(ui, stack, ui.launch_backfill({"core/Opportunity": failed},
@@ -144,7 +144,7 @@ def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
     assert retry["status"] == "COMPLETED_SUCCESS", failures(ui, retry)
     assert [r["tags"]["dagster/partition"] for r in retry["runs"]] == ["p01"]
     assert ui.partition_statuses("core/Opportunity")["failedPartitions"] == []
-    assert_reconciled(ui, stack, live, "Opportunity", ["p00", "p01", "p02"])
+    assert_matches_the_org(ui, stack, live, "Opportunity", ["p00", "p01", "p02"])
     keys = live["bulk"].read_range("Opportunity", ["External_Id__c"], "External_Id__c", None,
                                    None)["External_Id__c"]
     loaded = sum(m["metadata"]["rows_loaded"]
