@@ -171,9 +171,13 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
 
 
 def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
-    return bool(instance.get_runs(dg.RunsFilter(job_name=job_name(spec), statuses=[
+    """Whether a run loading ``spec`` is queued or running: its own job, or any run that
+    selects its asset (a backfill launched from the UI runs as ``__ASSET_JOB``)."""
+    key = asset_key(spec)
+    runs = instance.get_runs(dg.RunsFilter(statuses=[
         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED,
-        dg.DagsterRunStatus.STARTING]), limit=1))
+        dg.DagsterRunStatus.STARTING]), limit=500)
+    return any(r.job_name == job_name(spec) or key in (r.asset_selection or ()) for r in runs)
 
 
 def _alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import dagster as dg
 import pytest
@@ -111,3 +112,23 @@ def test_failed_error_checks_are_reported(project):
         failed_checks(context)
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
         assert any("ERROR checks failed: core/Account:counts_reconcile" in m for m in logs)
+
+
+def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):
+    sensor = project.defs.resolve_sensor_def("source_changes")
+    with dg.instance_for_test() as instance:
+        def tick(cursor: str | None) -> dg.SensorResult:
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+                    "datacloud": project.live["datacloud"]}) as context:
+                return sensor(context)
+
+        baseline = tick(None)
+        OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
+            "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
+                   "'2026-12-02T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000007'"})
+        instance.add_run(dg.DagsterRun(  # what a UI backfill of core/Account runs as
+            job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset({dg.AssetKey(["core", "Account"])})))
+        deferred = tick(baseline.cursor)
+    assert not deferred.run_requests
+    assert deferred.skip_reason.skip_message == "children of loading parents deferred: Opportunity"
