@@ -138,8 +138,7 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
     def sensor(context: dg.SensorEvaluationContext, datacloud: DataCloudResource
                ) -> dg.SensorResult:
         seen = json.loads(context.cursor or "{}")
-        first = not seen
-        requests, events, busy = [], [], set()
+        requests, events, busy, baselined = [], [], set(), False
         for spec in watched:
             plan = plans[spec.name]
             if spec.parent and _in_progress(context.instance, syncs.syncs[spec.parent.sync]):
@@ -150,18 +149,19 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
                                                       r.end, spec.modified or "")
                 state = [count, latest.isoformat() if latest else None]
                 key = f"{spec.name}/{r.key}"
-                if seen.get(key) == state:
+                if key not in seen:  # the first look at a range only records its baseline
+                    seen[key], baselined = state, True
+                    continue
+                if seen[key] == state:
                     continue
                 seen[key] = state
-                if first:
-                    continue  # the first look only records a baseline
                 events.append(dg.AssetObservation(asset_key(spec), partition=r.key, metadata={
                     "source_rows": count, "source_last_modified": state[1] or ""}))
                 requests.append(dg.RunRequest(
                     partition_key=r.key, job_name=job_name(spec),
                     run_key=f"change:{spec.name}:{r.key}:{count}:{state[1]}",
                     tags={TRIGGER: "source_changes"}))
-        skip = None if requests else ("baseline recorded" if first else "no range changed")
+        skip = None if requests else ("baseline recorded" if baselined else "no range changed")
         if busy and not requests:
             skip = f"children of loading parents deferred: {', '.join(sorted(busy))}"
         return dg.SensorResult(run_requests=requests, asset_events=events,

@@ -132,3 +132,22 @@ def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(
         deferred = tick(baseline.cursor)
     assert not deferred.run_requests
     assert deferred.skip_reason.skip_message == "children of loading parents deferred: Opportunity"
+
+
+def test_a_range_first_seen_after_a_deferral_is_a_baseline_not_a_change(project):
+    sensor = project.defs.resolve_sensor_def("source_changes")
+    with dg.instance_for_test() as instance:
+        def tick(cursor: str | None) -> dg.SensorResult:
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+                    "datacloud": project.live["datacloud"]}) as context:
+                return sensor(context)
+
+        backfill = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
+                                 status=dg.DagsterRunStatus.STARTED,
+                                 asset_selection=frozenset({dg.AssetKey(["core", "Account"])}))
+        instance.add_run(backfill)
+        first = tick(None)  # Accounts baselined, Opportunities deferred
+        instance.report_run_canceled(backfill)
+        later = tick(first.cursor)
+    assert not first.run_requests and not later.run_requests
+    assert later.skip_reason.skip_message == "baseline recorded"
