@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 import dagster as dg
 import pytest
@@ -19,6 +20,28 @@ def project(make_server, tmp_path):
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=20, opportunities=600, seed=3))
     return make_project(server, tmp_path)
+
+
+def change_sensor(project, instance: dg.DagsterInstance
+                  ) -> Callable[[str | None], dg.SensorResult]:
+    """One tick of ``source_changes`` from a cursor, against the project's Data Cloud."""
+    sensor = project.defs.resolve_sensor_def("source_changes")
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+                "datacloud": project.live["datacloud"]}) as context:
+            return sensor(context)
+
+    return tick
+
+
+def ui_backfill_of_accounts(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    """A started run as a backfill of core/Account launched from the UI looks."""
+    run = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
+                        status=dg.DagsterRunStatus.STARTED,
+                        asset_selection=frozenset({dg.AssetKey(["core", "Account"])}))
+    instance.add_run(run)
+    return run
 
 
 def test_nightly_schedule_requests_every_root_partition(project):
@@ -59,14 +82,8 @@ def test_children_start_when_all_parents_are_loaded(project):
 
 
 def test_source_changes_requests_only_the_changed_partition(project):
-    sensor = project.defs.resolve_sensor_def("source_changes")
-    datacloud = project.live["datacloud"]
     with dg.instance_for_test() as instance:
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                         resources={"datacloud": datacloud}) as context:
-                return sensor(context)
-
+        tick = change_sensor(project, instance)
         baseline = tick(None)
         assert not baseline.run_requests
         assert baseline.skip_reason.skip_message == "baseline recorded"
@@ -115,37 +132,22 @@ def test_failed_error_checks_are_reported(project):
 
 
 def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):
-    sensor = project.defs.resolve_sensor_def("source_changes")
     with dg.instance_for_test() as instance:
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-                    "datacloud": project.live["datacloud"]}) as context:
-                return sensor(context)
-
+        tick = change_sensor(project, instance)
         baseline = tick(None)
         OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
             "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
                    "'2026-12-02T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000007'"})
-        instance.add_run(dg.DagsterRun(  # what a UI backfill of core/Account runs as
-            job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
-            asset_selection=frozenset({dg.AssetKey(["core", "Account"])})))
+        ui_backfill_of_accounts(instance)
         deferred = tick(baseline.cursor)
     assert not deferred.run_requests
     assert deferred.skip_reason.skip_message == "children of loading parents deferred: Opportunity"
 
 
 def test_a_range_first_seen_after_a_deferral_is_a_baseline_not_a_change(project):
-    sensor = project.defs.resolve_sensor_def("source_changes")
     with dg.instance_for_test() as instance:
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-                    "datacloud": project.live["datacloud"]}) as context:
-                return sensor(context)
-
-        backfill = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
-                                 status=dg.DagsterRunStatus.STARTED,
-                                 asset_selection=frozenset({dg.AssetKey(["core", "Account"])}))
-        instance.add_run(backfill)
+        tick = change_sensor(project, instance)
+        backfill = ui_backfill_of_accounts(instance)
         first = tick(None)  # Accounts baselined, Opportunities deferred
         instance.report_run_canceled(backfill)
         later = tick(first.cursor)
