@@ -43,13 +43,15 @@ class OrgSnapshot:
     opportunities: int
     lock_timeouts: int
     last_job_end_s: float        # when the latest ingest job became terminal (emulated)
+    worker_busy_s: float = 0.0   # emulated seconds the org's workers held a chunk, summed
+    lock_wait_s: float = 0.0     # emulated seconds transactions waited for locks, summed
 
     def __sub__(self, other: OrgSnapshot) -> OrgSnapshot:
         return OrgSnapshot(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def _values(self) -> tuple:
         return (self.emulated_s, self.api_requests, self.bulk_batches, self.opportunities,
-                self.lock_timeouts, self.last_job_end_s)
+                self.lock_timeouts, self.last_job_end_s, self.worker_busy_s, self.lock_wait_s)
 
 
 class BenchOrg:
@@ -91,7 +93,9 @@ class BenchOrg:
             - limits["DailyBulkApiBatches"]["Remaining"],
             opportunities=stats["holdings"]["core"]["Opportunity"],
             lock_timeouts=stats["engine"]["lock_timeouts"],
-            last_job_end_s=stats["last_job_end_s"] or 0.0)
+            last_job_end_s=stats["last_job_end_s"] or 0.0,
+            worker_busy_s=stats["engine"]["worker_busy_s"],
+            lock_wait_s=stats["engine"]["lock_wait_s"])
 
     def emulated_now(self) -> float:
         """The org's emulated clock, in seconds."""

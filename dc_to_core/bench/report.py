@@ -54,14 +54,17 @@ def _hours(seconds: float) -> str:
 
 def markdown(results: list[dict], meta: dict) -> str:
     head = ("| strategy | success | lost | emulated | wall | throughput (rows/emulated h) "
-            "| vs ceiling | batches | jobs | API calls | client CPU s/M rows | peak RSS |")
-    lines = [head, "|" + "---|" * 12]
+            "| vs ceiling | org busy | batches | jobs | API calls | client CPU s/M rows "
+            "| peak RSS |")
+    lines = [head, "|" + "---|" * 13]
     for r in results:
         vs = f"{r['throughput_vs_ceiling']:.2f}x" if r["throughput_vs_ceiling"] else "—"
+        busy = r["extra"].get("org_utilization")
+        busy = f"{busy * 100:.0f} %" if busy is not None else "—"
         lines.append(
             f"| {r['name']} | {r['success_rate'] * 100:.2f} % | {r['lost']:,} | "
             f"{_hours(r['emulated_s'])} | {r['wall_s']:.0f} s | "
-            f"{r['rows_per_emulated_hour']:,} | {vs} | {r['bulk_batches']:,} | "
+            f"{r['rows_per_emulated_hour']:,} | {vs} | {busy} | {r['bulk_batches']:,} | "
             f"{r['bulk_jobs']:,} | {r['api_requests']:,} | {r['client_cpu_s_per_million']} | "
             f"{r['peak_rss_mb']:.0f} MB |")
     lines.append("")

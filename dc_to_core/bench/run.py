@@ -122,8 +122,13 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
         got = queue.get()
         child.join()
         got["extra"]["time_scale"] = org.time_scale
+        org_workers = int(org.profile["workers"])
     d = OrgSnapshot(**got["delta"])
-    extra = {**got["extra"], "emulated_until_client_done_s": round(d.emulated_s, 1)}
+    busy = got["org_busy_s"] * org_workers
+    extra = {**got["extra"], "emulated_until_client_done_s": round(d.emulated_s, 1),
+             # how much of the org's worker capacity the strategy kept busy, and lock waits
+             "org_utilization": round(d.worker_busy_s / busy, 3) if busy else 0.0,
+             "lock_wait_s": round(d.lock_wait_s, 1)}
     if got["error"]:
         extra["error"] = got["error"]
         echo(f"  {name}: {got['error']}")

@@ -89,6 +89,8 @@ class EngineStats:
     lag_s: float = 0.0
     held_wall_s: float = 0.0
     transactions: int = 0
+    worker_busy_s: float = 0.0   # emulated seconds workers held a chunk, summed over workers
+    lock_wait_s: float = 0.0     # emulated seconds transactions waited for their locks
     extra: dict = field(default_factory=dict)
 
 
@@ -107,6 +109,8 @@ class Engine:
         self._queue: deque[Chunk] = deque()
         self._busy: list[Chunk | None] = [None] * profile.workers
         self._idle: set[int] = set(range(profile.workers))
+        self._since = [0.0] * profile.workers
+        self._busy_s = self._lock_wait_s = 0.0
         self._jobs: dict[str, ActiveJob] = {}
         self._cv = threading.Condition()
         self._stop = False
@@ -212,7 +216,10 @@ class Engine:
                 queued_chunks=len(self._queue), active_jobs=len(self._jobs),
                 busy_workers=self.profile.workers - len(self._idle), held_locks=len(self.locks),
                 lock_waits=self.locks.waits, lock_timeouts=self.locks.timeouts, lag_s=lag,
-                held_wall_s=self.clock.held_wall_s, transactions=self._txns)
+                held_wall_s=self.clock.held_wall_s, transactions=self._txns,
+                worker_busy_s=self._busy_s + sum(self.clock.peek() - self._since[w] for w, c in
+                                                 enumerate(self._busy) if c is not None),
+                lock_wait_s=self._lock_wait_s)
 
     # -- events ---------------------------------------------------------------------------------
     def _arrive(self, job: ActiveJob, rows: Sequence[int], t: float) -> None:
@@ -233,6 +240,8 @@ class Engine:
             self._next_chunk(w, t)
 
     def _next_chunk(self, w: int, t: float) -> None:
+        if self._busy[w] is not None:
+            self._busy_s += t - self._since[w]
         self._busy[w] = None
         while self._queue:
             chunk = self._queue.popleft()
@@ -256,7 +265,7 @@ class Engine:
                     max(1, -(-len(chunk.rows) // self.profile.txn_rows)))
             if job.first_start is None:
                 job.first_start = t
-            self._busy[w] = chunk
+            self._busy[w], self._since[w] = chunk, t
             self._idle.discard(w)
             self._push(t + self.profile.chunk_start_ms / 1000, WORKER, w)
             return
@@ -291,6 +300,7 @@ class Engine:
         chunk = txn.chunk
         job = chunk.job
         assert job.plan is not None and chunk.block is not None
+        self._lock_wait_s += t - txn.start
         out = commit_txn(self.storage, self.ids[job.plan.obj.name], job.id, job.plan,
                          chunk.block, txn.plan, txn.req.failed)
         p = self.profile
