@@ -34,6 +34,8 @@ def test_concurrent_jobs_sharing_parents_fail_with_unable_to_lock_row(make_serve
     accounted = sum(len(org.results(j, k)) for j in jobs
                     for k in ("successfulResults", "failedResults", "unprocessedrecords"))
     assert accounted == 20_000
+    engine = org.get("/__emulator__/stats").json()["engine"]
+    assert engine["lock_wait_s"] > 0 and engine["worker_busy_s"] > 0
 
 
 def test_the_same_rows_ordered_by_parent_in_one_job_do_not_collide(make_server):
@@ -42,3 +44,5 @@ def test_the_same_rows_ordered_by_parent_in_one_job_do_not_collide(make_server):
     assert info["state"] == "JobComplete"
     assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (20_000, 0)
     assert info["retries"] == 0
+    engine = org.get("/__emulator__/stats").json()["engine"]
+    assert engine["lock_wait_s"] == 0 and engine["worker_busy_s"] > 0
