@@ -32,12 +32,27 @@ def test_map_coerce_and_order_by_parent():
     t = p.ready
     assert t.column_names[0] == "External_Id__c" and t.column_names[-2] == \
         "Account.External_Id__c"
-    assert t.column("External_Id__c").to_pylist() == ["O4", "O2", "O3", "O1"]  # parent, key
-    assert t.column(ROW).to_pylist() == [3, 2, 0, 1]
+    keys = t.column("External_Id__c").to_pylist()
+    assert keys[0] == "O4" and keys.index("O2") + 1 == keys.index("O3")  # parent, then key
+    assert [t.column(ROW)[keys.index(k)].as_py() for k in ("O1", "O2", "O3", "O4")] == \
+        [1, 2, 0, 3]
     assert t.column("CloseDate").type == pa.date32()
     assert t.column("CloseDate")[0].as_py() == dt.date(2025, 1, 2)
     assert t.column("Amount").to_pylist()[0] == 10.5
     assert t.column("Description").to_pylist()[0] is None  # empty string → null → #N/A
+
+
+def test_parents_stay_grouped_in_an_order_shuffled_by_partition():
+    rows = [row(f"O{i:04d}", f"A{i % 50:02d}") for i in range(1000)]
+    orders = []
+    for salt in ("p00", "p01", "p00"):
+        parents = prepare(OPP, source(rows), salt=salt).ready.column(
+            "Account.External_Id__c").to_pylist()
+        runs = [p for i, p in enumerate(parents) if i == 0 or parents[i - 1] != p]
+        assert sorted(runs) == sorted(set(parents)) and len(runs) == 50  # each one block
+        orders.append(runs)
+    assert orders[0] == orders[2] != orders[1]  # stable per partition, different across
+    assert orders[0] != sorted(orders[0])
 
 
 def test_typed_sources_pass_through():
