@@ -8,6 +8,10 @@ own) and the asset checks that run them for the partition just materialized.
 - ``no_duplicate_external_ids`` (ERROR): no external id appears twice in Core in the range.
 - ``fields_match`` (ERROR): a checksum of the mapped fields, Data Cloud (as prepared) vs
   Core, and the rows that differ.
+
+Run with the materialization, the checks take the Data Cloud side from the extract that run
+saved (with Data Cloud's count after the load, which must still match), so a partition is
+read from Data Cloud once per run; run on their own, they read the range again.
 """
 
 
@@ -18,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import dagster as dg
 import pyarrow as pa
@@ -28,13 +33,14 @@ from .bulk import BulkApiResource
 from .datacloud import DataCloudResource
 from .dc_arrow import combine
 from .ops import asset_key, operator_errors
-from .outcome import SAMPLE_ROWS
+from .outcome import SAMPLE_ROWS, run_extract
 from .plan import KeyRange, PartitionPlan
 from .prepare import QUARANTINE, prepare
 from .settings import PipelineSettings
 from .syncs import SyncSpec
 
 MICRO = 1_000_000.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -153,18 +159,24 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                             _checksum(keys, right_cols), mismatched, mismatches)
 
 
-class RangeReads:
+@dataclass
+class SourceRows:
+    table: pa.Table
+    origin: str              # "this run's extract" or a read by the check
+    count_now: int | None    # Data Cloud's count of the range after the load
+
+
+class RangeReads(Generic[T]):
     """The Data Cloud rows and Core records of a range, read once per run and shared by the
     checks of that run (they run one after another in the run's process). Only the latest
     run's reads are kept."""
 
     def __init__(self) -> None:
         self._run_id = ""
-        self._tables: dict[tuple[str, str], pa.Table] = {}
+        self._tables: dict[tuple[str, str], T] = {}
         self._lock = threading.Lock()
 
-    def get(self, run_id: str, what: tuple[str, str], read: Callable[[], pa.Table]
-            ) -> pa.Table:
+    def get(self, run_id: str, what: tuple[str, str], read: Callable[[], T]) -> T:
         with self._lock:
             if run_id != self._run_id:
                 self._run_id, self._tables = run_id, {}
@@ -200,15 +212,20 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
                                                 else [])
 
-    reads = RangeReads()
+    reads: RangeReads[SourceRows] = RangeReads()
+    core_reads: RangeReads[pa.Table] = RangeReads()
 
     def source(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
-               r: KeyRange) -> pa.Table:
-        def read() -> pa.Table:
+               settings: PipelineSettings, r: KeyRange) -> SourceRows:
+        def read() -> SourceRows:
+            saved = run_extract(settings.extract_path(spec.name, r.key), context.run.run_id)
+            if saved is not None:
+                return SourceRows(saved[0], "this run's extract", saved[1])
             with operator_errors(f"reading {spec.source} {r.label}"):
-                return combine(list(datacloud.read_range(
+                table = combine(list(datacloud.read_range(
                     spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)),
                     spec.source_columns)
+            return SourceRows(table, "Data Cloud, read by the check", table.num_rows)
         return reads.get(context.run.run_id, ("dc", r.key), read)
 
     def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource, r: KeyRange
@@ -217,7 +234,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             with operator_errors(f"reading {spec.target} {r.label}"):
                 return bulk.read_range(spec.target, [spec.target_key, *fields],
                                        spec.target_key, r.start, r.end)
-        return reads.get(context.run.run_id, ("core", r.key), read)
+        return core_reads.get(context.run.run_id, ("core", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
@@ -225,18 +242,22 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                          bulk: BulkApiResource, settings: PipelineSettings
                          ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
-        dc_keys = source(context, datacloud, r).column(spec.source_key).to_pylist()
+        src = source(context, datacloud, settings, r)
+        dc_keys = src.table.column(spec.source_key).to_pylist()
         core_keys = records(context, bulk, r).column(spec.target_key).to_pylist()
         q = _quarantine(settings, spec, context.partition_key)
         rec = reconcile(dc_keys, core_keys, q.column("key").to_pylist(), q.num_rows)
-        meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "core_records": rec.core_rows,
-                "quarantined_rows": rec.quarantined, "missing_in_core": len(rec.missing),
-                "unexpected_in_core": len(rec.unexpected)}
+        changed = src.count_now is not None and src.count_now != rec.dc_rows
+        meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "datacloud_read": src.origin,
+                "core_records": rec.core_rows, "quarantined_rows": rec.quarantined,
+                "missing_in_core": len(rec.missing), "unexpected_in_core": len(rec.unexpected)}
+        if changed:  # rows came or went after the extract: Core is behind Data Cloud
+            meta["datacloud_rows_after_load"] = src.count_now
         if rec.missing:
             meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
         if rec.unexpected:
             meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
-        return dg.AssetCheckResult(passed=rec.passed, metadata=meta,
+        return dg.AssetCheckResult(passed=rec.passed and not changed, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 
     @dg.asset_check(asset=key, name="no_quarantined_rows", partitions_def=partitions,
@@ -271,7 +292,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                      ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         rows = records(context, bulk, r)
-        ready = prepare(spec, source(context, datacloud, r)).ready
+        ready = prepare(spec, source(context, datacloud, settings, r).table).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
         cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,

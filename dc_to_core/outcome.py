@@ -7,12 +7,15 @@ so the UI plots them over time).
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .bulk_results import LOADED
 from .loading import TRANSIENT_CODES, LoadStats
@@ -21,6 +24,7 @@ from .prepare import QUARANTINE, ROW, quarantine_table, source_rows_json
 from .syncs import SyncSpec
 
 SAMPLE_ROWS = 20
+EXTRACT_RUN, EXTRACT_COUNT = b"dc_to_core.run_id", b"dc_to_core.source_count"
 
 
 @dataclass
@@ -118,3 +122,27 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
     if result.quarantined:
         out["quarantine_sample"] = sample_table(result.quarantine)
     return out
+
+
+def save_extract(path: Path, source: pa.Table, run_id: str, source_count: int | None) -> None:
+    """Keep the partition's extract (the latest run's only) for the checks of the same run:
+    they reconcile Core against the rows this run read, not a second Data Cloud read."""
+    meta = {**(source.schema.metadata or {}), EXTRACT_RUN: run_id.encode(),
+            EXTRACT_COUNT: str(-1 if source_count is None else source_count).encode()}
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(source.replace_schema_metadata(meta), tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def run_extract(path: Path, run_id: str) -> tuple[pa.Table, int | None] | None:
+    """(extract, Data Cloud count after the load) saved by run ``run_id``, or None."""
+    if not path.exists():
+        return None
+    meta = pq.read_schema(path).metadata or {}
+    if meta.get(EXTRACT_RUN, b"").decode() != run_id:
+        return None
+    count = int(meta.get(EXTRACT_COUNT, b"-1"))
+    table = pq.read_table(path)
+    return table.replace_schema_metadata({k: v for k, v in meta.items()
+                                          if k not in (EXTRACT_RUN, EXTRACT_COUNT)}), \
+        (None if count < 0 else count)

@@ -27,6 +27,9 @@ class PipelineSettings(dg.ConfigurableResource):
     def quarantine_path(self, sync: str, partition: str, run_id: str) -> Path:
         return self.path("quarantine", sync, partition, f"{run_id}.parquet")
 
+    def extract_path(self, sync: str, partition: str) -> Path:
+        return self.path("extracts", sync, f"{partition}.parquet")
+
     def wall(self, seconds: float) -> float:
         """An emulated/org-time wait expressed in wall seconds."""
         return seconds / self.time_scale

@@ -86,6 +86,42 @@ def test_a_second_run_changes_nothing_and_duplicates_nothing(project):
     assert core.count("SELECT COUNT() FROM Opportunity") == first["rows_loaded"]
 
 
+def check_metadata(result: dg.ExecuteInProcessResult, name: str) -> tuple[bool, dict]:
+    e = next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+    return e.passed, {k: v.value for k, v in e.metadata.items()}
+
+
+def test_checks_reuse_the_runs_extract_and_read_data_cloud_when_run_alone(project):
+    """One Data Cloud read per run; checks launched on their own read the range again and
+    see what changed since the load."""
+    key = dg.AssetKey(["core", "Opportunity"])
+    with dg.instance_for_test() as instance:
+        for p in project.partitions("Account"):
+            assert project.run("Account", p, instance).success
+        p = project.partitions("Opportunity")[0]
+        loaded = project.run("Opportunity", p, instance)
+        passed, meta = check_metadata(loaded, "counts_reconcile")
+        assert passed and meta["datacloud_read"] == "this run's extract"
+        assert meta["datacloud_rows"] == project.materialization(loaded)["rows_extracted"]
+        first = project.live["datacloud"].query_table(
+            'SELECT MIN("ExternalId__c") AS k FROM "Opportunity_Staging__dlm"').column("k")[0]
+        OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
+            "sql": f'UPDATE "Opportunity_Staging__dlm" SET "ExternalId__c" = \'{first}x\' '
+                   f'WHERE "ExternalId__c" = \'{first}\''}).raise_for_status()
+        checks = {dg.AssetCheckKey(key, n) for n in ("counts_reconcile", "fields_match")}
+        alone = project.job("Opportunity").get_subset(
+            asset_selection=set(), asset_check_selection=checks).execute_in_process(
+            partition_key=p, instance=instance, raise_on_error=False)
+    assert alone.success and not instance_materialized(alone)
+    passed, meta = check_metadata(alone, "counts_reconcile")
+    assert not passed and meta["datacloud_read"] == "Data Cloud, read by the check"
+    assert (meta["missing_in_core"], meta["unexpected_in_core"]) == (1, 1)
+
+
+def instance_materialized(result: dg.ExecuteInProcessResult) -> bool:
+    return any(e.event_type_value == "ASSET_MATERIALIZATION" for e in result.all_events)
+
+
 def test_a_partition_that_failed_loads_when_re_run_after_the_fault_clears(project):
     """A failed run's collected jobs are not resumed by the next run: it sends the rows."""
     with dg.instance_for_test() as instance:
