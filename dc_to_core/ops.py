@@ -1,8 +1,9 @@
 """The op graph that materializes one partition of a sync, and the asset factory.
 
-extract (keyset pages → Arrow) → prepare (map, coerce, pre-validate, order by parent) →
-load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient failures,
-regrouped by parent, after backoff) → finalize (every row loaded or quarantined; metadata).
+extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate,
+order by parent) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass
+(transient failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize
+(every row loaded or quarantined; metadata; the extract kept for the checks of the run).
 Arrow tables travel between ops as Parquet (``arrow_io``).
 """
 
@@ -29,7 +30,7 @@ from .errors import (
 from .io_manager import ArrowParquetIOManager
 from .ledger import LedgerResource
 from .loading import LoadStats, LoadTarget, load_round, repass
-from .outcome import account, metadata
+from .outcome import account, metadata, save_extract
 from .plan import PartitionPlan
 from .prepare import prepare
 from .settings import PipelineSettings
@@ -38,6 +39,8 @@ from .syncs import SyncSpec
 RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
                        jitter=dg.Jitter.PLUS_MINUS)
 POOL = "bulk_api"
+REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind the next loads
+READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 
 
@@ -94,7 +97,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
 
-    @dg.op(name=f"{name}_extract", retry_policy=RETRY, out=io,
+    @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
            ins={"after": dg.In(dg.Nothing)} if parent else {},
            description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource) -> pa.Table:
@@ -110,7 +113,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
            description="Map and coerce fields, reject rows that cannot load, order by parent.")
     def prepare_op(context: dg.OpExecutionContext, source: pa.Table
                    ) -> tuple[pa.Table, pa.Table]:
-        p = prepare(spec, source)
+        p = prepare(spec, source, salt=context.partition_key)
         ready = p.ready.replace_schema_metadata({FINGERPRINT: p.fingerprint.encode()})
         context.log.info(f"{ready.num_rows} rows ready, {p.rejected.num_rows} rejected before "
                          "upload")
@@ -131,7 +134,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
         return _with_stats(outcome, stats)
 
-    @dg.op(name=f"{name}_repass", pool=POOL, retry_policy=RETRY, out=io,
+    @dg.op(name=f"{name}_repass", pool=REPASS_POOL, retry_policy=RETRY, out=io,
            description="Resubmit rows that failed transiently, by parent, with backoff.")
     def repass_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
                   ledger: LedgerResource, settings: PipelineSettings, ready: pa.Table,
@@ -160,6 +163,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         with operator_errors(f"counting {spec.source} {r.label}"):
             result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
                                                         r.end)
+        save_extract(settings.extract_path(spec.name, context.partition_key), source,
+                     context.run_id, result.source_count)
         path = settings.quarantine_path(spec.name, context.partition_key, context.run_id)
         pq.write_table(result.quarantine, path)
         shutil.copyfile(path, path.with_name("latest.parquet"))
