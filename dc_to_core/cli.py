@@ -186,12 +186,17 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
               "'plain script'.")
 @click.option("--set", "settings", multiple=True,
               help="Override an org profile value for every strategy: KEY=VALUE.")
+@click.option("--busy-time-scale", default=1.0, show_default=True,
+              help="Clock of the strategies whose client never waits (ceiling, dc_to_core, "
+              "plain script): on a faster clock each second of their client's work would "
+              "count as that many seconds of org time. 0: the profile's clock.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where bench.json, bench.md and bench.png go.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Keep the org and the runs here (default: a temporary directory).")
 def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ...],
-          settings: tuple[str, ...], out: Path, work: Path | None) -> None:
+          settings: tuple[str, ...], busy_time_scale: float, out: Path, work: Path | None
+          ) -> None:
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
     freshly seeded emulated org, and write JSON, a Markdown table and a chart."""
     from .bench.run import ALL, BenchConfig, run_bench
@@ -203,7 +208,8 @@ def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ..
     paths = run_bench(BenchConfig(rows=rows, accounts=accounts,
                                   rows_per_partition=rows_per_partition,
                                   strategies=only or tuple(ALL), overrides=settings,
-                                  out=out, work=work),
+                                  busy_time_scale=busy_time_scale or None, out=out,
+                                  work=work),
                       echo=click.echo)
     click.echo(paths["markdown"].read_text())
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dc_to_core.bench.report import StrategyResult, markdown
-from dc_to_core.bench.run import ALL, _overrides
+from dc_to_core.bench.run import ALL, BenchConfig, _clock, _overrides
 from dc_to_core.bench.strategies import pages
 from dc_to_core.cli import main
 from dc_to_core.emulator import load_profile
@@ -20,7 +20,8 @@ from dc_to_core.emulator import load_profile
 def test_bench_smoke_accounts_for_every_row(tmp_path):
     out = tmp_path / "results"
     result = CliRunner().invoke(main, ["bench", "--rows", "100000", "--rows-per-partition",
-                                       "50000", "--out", str(out), "--work",
+                                       "50000", "--busy-time-scale", "0",  # quick: the
+                                       "--out", str(out), "--work",  # profile's clock
                                        str(tmp_path / "work")])
     assert result.exit_code == 0, result.output
     body = json.loads((out / "bench.json").read_text())
@@ -51,8 +52,17 @@ def test_markdown_reports_ratios_and_losses():
     table = markdown(rows, {"rows": 1000, "accounts": 10, "profile": "default",
                             "time_scale": 50, "workers": 8, "lock_timeout_s": 10, "row_ms": 6})
     assert "| seed | 50.00 % | 500 | 2.00 h |" in table
-    assert "| 250 | 0.25x |" in table
-    assert "slower clock, so this machine keeps to their org-time schedule: seed 20." in table
+    assert "| 250 | 0.25x | — |" in table
+    assert "slower clock than the profile's (seed 20)" in table
+
+
+def test_strategies_whose_client_never_waits_run_in_real_time_by_default():
+    fast = BenchConfig(overrides=("time_scale=50",))
+    assert _clock("dc_to_core", fast) == _clock("ceiling", fast) == ("time_scale=1",)
+    assert _clock("seed Test3", fast) == ("time_scale=10",)
+    assert _clock("seed Test8", fast) == ()  # keeps up at 50
+    assert _clock("dc_to_core", BenchConfig(overrides=("time_scale=50",),
+                                            busy_time_scale=None)) == ()
 
 
 def test_seed_pages_are_exactly_job_sized_whatever_the_batches():

@@ -75,8 +75,10 @@ def markdown(results: list[dict], meta: dict) -> str:
     slower = [f"{r['name']} {r['extra']['time_scale']:g}" for r in results
               if r["extra"].get("time_scale", meta["time_scale"]) != meta["time_scale"]]
     if slower:
-        lines.append(f"Seed replays on a slower clock, so this machine keeps to their "
-                     f"org-time schedule: {', '.join(slower)}.")
+        lines.append(f"On a slower clock than the profile's ({', '.join(slower)}): a seed "
+                     "replay so this machine keeps to its org-time schedule; a strategy whose "
+                     "client never waits in real time, so its client's work is not magnified "
+                     "into org time.")
     return "\n".join(lines) + "\n"
 
 
