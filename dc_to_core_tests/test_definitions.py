@@ -22,9 +22,13 @@ def test_definitions_load_without_contacting_the_org():
     assert checks == {"counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
                       "fields_match"}
     job = defs.resolve_job_def("load_Opportunity")
-    load = job.graph.node_named("opportunity_partition").definition.node_named(
-        "opportunity_load").definition
-    assert load.pool == "bulk_api" and load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
+    graph_def = job.graph.node_named("opportunity_partition").definition
+    pools = {n: graph_def.node_named(f"opportunity_{n}").definition.pool
+             for n in ("extract", "prepare", "load", "repass", "finalize")}
+    assert pools == {"extract": "datacloud_read", "prepare": None, "load": "bulk_api",
+                     "repass": "bulk_api_repass", "finalize": None}
+    load = graph_def.node_named("opportunity_load").definition
+    assert load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
     assert defs.resolve_schedule_def("nightly_Account").cron_schedule == "0 2 * * *"
 
 
