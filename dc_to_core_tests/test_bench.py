@@ -4,11 +4,14 @@ strategy ran against the same org; dc_to_core accounted for every row; the seed 
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from dc_to_core.bench.org import BenchOrg
 from dc_to_core.bench.report import StrategyResult, markdown
 from dc_to_core.bench.run import ALL, BenchConfig, _clock, _overrides
 from dc_to_core.bench.strategies import pages
@@ -78,3 +81,12 @@ def test_profile_overrides_nest_for_faults():
     assert overrides == {"faults": {"error_rate": "0.1"}, "time_scale": "5"}
     profile = load_profile("default", **overrides)
     assert (profile.faults.error_rate, profile.time_scale) == (0.1, 5.0)
+
+
+def test_the_bench_renews_a_session_the_org_expired(make_server):
+    """Seed Test8 runs 12 emulated hours; the org's sessions last 2."""
+    server = make_server(token_ttl_s=30.0)  # 0.15 wall s at time scale 200
+    org = BenchOrg(SimpleNamespace(url=server.url, ca_file=str(server.ca_file)))
+    first = org.emulated_now()
+    time.sleep(0.5)
+    assert org.emulated_now() > first + 30

@@ -77,8 +77,13 @@ class BenchOrg:
                                                   **options})  # type: ignore[arg-type]
 
     def _get(self, path: str) -> dict:
-        token = self.auth.session().token
-        r = self.auth.http().get(self.url + path, headers={"Authorization": f"Bearer {token}"})
+        session = self.auth.session()
+        for _ in range(2):  # a session the org expired (emulated hours) is renewed once
+            r = self.auth.http().get(self.url + path,
+                                     headers={"Authorization": f"Bearer {session.token}"})
+            if r.status_code != 401:
+                break
+            session = self.auth.refresh(session)
         r.raise_for_status()
         return r.json()
 
