@@ -142,7 +142,4 @@ def run_extract(path: Path, run_id: str) -> tuple[pa.Table, int | None] | None:
     if meta.get(EXTRACT_RUN, b"").decode() != run_id:
         return None
     count = int(meta.get(EXTRACT_COUNT, b"-1"))
-    table = pq.read_table(path)
-    return table.replace_schema_metadata({k: v for k, v in meta.items()
-                                          if k not in (EXTRACT_RUN, EXTRACT_COUNT)}), \
-        (None if count < 0 else count)
+    return pq.read_table(path), None if count < 0 else count
