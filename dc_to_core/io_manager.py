@@ -1,4 +1,8 @@
-"""Arrow tables between ops as Parquet files (not pickles), one directory per run.
+"""Arrow tables between ops as Arrow IPC files (LZ4, not pickles), one directory per run.
+
+The Arrow IPC file format is Arrow's own memory layout on disk: writing and reading a
+250,000-row table costs milliseconds, where Parquet with zstd cost a quarter of a second each
+way (Parquet stays the format of what people keep and open: the quarantine files).
 
 A re-executed run reads its parent run's files (``upstream_output.run_id``). The final op of a
 partition deletes its own run's directory once the partition is done, and sweeps directories
@@ -7,21 +11,43 @@ older than the retention period, so nothing grows without bound.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field
 
+SUFFIX = ".arrow"
 
-class ArrowParquetIOManager(dg.ConfigurableIOManager):
-    base_dir: str = Field(description="Directory for intermediate Parquet files.")
+
+def write_arrow(path: Path, table: pa.Table) -> None:
+    """``table`` (schema metadata included) as an LZ4-compressed Arrow IPC file, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema,
+                                                          options=options) as writer:
+        writer.write_table(table)
+    os.replace(tmp, path)
+
+
+def read_arrow(path: Path) -> pa.Table:
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def arrow_schema(path: Path) -> pa.Schema:
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).schema
+
+
+class ArrowIOManager(dg.ConfigurableIOManager):
+    base_dir: str = Field(description="Directory for intermediate Arrow IPC files.")
 
     def _path(self, run_id: str, step_key: str, name: str) -> Path:
-        return Path(self.base_dir, run_id, step_key, f"{name}.parquet")
+        return Path(self.base_dir, run_id, step_key, name + SUFFIX)
 
     def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
         if obj is None:
@@ -31,7 +57,7 @@ class ArrowParquetIOManager(dg.ConfigurableIOManager):
                             f"{type(obj).__name__}")
         path = self._path(context.run_id, context.step_key, context.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(obj, path, compression="zstd")
+        write_arrow(path, obj)
         context.add_output_metadata({"rows": obj.num_rows, "path": str(path)})
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
@@ -41,7 +67,7 @@ class ArrowParquetIOManager(dg.ConfigurableIOManager):
         if not path.exists():
             raise dg.Failure(f"intermediate {path} is missing (cleaned up or another machine): "
                              "re-run the partition from the start", allow_retries=False)
-        return pq.read_table(path)
+        return read_arrow(path)
 
     def cleanup_run(self, run_id: str, retention_days: float) -> None:
         """Remove this run's intermediates and any run directory older than the retention."""

@@ -27,7 +27,7 @@ from .errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
-from .io_manager import ArrowParquetIOManager
+from .io_manager import ArrowIOManager
 from .ledger import LedgerResource
 from .loading import LoadStats, LoadTarget, load_round, repass
 from .outcome import account, metadata, save_extract
@@ -163,7 +163,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         with operator_errors(f"counting {spec.source} {r.label}"):
             result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
                                                         r.end)
-        save_extract(settings.extract_path(spec.name, context.partition_key), source,
+        save_extract(settings.extract_path(spec.name, context.partition_key), source, ready,
                      context.run_id, result.source_count)
         path = settings.quarantine_path(spec.name, context.partition_key, context.run_id)
         pq.write_table(result.quarantine, path)
@@ -210,5 +210,5 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
 
 def _cleanup(settings: PipelineSettings, run_id: str) -> None:
-    ArrowParquetIOManager(base_dir=str(settings.path("intermediate", "x").parent)).cleanup_run(
+    ArrowIOManager(base_dir=str(settings.path("intermediate", "x").parent)).cleanup_run(
         run_id, settings.intermediate_retention_days)

@@ -7,17 +7,17 @@ so the UI plots them over time).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .bulk_results import LOADED
+from .io_manager import SUFFIX, arrow_schema, read_arrow, write_arrow
 from .loading import TRANSIENT_CODES, LoadStats
 from .plan import KeyRange
 from .prepare import QUARANTINE, ROW, quarantine_table, source_rows_json
@@ -25,6 +25,12 @@ from .syncs import SyncSpec
 
 SAMPLE_ROWS = 20
 EXTRACT_RUN, EXTRACT_COUNT = b"dc_to_core.run_id", b"dc_to_core.source_count"
+
+
+class RunExtract(NamedTuple):
+    source: pa.Table        # the rows the run read from Data Cloud
+    ready: pa.Table         # those rows as prepared and sent
+    count_now: int | None   # Data Cloud's count of the range after the load
 
 
 @dataclass
@@ -124,22 +130,29 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
     return out
 
 
-def save_extract(path: Path, source: pa.Table, run_id: str, source_count: int | None) -> None:
-    """Keep the partition's extract (the latest run's only) for the checks of the same run:
-    they reconcile Core against the rows this run read, not a second Data Cloud read."""
+def save_extract(path: Path, source: pa.Table, ready: pa.Table, run_id: str,
+                 source_count: int | None) -> None:
+    """Keep the partition's extract and its prepared rows (the latest run's only) for the
+    checks of the same run: they reconcile Core against the rows this run read and sent, not
+    a second Data Cloud read and prepare."""
     meta = {**(source.schema.metadata or {}), EXTRACT_RUN: run_id.encode(),
             EXTRACT_COUNT: str(-1 if source_count is None else source_count).encode()}
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(source.replace_schema_metadata(meta), tmp, compression="zstd")
-    os.replace(tmp, path)
+    write_arrow(_ready_path(path), ready)
+    write_arrow(path, source.replace_schema_metadata(meta))  # last: it marks the pair whole
 
 
-def run_extract(path: Path, run_id: str) -> tuple[pa.Table, int | None] | None:
-    """(extract, Data Cloud count after the load) saved by run ``run_id``, or None."""
+def run_extract(path: Path, run_id: str) -> RunExtract | None:
+    """The extract, prepared rows and Data Cloud count after the load saved by run
+    ``run_id``, or None."""
     if not path.exists():
         return None
-    meta = pq.read_schema(path).metadata or {}
+    meta = arrow_schema(path).metadata or {}
     if meta.get(EXTRACT_RUN, b"").decode() != run_id:
         return None
     count = int(meta.get(EXTRACT_COUNT, b"-1"))
-    return pq.read_table(path), None if count < 0 else count
+    return RunExtract(read_arrow(path), read_arrow(_ready_path(path)),
+                      None if count < 0 else count)
+
+
+def _ready_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(SUFFIX) + ".ready" + SUFFIX)

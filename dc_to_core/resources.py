@@ -27,8 +27,8 @@ from .auth import SalesforceAuth
 from .bulk import BulkApiResource
 from .core import CoreRestResource
 from .datacloud import DataCloudResource
-from .emulator.server import DEFAULT_CLIENT_ID
-from .io_manager import ArrowParquetIOManager
+from .emulator.credentials import DEFAULT_CLIENT_ID
+from .io_manager import ArrowIOManager
 from .ledger import LedgerResource
 from .settings import PipelineSettings
 
@@ -86,5 +86,5 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "ledger": LedgerResource(url=env.get("DC_TO_CORE_LEDGER_URL")
                                  or f"sqlite:///{state / 'ledger.db'}"),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale),
-        "arrow_io": ArrowParquetIOManager(base_dir=str(state / "intermediate")),
+        "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
     }

@@ -28,7 +28,7 @@ class PipelineSettings(dg.ConfigurableResource):
         return self.path("quarantine", sync, partition, f"{run_id}.parquet")
 
     def extract_path(self, sync: str, partition: str) -> Path:
-        return self.path("extracts", sync, f"{partition}.parquet")
+        return self.path("extracts", sync, f"{partition}.arrow")
 
     def wall(self, seconds: float) -> float:
         """An emulated/org-time wait expressed in wall seconds."""

@@ -1,4 +1,4 @@
-"""Arrow tables between ops as Parquet, and the run cleanup."""
+"""Arrow tables between ops as Arrow IPC files, and the run cleanup."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 import dagster as dg
 import pyarrow as pa
 
-from dc_to_core.io_manager import ArrowParquetIOManager
+from dc_to_core.io_manager import ArrowIOManager
 
 
-def test_tables_pass_between_ops_as_parquet(tmp_path):
+def test_tables_pass_between_ops_as_arrow_files(tmp_path):
     @dg.op(out=dg.Out(io_manager_key="arrow_io"))
     def make() -> pa.Table:
         return pa.table({"a": [1, 2, 3]}).replace_schema_metadata({b"k": b"v"})
@@ -21,16 +21,16 @@ def test_tables_pass_between_ops_as_parquet(tmp_path):
         assert t.schema.metadata[b"k"] == b"v"
         return sum(t.column("a").to_pylist())
 
-    @dg.job(resource_defs={"arrow_io": ArrowParquetIOManager(base_dir=str(tmp_path))})
+    @dg.job(resource_defs={"arrow_io": ArrowIOManager(base_dir=str(tmp_path))})
     def j() -> None:
         total(make())
 
     result = j.execute_in_process()
     assert result.output_for_node("total") == 6
-    files = list(tmp_path.glob("*/make/result.parquet"))
+    files = list(tmp_path.glob("*/make/result.arrow"))
     assert len(files) == 1
     old = tmp_path / "old-run"
     old.mkdir()
     os.utime(old, (time.time() - 30 * 86_400,) * 2)
-    ArrowParquetIOManager(base_dir=str(tmp_path)).cleanup_run(result.run_id, 7)
+    ArrowIOManager(base_dir=str(tmp_path)).cleanup_run(result.run_id, 7)
     assert not files[0].exists() and not old.exists()

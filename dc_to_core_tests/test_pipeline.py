@@ -49,7 +49,7 @@ def test_partitions_account_for_every_row_and_checks_pass(project):
     core = project.live["core"]
     assert core.count("SELECT COUNT() FROM Account") == 30
     intermediates = project.root / "state" / "intermediate"
-    assert not any(intermediates.glob("*/*/*.parquet"))  # cleaned after success
+    assert not any(intermediates.glob("*/*/*"))  # cleaned after success
 
 
 def test_a_bad_row_is_quarantined_with_its_code_and_the_check_warns(project):
