@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .bulk import BulkApiResource
 from .datacloud import DataCloudResource
-from .dc_arrow import combine
+from .dc_arrow import combine, joined_text
 from .ops import asset_key, operator_errors
 from .outcome import SAMPLE_ROWS, run_extract
 from .plan import KeyRange, PartitionPlan
@@ -41,6 +41,7 @@ from .syncs import SyncSpec
 
 MICRO = 1_000_000.0
 T = TypeVar("T")
+Keys = pa.Array | pa.ChunkedArray | list[str | None]
 
 
 @dataclass
@@ -56,15 +57,34 @@ class Reconciliation:
         return not self.missing and not self.unexpected
 
 
-def reconcile(dc_keys: list[str | None], core_keys: list[str | None],
-              quarantined_keys: list[str | None], quarantined_rows: int) -> Reconciliation:
-    dc, core, quarantined = set(dc_keys) - {None}, set(core_keys) - {None}, set(quarantined_keys)
-    return Reconciliation(len(dc_keys), len(core_keys), quarantined_rows,
-                          sorted(dc - quarantined - core), sorted(core - dc))
+def reconcile(dc_keys: Keys, core_keys: Keys, quarantined_keys: Keys,
+              quarantined_rows: int) -> Reconciliation:
+    """Missing: a Data Cloud key neither quarantined nor in Core; unexpected: a Core key
+    Data Cloud's range does not have (both distinct and sorted; null keys never match)."""
+    dc, core, quarantined = _keys(dc_keys), _keys(core_keys), _keys(quarantined_keys)
+    known, listed = pc.unique(dc.drop_null()), pc.unique(core.drop_null())
+    missing = known.filter(pc.invert(pc.or_(pc.is_in(known, value_set=listed),
+                                            pc.is_in(known, value_set=quarantined))))
+    unexpected = listed.filter(pc.invert(pc.is_in(listed, value_set=known)))
+    return Reconciliation(len(dc), len(core), quarantined_rows, _sorted(missing),
+                          _sorted(unexpected))
 
 
-def duplicates(keys: list[str | None]) -> dict[str, int]:
-    return {k: n for k, n in Counter(keys).items() if k is not None and n > 1}
+def duplicates(keys: Keys) -> dict[str, int]:
+    counts = pc.value_counts(_keys(keys).drop_null())
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    return dict(zip(dup.field("values").to_pylist(), dup.field("counts").to_pylist(),
+                    strict=True))
+
+
+def _keys(keys: Keys) -> pa.Array:
+    if isinstance(keys, pa.ChunkedArray):
+        return keys.combine_chunks()
+    return keys if isinstance(keys, pa.Array) else pa.array(keys, pa.string())
+
+
+def _sorted(keys: pa.Array) -> list[str]:
+    return keys.take(pc.sort_indices(keys)).to_pylist()
 
 
 def _canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
@@ -122,25 +142,32 @@ class FieldsComparison:
 
 
 def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
+    """sha256 of the rows as text (fields joined by U+001F, rows by newlines), built by Arrow:
+    the same digest as joining Python strings, without making a string per row."""
     text = [pc.fill_null(_text(c), "\u2205") for c in columns]
     rows = pc.binary_join_element_wise(key, *text, "\x1f")
-    return hashlib.sha256("\n".join(rows.to_pylist()).encode()).hexdigest()[:16]
+    return hashlib.sha256(joined_text(rows, "\n")).hexdigest()[:16]
 
 
 def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                    skip: set[str], sample: int = SAMPLE_ROWS) -> FieldsComparison:
-    """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised."""
+    """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised:
+    each Data Cloud row meets the first Core record with its key (duplicates have their own
+    check), in key order."""
     dc = dc.select([key, *fields])
     if skip:
         dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
-    right = core.select([key, *fields]).rename_columns([key, *(f"core:{f}" for f in fields)])
-    joined = dc.join(right, key, join_type="inner").sort_by(key)
-    keys = joined.column(key).combine_chunks()
+    at = pc.index_in(dc.column(key), value_set=_keys(core.column(key)), skip_nulls=True)
+    dc, at = dc.filter(pc.is_valid(at)), at.drop_null()
+    order = pc.sort_indices(dc.column(key))
+    dc, at = dc.take(order), at.take(order)
+    right = core.select(fields).take(at)
+    keys = dc.column(key).combine_chunks()
     left_cols, right_cols, mismatches, mismatched = [], [], [], 0
     for f in fields:
         like = dc.schema.field(f).type
-        a = _canonical(joined.column(f).combine_chunks(), like)
-        b = _canonical(joined.column(f"core:{f}").combine_chunks(), like)
+        a = _canonical(dc.column(f).combine_chunks(), like)
+        b = _canonical(right.column(f).combine_chunks(), like)
         if a.type != b.type:
             a, b = _text(a), _text(b)
         left_cols.append(a)
@@ -155,7 +182,7 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
             mismatches += zip(keys.take(idx).to_pylist(), [f] * len(idx),
                               _shown(a.take(idx), like).to_pylist(),
                               _shown(b.take(idx), like).to_pylist(), strict=True)
-    return FieldsComparison(joined.num_rows, _checksum(keys, left_cols),
+    return FieldsComparison(dc.num_rows, _checksum(keys, left_cols),
                             _checksum(keys, right_cols), mismatched, mismatches)
 
 
@@ -164,6 +191,7 @@ class SourceRows:
     table: pa.Table
     origin: str              # "this run's extract" or a read by the check
     count_now: int | None    # Data Cloud's count of the range after the load
+    ready: pa.Table | None = None  # as the run prepared it (None: prepare when needed)
 
 
 class RangeReads(Generic[T]):
@@ -220,7 +248,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         def read() -> SourceRows:
             saved = run_extract(settings.extract_path(spec.name, r.key), context.run.run_id)
             if saved is not None:
-                return SourceRows(saved[0], "this run's extract", saved[1])
+                return SourceRows(saved.source, "this run's extract", saved.count_now,
+                                  saved.ready)
             with operator_errors(f"reading {spec.source} {r.label}"):
                 table = combine(list(datacloud.read_range(
                     spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)),
@@ -243,10 +272,10 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                          ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         src = source(context, datacloud, settings, r)
-        dc_keys = src.table.column(spec.source_key).to_pylist()
-        core_keys = records(context, bulk, r).column(spec.target_key).to_pylist()
         q = _quarantine(settings, spec, context.partition_key)
-        rec = reconcile(dc_keys, core_keys, q.column("key").to_pylist(), q.num_rows)
+        rec = reconcile(src.table.column(spec.source_key),
+                        records(context, bulk, r).column(spec.target_key), q.column("key"),
+                        q.num_rows)
         changed = src.count_now is not None and src.count_now != rec.dc_rows
         meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "datacloud_read": src.origin,
                 "core_records": rec.core_rows, "quarantined_rows": rec.quarantined,
@@ -277,7 +306,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
                                   bulk: BulkApiResource) -> dg.AssetCheckResult:
         in_core = records(context, bulk, plan.range(context.partition_key)).column(
-            spec.target_key).to_pylist()
+            spec.target_key)
         dup = duplicates(in_core)
         meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
         if dup:
@@ -292,7 +321,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                      ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         rows = records(context, bulk, r)
-        ready = prepare(spec, source(context, datacloud, settings, r).table).ready
+        src = source(context, datacloud, settings, r)
+        ready = src.ready if src.ready is not None else prepare(spec, src.table).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
         cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,

@@ -41,6 +41,15 @@ def combine(batches: Sequence[pa.RecordBatch], columns: Sequence[str] = ()) -> p
                             promote_options="default")
 
 
+def joined_text(values: pa.Array, sep: str) -> memoryview:
+    """Text values joined by ``sep`` as one buffer, built by Arrow: the bytes of
+    ``sep.join(values.to_pylist()).encode()`` without a Python string per value."""
+    text = values.cast(pa.large_string())
+    lists = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
+    whole = pc.binary_join(lists, pa.scalar(sep, pa.large_string()))[0].as_buffer()
+    return memoryview(whole if whole is not None else b"")
+
+
 def arrow_type(dc_type: str, precision: int | None = None, scale: int | None = None
                ) -> pa.DataType:
     """VARCHAR→string, DECIMAL→decimal128(p, s) when the precision is declared (≤ 38) else

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dc_arrow import UNPARSED
+from .dc_arrow import UNPARSED, joined_text
 from .syncs import FieldMap, SyncSpec
 
 ROW = "__source_row"   # position of the row in the extracted table
@@ -193,5 +193,5 @@ def fingerprint(spec: SyncSpec, ready: pa.Table) -> str:
     fingerprint resumes the jobs already submitted for it."""
     h = hashlib.sha256(f"{spec.name}|{spec.target}|{','.join(spec.target_columns)}".encode())
     for chunk in ready.column(spec.target_key).chunks:
-        h.update("\x1f".join(chunk.to_pylist()).encode())
+        h.update(joined_text(chunk, "\x1f"))
     return h.hexdigest()[:32]

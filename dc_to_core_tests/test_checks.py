@@ -15,10 +15,15 @@ def test_reconcile_keys():
     assert r.missing == ["d"] and r.unexpected == ["z"] and not r.passed
     assert (r.dc_rows, r.core_rows, r.quarantined) == (5, 3, 2)
     assert reconcile(["a", "b"], ["a"], ["b"], 1).passed
+    chunked = reconcile(pa.chunked_array([["d", "a"], ["b", "d", "e"]]), pa.array(["b", "y", "x"]),
+                        pa.array([], pa.string()), 0)  # columns as the checks pass them
+    assert chunked.missing == ["a", "d", "e"] and chunked.unexpected == ["x", "y"]
+    assert (chunked.dc_rows, chunked.core_rows) == (5, 3)
 
 
 def test_duplicates():
     assert duplicates(["a", "b", "a", None, None]) == {"a": 2}
+    assert duplicates(pa.chunked_array([["k", "j"], ["k", "k"]])) == {"k": 3}
 
 
 def test_compare_fields_normalises_both_sides():
