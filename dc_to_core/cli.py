@@ -10,21 +10,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
-from .emulator.profile import load_profile
-from .emulator.schema import load_schema
-from .emulator.seed import SeedSpec, reset_core, seed_datacloud
-from .emulator.server import (
-    DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
-    EmulatorConfig,
-    EmulatorServer,
-)
-from .emulator.storage import Storage
-from .emulator.tokens import AppCredentials
+from .emulator.credentials import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+if TYPE_CHECKING:  # each command imports what it runs: the emulator's org model is heavy
+    from .emulator.seed import SeedSpec
 
 DATA_DIR = Path(".emulator")
 
@@ -62,6 +56,8 @@ def _seed_options(f: object, bad_share: float = 0.0) -> object:
 
 def _spec(accounts: int, opportunities: int, skew: str, giant_children: int | None,
           bad_share: float, seed_number: int) -> SeedSpec:
+    from .emulator.seed import SeedSpec
+
     return SeedSpec(accounts, opportunities, skew, giant_children,  # type: ignore[arg-type]
                     bad_share=bad_share, seed=seed_number)
 
@@ -94,6 +90,10 @@ def emulator(host: str, port: int, plain_http: bool, data_dir: Path, profile: st
              settings: tuple[str, ...], schema: Path | None, client_id: str, client_secret: str,
              jwt_public_key: Path | None, username: str, ready_file: Path | None) -> None:
     """Serve an emulated Salesforce org (Core + Data Cloud) until interrupted."""
+    from .emulator.profile import load_profile
+    from .emulator.server import EmulatorConfig, EmulatorServer
+    from .emulator.tokens import AppCredentials
+
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.secho(f"warning: binding to {host} exposes the emulator beyond this machine",
                     fg="yellow", err=True)
@@ -127,6 +127,10 @@ def emulator(host: str, port: int, plain_http: bool, data_dir: Path, profile: st
               help="Also empty the Core objects and jobs.")
 def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
     """Generate demo data in the Data Cloud objects of an org's data dir."""
+    from .emulator.schema import load_schema
+    from .emulator.seed import reset_core, seed_datacloud
+    from .emulator.storage import Storage
+
     storage = Storage(data_dir, load_schema())
     started = time.perf_counter()
     report = seed_datacloud(storage, _spec(**options))  # type: ignore[arg-type]

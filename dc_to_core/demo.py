@@ -19,14 +19,12 @@ import click
 import dagster as dg
 
 from .emulator import EmulatorConfig, EmulatorServer, load_profile
+from .emulator.credentials import DEFAULT_CLIENT_SECRET
 from .emulator.seed import SeedSpec, seed_datacloud
-from .emulator.server import DEFAULT_CLIENT_SECRET
 from .plan import compute_plan, save_plan
-from .project import build_definitions
+from .project import QUIET, build_definitions
 from .resources import resources_from_env
 from .syncs import CONFIG_DIR, load_syncs
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass

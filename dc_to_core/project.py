@@ -22,6 +22,8 @@ from .plan import PartitionPlan, load_plan
 from .resources import resources_from_env
 from .syncs import SyncSet, load_syncs
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # run config
+
 
 def load_plans(syncs: SyncSet, plans_dir: Path | None = None) -> dict[str, PartitionPlan]:
     return {s.name: load_plan(s, plans_dir) for s in syncs.ordered()}

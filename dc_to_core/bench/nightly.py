@@ -14,17 +14,19 @@ import resource
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import yaml
 
-from ..demo import QUIET
-from ..emulator.server import DEFAULT_CLIENT_SECRET
+from ..emulator.credentials import DEFAULT_CLIENT_SECRET
 from ..plan import compute_plan, save_plan
-from ..project import build_definitions
+from ..project import QUIET, build_definitions
 from ..resources import resources_from_env
 from ..syncs import CONFIG_DIR, load_syncs
-from .org import BenchOrg
+
+if TYPE_CHECKING:  # the run workers import this module: not the emulator behind BenchOrg
+    from .org import BenchOrg
 
 
 def environment(org: BenchOrg, work: Path) -> dict[str, str]:
@@ -103,9 +105,11 @@ def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
         result = _DEFS[0].resolve_job_def(job_name).execute_in_process(
             partition_key=partition, tags=tags, instance=instance, raise_on_error=False,
             run_config=QUIET)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     out: dict = {"job": job_name, "partition": partition, "success": result.success,
                  "materializations": [],  # the worker's peak so far: at most one run at a time
-                 "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                 "worker_peak_rss_mb": usage.ru_maxrss / 1024, "worker_pid": os.getpid(),
+                 "worker_cpu_s": usage.ru_utime + usage.ru_stime,  # so far, all its runs
                  "failed_checks": sorted(f"{e.asset_key.to_user_string()}:{e.check_name}"
                                          for e in result.get_asset_check_evaluations()
                                          if not e.passed and e.check_name != "no_quarantined_rows")}

@@ -26,14 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from .app import create_app
+from .credentials import DEFAULT_CLIENT_ID as DEFAULT_CLIENT_ID
+from .credentials import DEFAULT_CLIENT_SECRET as DEFAULT_CLIENT_SECRET
 from .middleware import InjectedReset
 from .org import Org
 from .profile import OrgProfile
 from .schema import load_schema
 from .tokens import AppCredentials
-
-DEFAULT_CLIENT_ID = "dc-to-core-emulator"
-DEFAULT_CLIENT_SECRET = "emulator-secret-change-me"  # the embedded demo org only
 
 
 def ensure_certificate(directory: Path) -> tuple[Path, Path]:
