@@ -62,6 +62,7 @@ def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work:
 def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
     from . import nightly
 
+    started = time.process_time()
     os.environ.update(nightly.environment(org, work))
     plans = nightly.plan_partitions(org, work, cfg.rows_per_partition)
     defs = nightly.definitions(org, work, plans)
@@ -78,6 +79,10 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
                                               int(meta.get("repass_rounds", 0)))
     totals["run_workers"] = "CPU and RSS include the run worker processes"
     totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
+    last = {r["worker_pid"]: r["worker_cpu_s"] for r in runs}  # each worker's final total
+    totals["run_workers_cpu_s"] = round(sum(last.values()), 2)
+    totals["run_worker_processes"] = len(last)
+    totals["client_cpu_s_outside_run_workers"] = round(time.process_time() - started, 2)
     totals["rows_per_partition"] = cfg.rows_per_partition
     totals["failed_error_checks"] = sum(len(r["failed_checks"]) for r in runs)
     return totals
