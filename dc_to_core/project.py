@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from . import dagster_fixes
+from . import dagster_fixes, runtime
 from .automation import (
     failed_checks,
     failed_runs,
@@ -47,8 +47,10 @@ def build_definitions(syncs_path: str | Path | None = None, plans_dir: Path | No
                            source_changes_sensor(syncs, plans, jobs, int(os.environ.get(
                                "DC_TO_CORE_CHANGE_INTERVAL_S", "300"))),
                            failed_runs, failed_checks) if s is not None]
-    return dg.Definitions(
+    defs = dg.Definitions(
         assets=assets, asset_checks=checks, jobs=list(jobs.values()),
         schedules=nightly_schedules(syncs, plans, jobs, cron, tz), sensors=sensors,
         resources=resources if resources is not None else resources_from_env(),
         executor=dg.in_process_executor)
+    runtime.freeze_loaded_heap()  # the code location is loaded: keep the collector off it
+    return defs
