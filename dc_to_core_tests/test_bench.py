@@ -4,6 +4,9 @@ strategy ran against the same org; dc_to_core accounted for every row; the seed 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from types import SimpleNamespace
 
@@ -90,3 +93,28 @@ def test_the_bench_renews_a_session_the_org_expired(make_server):
     first = org.emulated_now()
     time.sleep(0.5)
     assert org.emulated_now() > first + 30
+
+
+def test_peak_rss_is_the_process_own_not_its_parents_at_the_fork(tmp_path):
+    script = textwrap.dedent("""
+        import multiprocessing as mp
+        from dc_to_core.bench.report import peak_rss_mb
+
+        def child(q):
+            q.put(peak_rss_mb())
+
+        if __name__ == "__main__":
+            held = bytearray(400 * 1024 * 1024)
+            held[::4096] = b"x" * len(held[::4096])  # touched: resident
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            p = ctx.Process(target=child, args=(q,))
+            p.start()
+            print(peak_rss_mb(), q.get())
+            p.join()
+    """)
+    path = tmp_path / "rss.py"  # spawn re-imports the main module from its file
+    path.write_text(script)
+    parent, child = map(float, subprocess.run([sys.executable, str(path)], capture_output=True,
+                                              text=True, check=True).stdout.split())
+    assert parent > 400 and child < 200  # ru_maxrss gave the child the parent's 400 MB

@@ -24,6 +24,7 @@ from ..plan import compute_plan, save_plan
 from ..project import QUIET, build_definitions
 from ..resources import resources_from_env
 from ..syncs import CONFIG_DIR, load_syncs
+from .report import peak_rss_mb
 
 if TYPE_CHECKING:  # the run workers import this module: not the emulator behind BenchOrg
     from .org import BenchOrg
@@ -108,7 +109,7 @@ def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out: dict = {"job": job_name, "partition": partition, "success": result.success,
                  "materializations": [],  # the worker's peak so far: at most one run at a time
-                 "worker_peak_rss_mb": usage.ru_maxrss / 1024, "worker_pid": os.getpid(),
+                 "worker_peak_rss_mb": peak_rss_mb(), "worker_pid": os.getpid(),
                  "worker_cpu_s": usage.ru_utime + usage.ru_stime,  # so far, all its runs
                  "failed_checks": sorted(f"{e.asset_key.to_user_string()}:{e.check_name}"
                                          for e in result.get_asset_check_evaluations()

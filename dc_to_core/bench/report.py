@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. ``ru_maxrss`` will not do for a process started by
+    fork + exec (multiprocessing's spawn, subprocess): Linux carries the high-water mark
+    across exec, so it reports at least the parent's RSS at the fork (a strategy's child
+    showed the bench's 1.7 GB). ``VmHWM`` belongs to the process's own address space."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no procfs: an upper bound
 
 
 @dataclass

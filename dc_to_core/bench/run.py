@@ -19,7 +19,7 @@ from pathlib import Path
 from ..emulator import load_profile
 from ..emulator.seed import SeedSpec
 from .org import OPPORTUNITIES_DMO, BenchOrg, OrgSnapshot, SeededOrg
-from .report import StrategyResult, write
+from .report import StrategyResult, peak_rss_mb, write
 
 ALL = ["ceiling", "dc_to_core", "seed Test3", "seed Test4", "seed Test7", "seed Test8",
        "plain script"]
@@ -108,9 +108,9 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     after = org.snapshot()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
     cpu += children.ru_utime + children.ru_stime
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
+    rss = max([peak_rss_mb(), *(r for r in [extra.get("run_peak_rss_mb")] if r)])
     queue.put({"extra": extra, "error": error, "wall_s": wall, "cpu_s": cpu,
-               "peak_rss_mb": rss / 1024,
+               "peak_rss_mb": rss,
                # org time from the start until the org finished its last job
                "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
                "delta": (after - before).__dict__})
