@@ -108,7 +108,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     after = org.snapshot()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
     cpu += children.ru_utime + children.ru_stime
-    rss = max([peak_rss_mb(), *(r for r in [extra.get("run_peak_rss_mb")] if r)])
+    rss = max(peak_rss_mb(), extra.get("run_peak_rss_mb") or 0.0)  # its largest run worker
     queue.put({"extra": extra, "error": error, "wall_s": wall, "cpu_s": cpu,
                "peak_rss_mb": rss,
                # org time from the start until the org finished its last job
