@@ -7,6 +7,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from .io_manager import SUFFIX
+
 
 class PipelineSettings(dg.ConfigurableResource):
     state_dir: str = Field(description="Quarantine files, intermediates, the default ledger.")
@@ -28,7 +30,7 @@ class PipelineSettings(dg.ConfigurableResource):
         return self.path("quarantine", sync, partition, f"{run_id}.parquet")
 
     def extract_path(self, sync: str, partition: str) -> Path:
-        return self.path("extracts", sync, f"{partition}.arrow")
+        return self.path("extracts", sync, partition + SUFFIX)  # the IO manager's format
 
     def wall(self, seconds: float) -> float:
         """An emulated/org-time wait expressed in wall seconds."""
