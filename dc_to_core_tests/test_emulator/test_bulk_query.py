@@ -74,3 +74,19 @@ def test_query_jobs_count_against_their_allocation(make_server):
     before = org.get(f"{V}/limits").json()["DailyBulkV2QueryJobs"]["Remaining"]
     org.post(QUERY, json={"query": "SELECT Id FROM Account"})
     assert org.get(f"{V}/limits").json()["DailyBulkV2QueryJobs"]["Remaining"] == before - 1
+
+
+def test_query_results_are_gzipped_for_clients_that_accept_it(make_server):
+    org = OrgClient(make_server())
+    org.run_job("Account", csv_text(["External_Id__c", "Name"],
+                                    [[f"Z{i:04d}", f"Account {i}"] for i in range(500)]))
+    job = org.post(QUERY, json={"operation": "query", "query":
+                                "SELECT External_Id__c, Name FROM Account"}).json()
+    _complete(org, job["id"])
+    url = f"{QUERY}/{job['id']}/results"
+    plain = org.get(url, headers={"Accept-Encoding": "identity"})
+    packed = org.get(url, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["Sforce-NumberOfRecords"] == "500"
+    assert packed.text == plain.text and len(parse_csv(packed.text)) == 500

@@ -122,3 +122,18 @@ def test_query_sql_long_poll_when_results_are_slow(make_server):
     status = org.get(f"{V}/ssot/query-sql/{qid}", params={"waitTimeMs": 10000}).json()
     assert status["status"]["completionStatus"] == "Finished"
     assert org.get(f"{V}/ssot/query-sql/{qid}/rows").json()["data"] == [[1]]
+
+
+def test_responses_are_gzipped_for_clients_that_accept_it(org):
+    sql = f'SELECT "ExternalId__c", "Name__c" FROM {OPP} ORDER BY "ExternalId__c"'
+    plain = org.post(f"{V}/ssot/query-sql", json={"sql": sql},
+                     headers={"Accept-Encoding": "identity"})
+    packed = org.post(f"{V}/ssot/query-sql", json={"sql": sql},
+                      headers={"Accept-Encoding": "gzip, deflate"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) < len(plain.content) / 3
+    assert packed.json()["data"] == plain.json()["data"]
+    small = org.post(f"{V}/ssot/query-sql", json={"sql": f"SELECT count(*) AS n FROM {OPP}"},
+                     headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # not worth it

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError, not_found
-from .common import api_version, job_routes, json_body, org_of
+from .common import api_version, job_routes, json_body, negotiated, org_of
 
 BASE = "/services/data/v{version}/jobs/ingest"
 RESULT_KINDS = ("successfulresults", "failedresults", "unprocessedrecords")
@@ -69,11 +69,7 @@ async def results(request: Request) -> Response:
         raise not_found()
     org = org_of(request)
     data = await run_in_threadpool(org.jobs.results, request.path_params["job_id"], kind)
-    headers = {}
-    if "gzip" in request.headers.get("accept-encoding", "") and len(data) > 4096:
-        data = await run_in_threadpool(gzip.compress, data, 1)
-        headers["content-encoding"] = "gzip"
-    return Response(data, media_type="text/csv; charset=UTF-8", headers=headers)
+    return await negotiated(request, Response(data, media_type="text/csv; charset=UTF-8"))
 
 
 routes = [

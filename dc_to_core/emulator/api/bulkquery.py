@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError
-from .common import api_version, job_routes, json_body, org_of
+from .common import api_version, job_routes, json_body, negotiated, org_of
 
 BASE = "/services/data/v{version}/jobs/query"
 
@@ -50,8 +50,9 @@ async def results(request: Request) -> Response:
     data, locator, n = await run_in_threadpool(
         org_of(request).queries.results, request.path_params["job_id"],
         request.query_params.get("locator"), int(raw) if raw else None)
-    return Response(data, media_type="text/csv; charset=UTF-8",
-                    headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(n)})
+    return await negotiated(request, Response(
+        data, media_type="text/csv; charset=UTF-8",
+        headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(n)}))
 
 
 routes = [

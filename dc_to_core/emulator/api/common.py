@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +29,19 @@ def api_version(request: Request) -> float:
         return float(raw)
     except ValueError:
         raise ApiError(404, "NOT_FOUND", f"Unknown API version v{raw}") from None
+
+
+async def negotiated(request: Request, response: Response) -> Response:
+    """``response`` gzip-compressed when the client sent ``Accept-Encoding: gzip`` and the body
+    is worth it, as Salesforce's REST, Bulk and Data Cloud APIs answer such clients (level 1:
+    a server compresses for speed)."""
+    body = bytes(response.body)
+    if "gzip" not in request.headers.get("accept-encoding", "").lower() or len(body) <= 4096:
+        return response
+    response.body = await run_in_threadpool(gzip.compress, body, 1)
+    response.headers["content-encoding"] = "gzip"
+    response.headers["content-length"] = str(len(response.body))
+    return response
 
 
 async def json_body(request: Request) -> dict:

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ..dcquery import DcQueryError, ResultSet, arrow_stream, connect_metadata, connect_status
 from ..org import Org
-from .common import json_body, org_of
+from .common import json_body, negotiated, org_of
 
 SQL_BASE = "/services/data/v{version}/ssot/query-sql"
 CATEGORY = {"__dlm": "Profile", "__dll": "DataLakeObject", "__cio": "CalculatedInsight"}
@@ -47,13 +47,13 @@ async def v2_query(request: Request) -> Response:
     org = org_of(request)
     result = await _run(org, await json_body(request))
     await _wait_ready(org, result, float("inf"))
-    return _v2_response(org, request, result, 0)
+    return await negotiated(request, _v2_response(org, request, result, 0))
 
 
 async def v2_next(request: Request) -> Response:
     org = org_of(request)
     result, offset = org.datacloud.next_batch(request.path_params["batch_id"])
-    return _v2_response(org, request, result, offset)
+    return await negotiated(request, _v2_response(org, request, result, offset))
 
 
 async def v1_metadata(request: Request) -> Response:
@@ -82,8 +82,9 @@ async def sql_submit(request: Request) -> Response:
     limit = min(int(body.get("rowLimit") or org.profile.dc_sql_max_rows),
                 org.profile.dc_sql_max_rows)
     data = result.render(0, limit) if ready else []
-    return JSONResponse({"data": data, "metadata": connect_metadata(result.columns),
-                         "returnedRows": len(data), "status": status, **status})
+    return await negotiated(request, JSONResponse({
+        "data": data, "metadata": connect_metadata(result.columns), "returnedRows": len(data),
+        "status": status, **status}))
 
 
 async def sql_status(request: Request) -> Response:
@@ -108,7 +109,7 @@ async def sql_rows(request: Request) -> Response:
     body: dict = {"data": data, "returnedRows": len(data)}
     if q.get("omitSchema", "false").lower() != "true":
         body["metadata"] = connect_metadata(result.columns)
-    return JSONResponse(body)
+    return await negotiated(request, JSONResponse(body))
 
 
 async def sql_cancel(request: Request) -> Response:
