@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pyarrow as pa
 
-from dc_to_core.io_manager import ArrowIOManager
+from dc_to_core.io_manager import ArrowIOManager, read_arrow, write_arrow
 
 
 def test_tables_pass_between_ops_as_arrow_files(tmp_path):
@@ -34,3 +34,12 @@ def test_tables_pass_between_ops_as_arrow_files(tmp_path):
     os.utime(old, (time.time() - 30 * 86_400,) * 2)
     ArrowIOManager(base_dir=str(tmp_path)).cleanup_run(result.run_id, 7)
     assert not files[0].exists() and not old.exists()
+
+
+def test_intermediates_are_uncompressed_and_kept_files_zstd(tmp_path):
+    table = pa.table({"k": [f"OPP-{i:09d}" for i in range(20_000)], "v": ["same text"] * 20_000})
+    plain, packed = tmp_path / "plain.arrow", tmp_path / "packed.arrow"
+    write_arrow(plain, table, ArrowIOManager(base_dir=str(tmp_path)).compression)
+    write_arrow(packed, table)
+    assert packed.stat().st_size * 4 < plain.stat().st_size
+    assert read_arrow(plain).equals(table) and read_arrow(packed).equals(table)
