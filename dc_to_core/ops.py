@@ -4,7 +4,7 @@ extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coer
 order by parent) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass
 (transient failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize
 (every row loaded or quarantined; metadata; the extract kept for the checks of the run).
-Arrow tables travel between ops as Parquet (``arrow_io``).
+Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
 
