@@ -164,9 +164,9 @@ def demo(partitions: int, keep: Path | None, **options: object) -> None:
 def plan(sync: str, partitions: int, out: Path | None) -> None:
     """Compute SYNC's partition boundaries from Data Cloud quantiles and write its plan file.
     Connects with the same DC_TO_CORE_* settings as the pipeline."""
-    from .plan import compute_plan, plans_dir, save_plan
-    from .resources import resources_from_env
-    from .syncs import load_syncs
+    from .orchestration.resources import resources_from_env
+    from .sync.plan import compute_plan, plans_dir, save_plan
+    from .sync.spec import load_syncs
 
     syncs = load_syncs()
     if sync not in syncs.syncs:

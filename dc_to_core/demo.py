@@ -21,10 +21,10 @@ import dagster as dg
 from .emulator import EmulatorConfig, EmulatorServer, load_profile
 from .emulator.credentials import DEFAULT_CLIENT_SECRET
 from .emulator.seed import SeedSpec, seed_datacloud
-from .plan import compute_plan, save_plan
-from .project import QUIET, build_definitions
-from .resources import resources_from_env
-from .syncs import CONFIG_DIR, load_syncs
+from .orchestration.project import QUIET, build_definitions
+from .orchestration.resources import resources_from_env
+from .sync.plan import compute_plan, save_plan
+from .sync.spec import CONFIG_DIR, load_syncs
 
 
 @dataclass

@@ -27,9 +27,9 @@ from dc_to_core.emulator.schema import load_schema
 from dc_to_core.emulator.seed import SeedReport, SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET, SpawnedEmulator, spawn_emulator
 from dc_to_core.emulator.storage import Storage
-from dc_to_core.plan import compute_plan, save_plan
-from dc_to_core.resources import resources_from_env
-from dc_to_core.syncs import load_syncs
+from dc_to_core.orchestration.resources import resources_from_env
+from dc_to_core.sync.plan import compute_plan, save_plan
+from dc_to_core.sync.spec import load_syncs
 
 ROOT = Path(__file__).resolve().parents[1]
 

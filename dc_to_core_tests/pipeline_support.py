@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 
 from dc_to_core.emulator import EmulatorServer
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
-from dc_to_core.plan import compute_plan, save_plan
-from dc_to_core.project import build_definitions
-from dc_to_core.resources import resources_from_env
-from dc_to_core.syncs import load_syncs
+from dc_to_core.orchestration.project import build_definitions
+from dc_to_core.orchestration.resources import resources_from_env
+from dc_to_core.sync.plan import compute_plan, save_plan
+from dc_to_core.sync.spec import load_syncs
 
 
 @dataclass

@@ -140,7 +140,7 @@ def sign_jwt(private_pem: bytes, claims: dict) -> str:
 
 def auth_for(server: EmulatorServer, **overrides: object):
     """A SalesforceAuth for an emulator, trusting its certificate (verification stays on)."""
-    from dc_to_core.auth import SalesforceAuth
+    from dc_to_core.salesforce.auth import SalesforceAuth
 
     settings = {"login_url": server.url, "client_id": DEFAULT_CLIENT_ID,
                 "client_secret": DEFAULT_CLIENT_SECRET,

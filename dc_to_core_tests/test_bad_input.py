@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dc_to_core.bulk_csv import bulk_table, write_rows
 from dc_to_core.emulator.csvio import read_upload
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
+from dc_to_core.salesforce.bulk_csv import bulk_table, write_rows
 from dc_to_core_tests.pipeline_support import (
     assert_reconciled,
     failure_messages,

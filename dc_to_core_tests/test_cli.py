@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from dc_to_core.cli import main
 from dc_to_core.emulator import spawn_emulator
 from dc_to_core.emulator.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from dc_to_core.plan import load_plan
-from dc_to_core.syncs import load_syncs
+from dc_to_core.sync.plan import load_plan
+from dc_to_core.sync.spec import load_syncs
 
 
 def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from dc_to_core.automation import NIGHT, TRIGGER
 from dc_to_core.emulator.seed import SeedSpec
-from dc_to_core.plan import load_plan
-from dc_to_core.resources import resources_from_env
-from dc_to_core.syncs import load_syncs
+from dc_to_core.orchestration.automation import NIGHT, TRIGGER
+from dc_to_core.orchestration.resources import resources_from_env
+from dc_to_core.sync.plan import load_plan
+from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.browser import browse_asset_page
 from dc_to_core_tests.conftest import throwaway_database
 from dc_to_core_tests.graphql_client import CHECKS, DagsterUI

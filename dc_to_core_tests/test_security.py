@@ -14,12 +14,12 @@ import dagster as dg
 import httpx
 import pytest
 
-from dc_to_core.auth import SalesforceAuth
 from dc_to_core.emulator import EmulatorConfig, EmulatorServer, load_profile
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import DEFAULT_CLIENT_ID
 from dc_to_core.emulator.tokens import AppCredentials
-from dc_to_core.resources import salesforce_auth
+from dc_to_core.orchestration.resources import salesforce_auth
+from dc_to_core.salesforce.auth import SalesforceAuth
 from dc_to_core_tests.pipeline_support import failure_messages, make_project
 from dc_to_core_tests.support import rsa_pair
 

@@ -18,14 +18,14 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..auth import SalesforceAuth
-from ..bulk import BulkApiResource
-from ..bulk_csv import split_jobs
-from ..datacloud import DataCloudResource
 from ..emulator.schema import load_schema
 from ..emulator.seed import SeedSpec, seed_datacloud
 from ..emulator.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, spawn_emulator
 from ..emulator.storage import Storage
+from ..salesforce.auth import SalesforceAuth
+from ..salesforce.bulk import BulkApi
+from ..salesforce.bulk_csv import split_jobs
+from ..salesforce.datacloud import DataCloud
 
 T = TypeVar("T")
 OPP = "Opportunity_Staging__dlm"
@@ -69,8 +69,8 @@ def main() -> None:
     try:
         auth = SalesforceAuth(login_url=emulator.url, client_id=DEFAULT_CLIENT_ID,
                               client_secret=DEFAULT_CLIENT_SECRET, ca_bundle=emulator.ca_file)
-        dc = DataCloudResource(auth=auth, api=args.api, arrow_stream=args.arrow_stream)
-        bulk = BulkApiResource(auth=auth, gzip_level=args.gzip, poll_initial_s=0.05,
+        dc = DataCloud(auth=auth, api=args.api, arrow_stream=args.arrow_stream)
+        bulk = BulkApi(auth=auth, gzip_level=args.gzip, poll_initial_s=0.05,
                                poll_max_s=0.5)
         columns = ["Name__c", "StageName__c", "CloseDate__c", "Amount__c", "Probability__c",
                    "LeadSource__c", "AccountExternalId__c"]

@@ -20,10 +20,10 @@ import dagster as dg
 import yaml
 
 from ..emulator.credentials import DEFAULT_CLIENT_SECRET
-from ..plan import compute_plan, save_plan
-from ..project import QUIET, build_definitions
-from ..resources import resources_from_env
-from ..syncs import CONFIG_DIR, load_syncs
+from ..orchestration.project import QUIET, build_definitions
+from ..orchestration.resources import resources_from_env
+from ..sync.plan import compute_plan, save_plan
+from ..sync.spec import CONFIG_DIR, load_syncs
 from .report import peak_rss_mb
 
 if TYPE_CHECKING:  # the run workers import this module: not the emulator behind BenchOrg

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..auth import SalesforceAuth
-from ..bulk import TERMINAL, BulkApiResource
 from ..emulator.schema import load_schema
 from ..emulator.seed import SeedReport, SeedSpec, reset_core, seed_datacloud
 from ..emulator.server import (
@@ -28,6 +26,8 @@ from ..emulator.server import (
     spawn_emulator,
 )
 from ..emulator.storage import Storage
+from ..salesforce.auth import SalesforceAuth
+from ..salesforce.bulk import TERMINAL, BulkApi
 
 ACCOUNTS_DMO = "Account_Staging__dlm"
 OPPORTUNITIES_DMO = "Opportunity_Staging__dlm"
@@ -69,10 +69,10 @@ class BenchOrg:
     def time_scale(self) -> float:
         return float(self.profile["time_scale"])
 
-    def bulk(self, **options: object) -> BulkApiResource:
+    def bulk(self, **options: object) -> BulkApi:
         """A Bulk client whose polling waits shrink with the org's time scale."""
         scale = self.time_scale
-        return BulkApiResource(auth=self.auth, **{"poll_initial_s": max(0.02, 1.0 / scale),
+        return BulkApi(auth=self.auth, **{"poll_initial_s": max(0.02, 1.0 / scale),
                                                   "poll_max_s": max(0.1, 5.0 / scale),
                                                   **options})  # type: ignore[arg-type]
 

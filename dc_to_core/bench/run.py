@@ -51,9 +51,9 @@ def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work:
         run = strategies.ceiling if name == "ceiling" else strategies.plain_script
         return run(org, source)
     seed = next(s for s in strategies.SEEDS if s.name == name)
-    from ..datacloud import DataCloudResource
+    from ..salesforce.datacloud import DataCloud
 
-    bounds = DataCloudResource(auth=org.auth).quantiles(OPPORTUNITIES_DMO, "ExternalId__c",
+    bounds = DataCloud(auth=org.auth).quantiles(OPPORTUNITIES_DMO, "ExternalId__c",
                                                          seed.partitions)
     return strategies.seed_replay(org, seed, cfg.rows, bounds)
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..bulk_csv import split_jobs
-from ..datacloud import DataCloudResource
-from ..errors import OrgUnreachableError, SalesforceApiError
+from ..salesforce.bulk_csv import split_jobs
+from ..salesforce.datacloud import DataCloud
+from ..salesforce.errors import OrgUnreachableError, SalesforceApiError
 from .org import OPPORTUNITIES_DMO, BenchOrg
 
 SOURCE_COLUMNS = ["ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
@@ -134,7 +134,7 @@ class Pacer:
 def seed_replay(org: BenchOrg, strategy: SeedStrategy, rows: int, boundaries: list[str],
                 seed: int = 0) -> dict:
     """Replay one seed strategy; returns job, retry and pacing counts once every job ran."""
-    datacloud = DataCloudResource(auth=org.auth)
+    datacloud = DataCloud(auth=org.auth)
     bulk = org.bulk()
     stagger = strategy.stagger_s * rows / SEED_ROWS
     ranges = list(zip([None, *boundaries], [*boundaries, None], strict=True))

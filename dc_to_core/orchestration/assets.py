@@ -1,0 +1,213 @@
+"""The op graph that materializes one partition of a sync, and the asset factory.
+
+extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate,
+order by parent) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass
+(transient failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize
+(every row loaded or quarantined; metadata; the extract kept for the checks of the run).
+Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
+"""
+
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..salesforce.datacloud_arrow import combine
+from ..salesforce.errors import (
+    AuthenticationError,
+    JobRejectedError,
+    OrgUnreachableError,
+    SalesforceApiError,
+)
+from ..sync.loading import LoadStats, LoadTarget, load_round, repass
+from ..sync.outcome import account, save_extract
+from ..sync.plan import PartitionPlan
+from ..sync.prepare import prepare
+from ..sync.spec import SyncSpec
+from .io_manager import ArrowIOManager
+from .metadata import metadata
+from .resources import BulkApiResource, DataCloudResource, LedgerResource
+from .settings import PipelineSettings
+
+RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
+                       jitter=dg.Jitter.PLUS_MINUS)
+POOL = "bulk_api"
+REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind the next loads
+READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
+FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
+
+
+def asset_key(spec: SyncSpec) -> dg.AssetKey:
+    return dg.AssetKey(["core", spec.target])
+
+
+@contextmanager
+def operator_errors(what: str) -> Iterator[None]:
+    """Turn connector errors into failures that tell the operator what to do; permanent ones
+    skip the op's retries."""
+    try:
+        yield
+    except AuthenticationError as exc:
+        raise dg.Failure(f"{what}: Salesforce refused the login. {exc}. Check the connected "
+                         "app credentials (DC_TO_CORE_CLIENT_ID, DC_TO_CORE_CLIENT_SECRET or "
+                         "DC_TO_CORE_PRIVATE_KEY).", allow_retries=False) from None
+    except SalesforceApiError as exc:
+        if exc.error_code == "REQUEST_LIMIT_EXCEEDED":
+            raise dg.Failure(f"{what}: the org's API allocation is used up ({exc}). Wait for "
+                             "the rolling 24 h window or raise the limit, then backfill the "
+                             "failed partitions.", allow_retries=False) from None
+        if exc.status >= 500 or exc.status == 429:
+            raise  # transient: the op's RetryPolicy tries again
+        raise dg.Failure(f"{what}: {exc}. This will not succeed by retrying; fix the sync "
+                         "configuration or the data, then re-run the partition.",
+                         allow_retries=False) from None
+    except JobRejectedError as exc:
+        raise dg.Failure(f"{what}: {exc}, then re-run the partition. Retrying cannot help: "
+                         "the org refuses the job itself, not single rows.",
+                         allow_retries=False) from None
+    except OrgUnreachableError as exc:
+        raise dg.Failure(f"{what}: {exc}. The op retries with backoff; if the org stays "
+                         "unreachable, check the network and re-run the partition.") from None
+
+
+def _stats(table: pa.Table) -> LoadStats:
+    raw = (table.schema.metadata or {}).get(STATS)
+    if not raw:
+        return LoadStats()
+    data = json.loads(raw)
+    return LoadStats(jobs=data["jobs"], rounds=data["rounds"], resumed_jobs=data["resumed"])
+
+
+def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
+    meta = {**(table.schema.metadata or {}), STATS: json.dumps(
+        {"jobs": stats.jobs, "rounds": stats.rounds, "resumed": stats.resumed_jobs})}
+    return table.replace_schema_metadata(meta)
+
+
+def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
+                     parent: SyncSpec | None = None) -> dg.AssetsDefinition:
+    """One partitioned graph asset (``core/<Target>``) for one sync."""
+    name = spec.name.lower()
+    io = dg.Out(io_manager_key="arrow_io")
+
+    @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
+           ins={"after": dg.In(dg.Nothing)} if parent else {},
+           description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
+    def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource) -> pa.Table:
+        r = plan.range(context.partition_key)
+        with operator_errors(f"reading {spec.source} {r.label}"):
+            batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
+                                                spec.source_key, r.start, r.end))
+        table = combine(batches, spec.source_columns)
+        context.log.info(f"extracted {table.num_rows} rows of {spec.source} {r.label}")
+        return table
+
+    @dg.op(name=f"{name}_prepare", out={"ready": io, "rejected": io},
+           description="Map and coerce fields, reject rows that cannot load, order by parent.")
+    def prepare_op(context: dg.OpExecutionContext, source: pa.Table
+                   ) -> tuple[pa.Table, pa.Table]:
+        p = prepare(spec, source, salt=context.partition_key)
+        ready = p.ready.replace_schema_metadata({FINGERPRINT: p.fingerprint.encode()})
+        context.log.info(f"{ready.num_rows} rows ready, {p.rejected.num_rows} rejected before "
+                         "upload")
+        return ready, p.rejected
+
+    def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
+               ready: pa.Table) -> LoadTarget:
+        fp = (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode()
+        return LoadTarget(spec, context.partition_key, fp, bulk, ledger, context.run_id)
+
+    @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
+           description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
+    def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
+             ready: pa.Table) -> pa.Table:
+        stats = LoadStats()
+        with operator_errors(f"loading {spec.target} {context.partition_key}"):
+            outcome = load_round(target(context, bulk, ledger, ready), ready, 0, stats)
+        context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
+        return _with_stats(outcome, stats)
+
+    @dg.op(name=f"{name}_repass", pool=REPASS_POOL, retry_policy=RETRY, out=io,
+           description="Resubmit rows that failed transiently, by parent, with backoff.")
+    def repass_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
+                  ledger: LedgerResource, settings: PipelineSettings, ready: pa.Table,
+                  outcome: pa.Table) -> pa.Table:
+        stats = _stats(outcome)
+        t = target(context, bulk, ledger, ready)
+        with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
+            final = repass(t, ready, outcome, settings.repass_rounds,
+                           settings.wall(settings.repass_backoff_s), stats)
+        return _with_stats(final, stats)
+
+    @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),
+           description="Account for every row (loaded or quarantined) and report.")
+    def finalize(context: dg.OpExecutionContext, datacloud: DataCloudResource,
+                 ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
+                 rejected: pa.Table, ready: pa.Table, outcome: pa.Table
+                 ) -> Iterator[dg.Output]:
+        # every job of this load is collected now: a later run of the partition must send the
+        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
+        ledger.forget(spec.name, context.partition_key,
+                      (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode())
+        r = plan.range(context.partition_key)
+        started = context.instance.get_run_stats(context.run_id).start_time or time.time()
+        result = account(spec, r, context.partition_key, source, rejected, ready, outcome,
+                         _stats(outcome), time.time() - started)
+        with operator_errors(f"counting {spec.source} {r.label}"):
+            result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
+                                                        r.end)
+        save_extract(settings.extract_path(spec.name, context.partition_key), source, ready,
+                     context.run_id, result.source_count)
+        path = settings.quarantine_path(spec.name, context.partition_key, context.run_id)
+        pq.write_table(result.quarantine, path)
+        shutil.copyfile(path, settings.latest_quarantine_path(spec.name, context.partition_key))
+        meta = metadata(result, str(path))
+        if not result.accounted:
+            raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
+                             f"extracted but {result.loaded} loaded + {result.quarantined} "
+                             "quarantined; rows are unaccounted for. Re-run the partition.",
+                             metadata=meta, allow_retries=False)
+        if result.transient_left:
+            raise dg.Failure(f"{spec.name} {context.partition_key}: {result.transient_left} rows "
+                             f"still failed with transient errors after {result.stats.rounds} "
+                             f"re-pass rounds (see {path}). Re-run the partition (backfill "
+                             "failed partitions) when the org is quieter.", metadata=meta,
+                             allow_retries=False)
+        _cleanup(settings, context.run_id)
+        yield dg.Output(None, metadata=meta)
+
+    def wire(source: object) -> object:
+        ready, rejected = prepare_op(source)
+        final = repass_op(ready, load(ready))
+        return finalize(source, rejected, ready, final)
+
+    if parent:
+        @dg.graph(name=f"{name}_partition")
+        def load_partition(after: object) -> object:
+            return wire(extract(after))
+    else:
+        @dg.graph(name=f"{name}_partition")
+        def load_partition() -> object:
+            return wire(extract())
+
+    return dg.AssetsDefinition.from_graph(
+        load_partition, keys_by_output_name={"result": asset_key(spec)},
+        keys_by_input_name={"after": asset_key(parent)} if parent else {},
+        partition_mappings={"after": dg.AllPartitionMapping()} if parent else None,
+        partitions_def=partitions, group_name="core",
+        descriptions_by_output_name={"result": f"{spec.target} loaded from {spec.source} "
+                                                f"(sync {spec.name}), one partition per "
+                                                f"{spec.source_key} range."},
+        metadata_by_output_name={"result": {"sync": spec.name, "source": spec.source,
+                                            "external_id": spec.target_key}})
+
+
+def _cleanup(settings: PipelineSettings, run_id: str) -> None:
+    ArrowIOManager(base_dir=str(settings.path("intermediate", "x").parent)).cleanup_run(
+        run_id, settings.intermediate_retention_days)

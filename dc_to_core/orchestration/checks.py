@@ -1,0 +1,189 @@
+"""The asset checks that reconcile Data Cloud against Core for the partition just
+materialized (the comparisons themselves are ``sync.reconcile``).
+
+- ``counts_reconcile`` (ERROR): every Data Cloud key in the range is in Core unless it was
+  quarantined, and Core holds no key the range does not have. Reported as counts too:
+  Data Cloud rows, Core records, quarantined rows.
+- ``no_quarantined_rows`` (WARN): the partition's quarantine is empty; else the reasons.
+- ``no_duplicate_external_ids`` (ERROR): no external id appears twice in Core in the range.
+- ``fields_match`` (ERROR): a checksum of the mapped fields, Data Cloud (as prepared) vs
+  Core, and the rows that differ.
+
+Run with the materialization, the checks take the Data Cloud side from the extract that run
+saved (with Data Cloud's count after the load, which must still match), so a partition is
+read from Data Cloud once per run; run on their own, they read the range again.
+"""
+
+
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..salesforce.datacloud_arrow import combine
+from ..sync.outcome import SAMPLE_ROWS, run_extract
+from ..sync.plan import KeyRange, PartitionPlan
+from ..sync.prepare import QUARANTINE, prepare
+from ..sync.reconcile import compare_fields, duplicates, reconcile
+from ..sync.spec import SyncSpec
+from .assets import asset_key, operator_errors
+from .resources import BulkApiResource, DataCloudResource
+from .settings import PipelineSettings
+
+T = TypeVar("T")
+
+
+@dataclass
+class SourceRows:
+    table: pa.Table
+    origin: str              # "this run's extract" or a read by the check
+    count_now: int | None    # Data Cloud's count of the range after the load
+    ready: pa.Table | None = None  # as the run prepared it (None: prepare when needed)
+
+
+class RangeReads(Generic[T]):
+    """The Data Cloud rows and Core records of a range, read once per run and shared by the
+    checks of that run (they run one after another in the run's process). Only the latest
+    run's reads are kept."""
+
+    def __init__(self) -> None:
+        self._run_id = ""
+        self._tables: dict[tuple[str, str], T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str, what: tuple[str, str], read: Callable[[], T]) -> T:
+        with self._lock:
+            if run_id != self._run_id:
+                self._run_id, self._tables = run_id, {}
+            if what not in self._tables:
+                self._tables[what] = read()
+            return self._tables[what]
+
+
+def _quarantine(settings: PipelineSettings, spec: SyncSpec, partition: str) -> pa.Table:
+    path = settings.latest_quarantine_path(spec.name, partition)
+    return pq.read_table(path) if path.exists() else QUARANTINE.empty_table()
+
+
+def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        [dg.TableRecord({n: str(v) for n, v in zip(names, r, strict=True)})
+         for r in rows[:SAMPLE_ROWS]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in names]))
+
+
+def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
+                 ) -> list[dg.AssetChecksDefinition]:
+    """The four checks of a sync, partitioned like its asset (a preview feature of Dagster
+    1.13 that works as documented for one-partition runs; its warning is silenced here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return _build_checks(spec, plan, partitions)
+
+
+def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
+                  ) -> list[dg.AssetChecksDefinition]:
+    key = asset_key(spec)
+    fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
+                                                else [])
+
+    reads: RangeReads[SourceRows] = RangeReads()
+    core_reads: RangeReads[pa.Table] = RangeReads()
+
+    def source(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+               settings: PipelineSettings, r: KeyRange) -> SourceRows:
+        def read() -> SourceRows:
+            saved = run_extract(settings.extract_path(spec.name, r.key), context.run.run_id)
+            if saved is not None:
+                return SourceRows(saved.source, "this run's extract", saved.count_now,
+                                  saved.ready)
+            with operator_errors(f"reading {spec.source} {r.label}"):
+                table = combine(list(datacloud.read_range(
+                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)),
+                    spec.source_columns)
+            return SourceRows(table, "Data Cloud, read by the check", table.num_rows)
+        return reads.get(context.run.run_id, ("dc", r.key), read)
+
+    def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource, r: KeyRange
+                ) -> pa.Table:
+        def read() -> pa.Table:  # a Bulk API 2.0 query job: CSV pages, one call per page
+            with operator_errors(f"reading {spec.target} {r.label}"):
+                return bulk.read_range(spec.target, [spec.target_key, *fields],
+                                       spec.target_key, r.start, r.end)
+        return core_reads.get(context.run.run_id, ("core", r.key), read)
+
+    @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
+                    description="Every Data Cloud row of the range is in Core or quarantined.")
+    def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+                         bulk: BulkApiResource, settings: PipelineSettings
+                         ) -> dg.AssetCheckResult:
+        r = plan.range(context.partition_key)
+        src = source(context, datacloud, settings, r)
+        q = _quarantine(settings, spec, context.partition_key)
+        rec = reconcile(src.table.column(spec.source_key),
+                        records(context, bulk, r).column(spec.target_key), q.column("key"),
+                        q.num_rows)
+        changed = src.count_now is not None and src.count_now != rec.dc_rows
+        meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "datacloud_read": src.origin,
+                "core_records": rec.core_rows, "quarantined_rows": rec.quarantined,
+                "missing_in_core": len(rec.missing), "unexpected_in_core": len(rec.unexpected)}
+        if changed:  # rows came or went after the extract: Core is behind Data Cloud
+            meta["datacloud_rows_after_load"] = src.count_now
+        if rec.missing:
+            meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
+        if rec.unexpected:
+            meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
+        return dg.AssetCheckResult(passed=rec.passed and not changed, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    @dg.asset_check(asset=key, name="no_quarantined_rows", partitions_def=partitions,
+                    description="The partition loaded without quarantining any row.")
+    def no_quarantined_rows(context: dg.AssetCheckExecutionContext,
+                            settings: PipelineSettings) -> dg.AssetCheckResult:
+        q = _quarantine(settings, spec, context.partition_key)
+        reasons = Counter(q.column("error_code").to_pylist()).most_common()
+        meta: dict = {"quarantined_rows": q.num_rows}
+        if reasons:
+            meta["reasons"] = _sample(reasons, ["error_code", "rows"])
+        return dg.AssetCheckResult(passed=q.num_rows == 0, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.WARN)
+
+    @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
+                    description=f"No {spec.target_key} value appears twice in {spec.target}.")
+    def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
+                                  bulk: BulkApiResource) -> dg.AssetCheckResult:
+        in_core = records(context, bulk, plan.range(context.partition_key)).column(
+            spec.target_key)
+        dup = duplicates(in_core)
+        meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
+        if dup:
+            meta["duplicates_sample"] = _sample(list(dup.items()), ["key", "records"])
+        return dg.AssetCheckResult(passed=not dup, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
+                    description="Mapped fields in Core equal the Data Cloud values (checksum).")
+    def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
+                     bulk: BulkApiResource, settings: PipelineSettings
+                     ) -> dg.AssetCheckResult:
+        r = plan.range(context.partition_key)
+        rows = records(context, bulk, r)
+        src = source(context, datacloud, settings, r)
+        ready = src.ready if src.ready is not None else prepare(spec, src.table).ready
+        skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
+        cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
+        meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
+                "core_checksum": cmp.core_checksum, "mismatched_values": cmp.mismatched}
+        if cmp.mismatches:
+            meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
+                                                               "core"])
+        return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    return [counts_reconcile, no_quarantined_rows, no_duplicate_external_ids, fields_match]

@@ -1,0 +1,47 @@
+"""A partition's result as Dagster metadata: numbers stay numbers so the UI plots the nights."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+
+from ..sync.outcome import SAMPLE_ROWS, PartitionResult
+
+
+def reasons_table(result: PartitionResult) -> dg.TableMetadataValue:
+    records = [dg.TableRecord({"error_code": code, "rows": n})
+               for code, n in result.by_code.items()]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=[
+        dg.TableColumn("error_code", "string"), dg.TableColumn("rows", "int")]))
+
+
+def sample_table(quarantine: pa.Table) -> dg.TableMetadataValue:
+    head = quarantine.slice(0, SAMPLE_ROWS).to_pylist()
+    records = [dg.TableRecord({k: (str(v)[:200] if v is not None else "") for k, v in r.items()
+                               if k != "stage"}) for r in head]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=[
+        dg.TableColumn(c, "string") for c in ("key", "error_code", "error_message", "row")]))
+
+
+def metadata(result: PartitionResult, quarantine_path: str) -> dict:
+    rate = result.extracted / result.duration_s if result.duration_s else 0.0
+    out = {
+        "range": result.range.label, "range_start": result.range.start or "",
+        "range_end": result.range.end or "",
+        "rows_extracted": result.extracted, "rows_loaded": result.loaded,
+        "rows_created": result.created, "rows_updated": result.updated,
+        "rows_quarantined": result.quarantined,
+        "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
+        "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,
+        "rows_per_s": round(rate, 1), "duration_s": round(result.duration_s, 2),
+        "quarantined_by_code": reasons_table(result),
+        "quarantine_path": dg.MetadataValue.path(quarantine_path),
+        "bulk_job_ids": dg.MetadataValue.json([j.get("id") for j in result.stats.jobs]),
+    }
+    if result.source_count is not None:
+        out["source_count_after_load"] = result.source_count
+    for code, n in result.by_code.items():
+        out[f"quarantined_{code.lower()}"] = n
+    if result.quarantined:
+        out["quarantine_sample"] = sample_table(result.quarantine)
+    return out

@@ -1,0 +1,127 @@
+"""Resources from the environment: the same code path for the emulator and a real org.
+
+| variable | meaning (default) |
+|---|---|
+| DC_TO_CORE_LOGIN_URL | login / My Domain URL (https://127.0.0.1:8443, the local emulator) |
+| DC_TO_CORE_CLIENT_ID | connected app consumer key (the emulator's) |
+| DC_TO_CORE_CLIENT_SECRET | client credentials secret — read at run time via EnvVar |
+| DC_TO_CORE_PRIVATE_KEY | PEM key for the JWT bearer flow (EnvVar); with DC_TO_CORE_USERNAME |
+| DC_TO_CORE_CA_BUNDLE | CA file to trust (the emulator's tls/cert.pem) |
+| DC_TO_CORE_VERIFY_TLS | false only for a throwaway emulator (true) |
+| DC_TO_CORE_DC_API | query-sql or v2 (query-sql) |
+| DC_TO_CORE_STATE_DIR | quarantine, intermediates, ledger ($DAGSTER_HOME/dc_to_core) |
+| DC_TO_CORE_LEDGER_URL | SQLAlchemy URL of the load ledger (sqlite in the state dir) |
+| DC_TO_CORE_HTTP_TIMEOUT_S | per-request timeout; a slower answer is retried (120) |
+| DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from ..salesforce.auth import SalesforceAuth
+from ..salesforce.bulk import BulkApi
+from ..salesforce.datacloud import DataCloud
+from ..salesforce.rest import RestApi
+from ..sync.ledger import Ledger
+from .io_manager import ArrowIOManager
+from .settings import PipelineSettings
+
+EMULATOR_URL = "https://127.0.0.1:8443"
+EMULATOR_CLIENT_ID = "dc-to-core-emulator"  # the local emulator's connected app (its default)
+
+
+class SalesforceAuthResource(dg.ConfigurableResource, SalesforceAuth):
+    """The org's login as a Dagster resource: secrets arrive as ``dg.EnvVar`` and are read in
+    the run worker only."""
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+
+class DataCloudResource(dg.ConfigurableResource, DataCloud):
+    """Data Cloud reads (``salesforce.datacloud``) as a Dagster resource."""
+
+    auth: SalesforceAuthResource
+
+
+class BulkApiResource(dg.ConfigurableResource, BulkApi):
+    """Bulk API 2.0 (``salesforce.bulk``) as a Dagster resource."""
+
+    auth: SalesforceAuthResource
+
+
+class RestApiResource(dg.ConfigurableResource, RestApi):
+    """The REST API (``salesforce.rest``) as a Dagster resource."""
+
+    auth: SalesforceAuthResource
+
+
+class LedgerResource(dg.ConfigurableResource, Ledger):
+    """The load ledger (``sync.ledger``); its URL may carry a password: give it as EnvVar."""
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    if env.get("DC_TO_CORE_STATE_DIR"):
+        return Path(env["DC_TO_CORE_STATE_DIR"])
+    if env.get("DAGSTER_HOME"):
+        return Path(env["DAGSTER_HOME"]) / "dc_to_core"
+    return Path(".dc_to_core").resolve()
+
+
+def _secret(env: Mapping[str, str], name: str, resolve: bool) -> object:
+    """An EnvVar (resolved by Dagster at run time) or, outside Dagster, the value itself."""
+    if not resolve:
+        return dg.EnvVar(name)
+    if not env.get(name):
+        raise ValueError(f"set {name} (it is read from the environment, never from files)")
+    return env[name]
+
+
+def _ledger_url(env: Mapping[str, str], state: Path, resolve: bool) -> object:
+    """``DC_TO_CORE_LEDGER_URL`` (a PostgreSQL URL carries its password) as an EnvVar, so the
+    repository snapshot and the run config the UI shows hold its name, never its value."""
+    if not env.get("DC_TO_CORE_LEDGER_URL"):
+        return f"sqlite:///{state / 'ledger.db'}"
+    return _secret(env, "DC_TO_CORE_LEDGER_URL", resolve)
+
+
+def salesforce_auth(env: Mapping[str, str], resolve: bool = False) -> SalesforceAuthResource:
+    ca = env.get("DC_TO_CORE_CA_BUNDLE")
+    if ca is None and Path(".emulator/tls/cert.pem").exists() and not env.get(
+            "DC_TO_CORE_LOGIN_URL"):
+        ca = str(Path(".emulator/tls/cert.pem").resolve())  # the local emulator's default dir
+    jwt = bool(env.get("DC_TO_CORE_PRIVATE_KEY"))
+    return SalesforceAuthResource(
+        login_url=env.get("DC_TO_CORE_LOGIN_URL", EMULATOR_URL),
+        client_id=env.get("DC_TO_CORE_CLIENT_ID", EMULATOR_CLIENT_ID),
+        client_secret=None if jwt else _secret(env, "DC_TO_CORE_CLIENT_SECRET", resolve),
+        private_key=_secret(env, "DC_TO_CORE_PRIVATE_KEY", resolve) if jwt else None,
+        username=env.get("DC_TO_CORE_USERNAME"),
+        ca_bundle=ca, verify_tls=env.get("DC_TO_CORE_VERIFY_TLS", "true").lower() != "false",
+        api_version=env.get("DC_TO_CORE_API_VERSION", "64.0"),
+        timeout_s=float(env.get("DC_TO_CORE_HTTP_TIMEOUT_S", "120")))
+
+
+def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = False
+                       ) -> dict[str, object]:
+    """The pipeline's resources. ``resolve=True`` reads secrets now (for use outside a Dagster
+    run: the plan command, the demo); otherwise they are EnvVars resolved at run time."""
+    env = os.environ if env is None else env
+    state = state_dir(env)
+    scale = float(env.get("DC_TO_CORE_TIME_SCALE", "1"))
+    auth = salesforce_auth(env, resolve)
+    return {
+        "datacloud": DataCloudResource(auth=auth, api=env.get("DC_TO_CORE_DC_API",
+                                                              "query-sql")),  # type: ignore[arg-type]
+        "bulk": BulkApiResource(auth=auth, poll_initial_s=max(0.02, 1.0 / scale),
+                                poll_max_s=max(0.2, 10.0 / scale)),
+        "core": RestApiResource(auth=auth),
+        "ledger": LedgerResource(url=_ledger_url(env, state, resolve)),
+        "settings": PipelineSettings(state_dir=str(state), time_scale=scale),
+        "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
+    }

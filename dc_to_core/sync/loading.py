@@ -1,0 +1,185 @@
+"""Loading a prepared partition: rounds of Bulk upserts, resumable through the ledger.
+
+- **Waves**: a parent with more rows than one chunk would otherwise sit in several chunks that
+  the org runs at once, all waiting on that parent's lock. Rows are dealt into waves so each
+  wave holds at most one chunk's worth of any parent; waves run one after another.
+- **Rounds**: round 0 loads every row; each later round (the re-pass) resubmits, after a
+  backoff, only the rows that failed transiently (``UNABLE_TO_LOCK_ROW``, unprocessed),
+  still ordered by parent.
+- **Ledger**: each submitted job is recorded; a retried load collects what was submitted for
+  the same rows instead of uploading them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
+from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
+from ..salesforce.errors import JobRejectedError, SalesforceApiError
+from .ledger import Ledger
+from .prepare import ROW
+from .spec import SyncSpec
+
+TRANSIENT_CODES = ("UNABLE_TO_LOCK_ROW", "NOT_REPORTED")
+log = logging.getLogger("dc_to_core.sync.loading")
+
+
+@dataclass
+class LoadTarget:
+    """What one partition's load talks to."""
+
+    spec: SyncSpec
+    partition: str
+    fingerprint: str
+    bulk: BulkApi
+    ledger: Ledger
+    run_id: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class LoadStats:
+    jobs: list[dict] = field(default_factory=list)
+    rounds: int = 0
+    resumed_jobs: int = 0
+
+    @property
+    def batches(self) -> int:
+        return LoadOutcome(OUTCOME.empty_table(), self.jobs).batches
+
+
+def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array]:
+    """Row indices of ``table`` (ordered by parent) per wave: wave k takes the k-th
+    ``chunk_rows`` rows of every parent, so no wave has a parent in more than ~1 chunk."""
+    n = table.num_rows
+    if parent is None or n == 0 or parent not in table.column_names:
+        return [pa.array(range(n), pa.int64())]
+    keys = table.column(parent).to_pylist()
+    rank, start = [0] * n, 0
+    for i in range(1, n + 1):
+        if i == n or keys[i] != keys[start] or keys[i] is None:
+            for j in range(start, i):
+                rank[j] = (j - start) // chunk_rows if keys[start] is not None else 0
+            start = i
+    wave_of = pa.array(rank, pa.int64())
+    top = pc.max(wave_of).as_py() or 0
+    return [pc.cast(pc.indices_nonzero(pc.equal(wave_of, k)), pa.int64())
+            for k in range(top + 1)]
+
+
+def _upload_columns(table: pa.Table) -> pa.Table:
+    return table.drop_columns([ROW]) if ROW in table.column_names else table
+
+
+def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
+    """Load ``table`` (already ordered) as one round; an OUTCOME row per input row."""
+    spec = target.spec
+    parts: list[pa.Table] = []
+    indices: list[pa.Array] = []
+    for w, rows in enumerate(waves(table, spec.parent.relationship if spec.parent else None,
+                                   target.bulk.chunk_rows)):
+        part = _upload_columns(table.take(rows))
+        parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
+        indices.append(rows)
+    outcome = pa.concat_tables(parts) if parts else OUTCOME.empty_table()
+    order = pc.sort_indices(pa.table({"i": pa.chunked_array(indices, pa.int64())}), [("i",
+                                                                                      "ascending")])
+    return outcome.take(order)
+
+
+def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats) -> pa.Table:
+    """Submit (resuming recorded jobs) and collect one wave of one round."""
+    spec, bulk, ledger = target.spec, target.bulk, target.ledger
+    key = (spec.name, target.partition, target.fingerprint, slot)
+    recorded = [j for j in ledger.submitted(*key) if _still_known(bulk, ledger, key, j)]
+    stats.resumed_jobs += len(recorded)
+    if recorded:
+        log.info("%s %s: resuming %d recorded job(s) instead of uploading again", spec.name,
+                 target.partition, len(recorded))
+    jobs = list(recorded)
+    for start, stop in _gaps(recorded, table.num_rows):
+        def record(job: SubmittedJob, offset: int = start) -> None:
+            moved = SubmittedJob(job.job_id, job.start + offset, job.stop + offset, job.bytes)
+            ledger.record(*key, moved, target.run_id)
+            jobs.append(moved)
+
+        bulk.submit(spec.target, spec.target_key, table.slice(start, stop - start),
+                    on_submitted=record)
+    jobs.sort(key=lambda j: j.start)
+    outcome = bulk.collect(jobs, table, spec.target_key)
+    stats.jobs += outcome.jobs
+    for info in outcome.jobs:
+        message = str(info.get("errorMessage") or "")
+        if info.get("state") == "Failed" and message.startswith("InvalidBatch"):
+            raise JobRejectedError(f"{spec.target} rejected Bulk job {info.get('id')}: "
+                                   f"{message}. Check the field mapping of sync {spec.name!r}")
+    return outcome.rows
+
+
+def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,
+                 job: SubmittedJob) -> bool:
+    try:
+        bulk.get_job(job.job_id)
+        return True
+    except SalesforceApiError as exc:
+        if exc.status != 404:
+            raise
+        log.warning("recorded job %s is gone from the org; its rows will be sent again",
+                    job.job_id)
+        ledger.forget_job(key[0], key[1], key[2], job.job_id)
+        return False
+
+
+def _gaps(jobs: list[SubmittedJob], n: int) -> list[tuple[int, int]]:
+    """Row ranges of ``[0, n)`` no recorded job covers."""
+    gaps, at = [], 0
+    for j in sorted(jobs, key=lambda j: j.start):
+        if j.start > at:
+            gaps.append((at, j.start))
+        at = max(at, j.stop)
+    if at < n:
+        gaps.append((at, n))
+    return gaps
+
+
+def transient(outcome: pa.Table) -> pa.Array:
+    """Indices of rows worth another try."""
+    status, code = outcome.column("status"), outcome.column("error_code")
+    mask = pc.or_(pc.equal(status, UNPROCESSED),
+                  pc.fill_null(pc.is_in(code, pa.array(TRANSIENT_CODES)), False))
+    return pc.indices_nonzero(pc.fill_null(mask, False))
+
+
+def repass(target: LoadTarget, ready: pa.Table, outcome: pa.Table, rounds: int,
+           backoff_s: float, stats: LoadStats) -> pa.Table:
+    """Resubmit transient failures, regrouped by parent, with exponential backoff; at most
+    ``rounds`` rounds. Returns the updated outcome (aligned with ``ready``)."""
+    for r in range(1, rounds + 1):
+        again = transient(outcome)
+        if len(again) == 0:
+            break
+        wait = backoff_s * 2 ** (r - 1) * (0.75 + random.random() / 2)
+        log.info("%s %s: re-pass %d of %d rows after %.1f s", target.spec.name,
+                 target.partition, r, len(again), wait)
+        target.sleep(wait)
+        stats.rounds = r
+        redo = load_round(target, ready.take(again), r, stats)
+        outcome = _replace_rows(outcome, again, redo)
+    return outcome
+
+
+def _replace_rows(outcome: pa.Table, at: pa.Array, new: pa.Table) -> pa.Table:
+    position = pc.index_in(pa.array(range(outcome.num_rows), pa.int64()), value_set=at)
+    cols = {}
+    for name in outcome.column_names:
+        replaced = pc.take(new.column(name), position)
+        cols[name] = pc.if_else(pc.is_valid(position), replaced, outcome.column(name))
+    return pa.table(cols, schema=outcome.schema)

@@ -1,0 +1,117 @@
+"""The end of a partition's load: every extracted row is loaded or quarantined with its reason.
+
+``account`` joins the prepare rejects and the load outcome into one quarantine table and the
+counts the materialization reports (the Dagster layer renders them as metadata).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..salesforce.bulk_results import LOADED
+from .arrow_files import SUFFIX, arrow_schema, read_arrow, write_arrow
+from .loading import TRANSIENT_CODES, LoadStats
+from .plan import KeyRange
+from .prepare import QUARANTINE, ROW, quarantine_table, source_rows_json
+from .spec import SyncSpec
+
+SAMPLE_ROWS = 20
+EXTRACT_RUN, EXTRACT_COUNT = b"dc_to_core.run_id", b"dc_to_core.source_count"
+
+
+class RunExtract(NamedTuple):
+    source: pa.Table        # the rows the run read from Data Cloud
+    ready: pa.Table         # those rows as prepared and sent
+    count_now: int | None   # Data Cloud's count of the range after the load
+
+
+@dataclass
+class PartitionResult:
+    sync: str
+    partition: str
+    range: KeyRange
+    extracted: int
+    loaded: int
+    created: int
+    quarantine: pa.Table
+    stats: LoadStats = field(default_factory=LoadStats)
+    duration_s: float = 0.0
+    source_count: int | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.num_rows
+
+    @property
+    def updated(self) -> int:
+        return self.loaded - self.created
+
+    @property
+    def by_code(self) -> dict[str, int]:
+        return dict(Counter(self.quarantine.column("error_code").to_pylist()).most_common())
+
+    @property
+    def transient_left(self) -> int:
+        codes = self.quarantine.column("error_code").to_pylist()
+        return sum(1 for c in codes if c in TRANSIENT_CODES or c == "UNPROCESSED")
+
+    @property
+    def accounted(self) -> bool:
+        return self.extracted == self.loaded + self.quarantined
+
+
+def account(spec: SyncSpec, key_range: KeyRange, partition: str, source: pa.Table,
+            rejected: pa.Table, ready: pa.Table, outcome: pa.Table, stats: LoadStats,
+            duration_s: float) -> PartitionResult:
+    loaded_mask = pc.equal(outcome.column("status"), LOADED)
+    failed = pc.indices_nonzero(pc.invert(loaded_mask)).to_pylist()
+    rows = ready.column(ROW).to_pylist()
+    codes = outcome.column("error_code").to_pylist()
+    messages = outcome.column("error_message").to_pylist()
+    statuses = outcome.column("status").to_pylist()
+    keys = ready.column(spec.target_key).to_pylist()
+    load_quarantine = quarantine_table(
+        [keys[i] for i in failed],
+        [codes[i] or statuses[i].upper() for i in failed],
+        [messages[i] or f"the org left this row {statuses[i]}" for i in failed],
+        "load", source_rows_json(source, [rows[i] for i in failed]))
+    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine])
+    loaded = int(pc.sum(loaded_mask).as_py() or 0)
+    created = int(pc.sum(pc.and_(loaded_mask, pc.fill_null(outcome.column("created"), False))
+                         ).as_py() or 0)
+    return PartitionResult(spec.name, partition, key_range, source.num_rows, loaded, created,
+                           quarantine, stats, duration_s)
+
+
+def save_extract(path: Path, source: pa.Table, ready: pa.Table, run_id: str,
+                 source_count: int | None) -> None:
+    """Keep the partition's extract and its prepared rows (the latest run's only) for the
+    checks of the same run: they reconcile Core against the rows this run read and sent, not
+    a second Data Cloud read and prepare."""
+    meta = {**(source.schema.metadata or {}), EXTRACT_RUN: run_id.encode(),
+            EXTRACT_COUNT: str(-1 if source_count is None else source_count).encode()}
+    write_arrow(_ready_path(path), ready)
+    write_arrow(path, source.replace_schema_metadata(meta))  # last: it marks the pair whole
+
+
+def run_extract(path: Path, run_id: str) -> RunExtract | None:
+    """The extract, prepared rows and Data Cloud count after the load saved by run
+    ``run_id``, or None."""
+    if not path.exists():
+        return None
+    meta = arrow_schema(path).metadata or {}
+    if meta.get(EXTRACT_RUN, b"").decode() != run_id:
+        return None
+    count = int(meta.get(EXTRACT_COUNT, b"-1"))
+    return RunExtract(read_arrow(path), read_arrow(_ready_path(path)),
+                      None if count < 0 else count)
+
+
+def _ready_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(SUFFIX) + ".ready" + SUFFIX)

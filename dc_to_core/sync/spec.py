@@ -1,0 +1,189 @@
+"""Sync specs: which Data Cloud object loads which Core object, and how its fields map.
+
+A sync is configuration (``config/syncs.yaml`` or the file in ``DC_TO_CORE_SYNCS``), loaded into
+typed objects. Every error names the file, the sync and the field, so a bad file fails
+``dagster definitions validate`` with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parents[1] / "config"
+DEFAULT_SYNCS = CONFIG_DIR / "syncs.yaml"
+FIELD_TYPES = ("string", "number", "int", "date", "datetime", "boolean")
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+SOURCE_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__(dlm|dll|cio)$")
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class SyncConfigError(ValueError):
+    """The sync file is invalid."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    target: str
+    source: str
+    type: str = "string"
+    empty_as_null: bool = True
+
+
+@dataclass(frozen=True)
+class ParentRef:
+    sync: str           # the sync that loads the parents
+    relationship: str   # target CSV column, e.g. Account.External_Id__c
+    source: str         # source column holding the parent's external id
+
+
+@dataclass(frozen=True)
+class SyncSpec:
+    name: str
+    source: str
+    target: str
+    source_key: str
+    target_key: str
+    fields: tuple[FieldMap, ...]
+    parent: ParentRef | None = None
+    modified: str | None = None
+    operation: str = "upsert"
+    file: str = ""
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every source column the sync reads (key first)."""
+        cols = [self.source_key, *(f.source for f in self.fields)]
+        if self.parent:
+            cols.append(self.parent.source)
+        return list(dict.fromkeys(cols))
+
+    @property
+    def target_columns(self) -> list[str]:
+        """The columns of the Bulk upload, key first."""
+        cols = [self.target_key, *(f.target for f in self.fields)]
+        if self.parent:
+            cols.append(self.parent.relationship)
+        return cols
+
+
+@dataclass
+class SyncSet:
+    syncs: dict[str, SyncSpec] = field(default_factory=dict)
+
+    def ordered(self) -> list[SyncSpec]:
+        """Parents before children (syncs caught in a parent cycle are left out)."""
+        done: list[SyncSpec] = []
+        pending = list(self.syncs.values())
+        while pending:
+            ready = [s for s in pending if not s.parent or s.parent.sync in {d.name for d in done}]
+            if not ready:
+                break
+            done += ready
+            pending = [s for s in pending if s not in ready]
+        return done
+
+    def children(self, name: str) -> list[SyncSpec]:
+        return [s for s in self.syncs.values() if s.parent and s.parent.sync == name]
+
+
+def _fail(where: str, message: str) -> SyncConfigError:
+    return SyncConfigError(f"{where}: {message}")
+
+
+def _field(where: str, target: str, spec: object) -> FieldMap:
+    if not FIELD_NAME.match(str(target)):
+        raise _fail(where, f"target field name {target!r} is not a valid API name")
+    if isinstance(spec, str):
+        spec = {"source": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
+        raise _fail(where, "needs a source column: 'Field: Source__c' or {source: Source__c}")
+    unknown = set(spec) - {"source", "type", "empty_as_null"}
+    if unknown:
+        raise _fail(where, f"unknown keys {sorted(unknown)} (allowed: source, type, "
+                    "empty_as_null)")
+    ftype = spec.get("type", "string")
+    if ftype not in FIELD_TYPES:
+        raise _fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
+    return FieldMap(str(target), spec["source"], ftype, bool(spec.get("empty_as_null", True)))
+
+
+def _sync(where: str, raw: object, file: str) -> SyncSpec:
+    if not isinstance(raw, dict):
+        raise _fail(where, "each sync must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise _fail(where, f"'name' must be a plain identifier, got {name!r}")
+    where = f"{file}: sync {name!r}"
+    allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise _fail(where, f"unknown keys {sorted(unknown)} "
+                    f"(allowed: {', '.join(sorted(allowed))})")
+    source, target = raw.get("source"), raw.get("target")
+    if not isinstance(source, str) or not SOURCE_OBJECT.match(source):
+        raise _fail(where, f"'source' must be a Data Cloud object (…__dlm/__dll/__cio), "
+                    f"got {source!r}")
+    if not isinstance(target, str) or not NAME.match(target):
+        raise _fail(where, f"'target' must be an sObject API name, got {target!r}")
+    key = raw.get("key")
+    if not isinstance(key, dict) or not all(isinstance(key.get(k), str) for k in ("source",
+                                                                                "target")):
+        raise _fail(where, "'key' needs {source: <Data Cloud column>, target: <external id "
+                    "field>}")
+    fields_raw = raw.get("fields")
+    if not isinstance(fields_raw, dict) or not fields_raw:
+        raise _fail(where, "'fields' must map at least one target field to a source column")
+    fields = tuple(_field(f"{where}, field {t!r}", t, s) for t, s in fields_raw.items())
+    if key["target"] in {f.target for f in fields}:
+        raise _fail(f"{where}, field {key['target']!r}", "the external id is mapped by 'key'; "
+                    "remove it from 'fields'")
+    parent = None
+    if raw.get("parent") is not None:
+        p = raw["parent"]
+        if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in (
+                "sync", "relationship", "source")):
+            raise _fail(f"{where}, parent", "needs {sync, relationship, source}")
+        if "." not in p["relationship"]:
+            raise _fail(f"{where}, parent", f"relationship {p['relationship']!r} must look like "
+                        "Account.External_Id__c")
+        parent = ParentRef(p["sync"], p["relationship"], p["source"])
+    operation = raw.get("operation", "upsert")
+    if operation != "upsert":
+        raise _fail(where, f"operation {operation!r} is not supported (upsert only)")
+    return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
+                    raw.get("modified"), operation, file)
+
+
+def parse_syncs(doc: object, file: str = "<syncs>") -> SyncSet:
+    if not isinstance(doc, dict) or not isinstance(doc.get("syncs"), list) or not doc["syncs"]:
+        raise SyncConfigError(f"{file}: expected a top-level 'syncs:' list with at least one sync")
+    out = SyncSet()
+    for i, raw in enumerate(doc["syncs"]):
+        spec = _sync(f"{file}: syncs[{i}]", raw, file)
+        if spec.name in out.syncs:
+            raise SyncConfigError(f"{file}: sync {spec.name!r} is defined twice")
+        out.syncs[spec.name] = spec
+    for spec in out.syncs.values():
+        if spec.parent and spec.parent.sync not in out.syncs:
+            raise SyncConfigError(f"{file}: sync {spec.name!r}, parent: unknown sync "
+                                  f"{spec.parent.sync!r}")
+    if len(out.ordered()) != len(out.syncs):
+        raise SyncConfigError(f"{file}: the parent references form a cycle")
+    return out
+
+
+def load_syncs(path: str | Path | None = None) -> SyncSet:
+    """Syncs from ``path``, ``$DC_TO_CORE_SYNCS`` or the shipped demo file."""
+    path = Path(path or os.environ.get("DC_TO_CORE_SYNCS") or DEFAULT_SYNCS)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SyncConfigError(f"{path}: cannot read the sync file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_syncs(doc, str(path))

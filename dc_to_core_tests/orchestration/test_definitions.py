@@ -1,0 +1,51 @@
+"""The code location as Dagster loads it, and the shipped instance configuration."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from dc_to_core.orchestration.project import build_definitions
+
+
+def test_definitions_load_without_contacting_the_org():
+    defs = build_definitions()
+    dg.Definitions.validate_loadable(defs)
+    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
+        "core/Account", "core/Opportunity"}
+    graph = defs.resolve_asset_graph()
+    opp = graph.get(dg.AssetKey(["core", "Opportunity"]))
+    assert dg.AssetKey(["core", "Account"]) in opp.parent_keys
+    checks = {c.name for c in graph.asset_check_keys if c.asset_key.path[-1] == "Opportunity"}
+    assert checks == {"counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
+                      "fields_match"}
+    job = defs.resolve_job_def("load_Opportunity")
+    graph_def = job.graph.node_named("opportunity_partition").definition
+    pools = {n: graph_def.node_named(f"opportunity_{n}").definition.pool
+             for n in ("extract", "prepare", "load", "repass", "finalize")}
+    assert pools == {"extract": "datacloud_read", "prepare": None, "load": "bulk_api",
+                     "repass": "bulk_api_repass", "finalize": None}
+    load = graph_def.node_named("opportunity_load").definition
+    assert load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
+    assert defs.resolve_schedule_def("nightly_Account").cron_schedule == "0 2 * * *"
+
+
+@pytest.mark.postgres
+def test_the_production_instance_file_loads_against_postgres(pg_database, tmp_path,
+                                                             monkeypatch):
+    shutil.copy("dagster.yaml", tmp_path / "dagster.yaml")
+    for var, value in (("DAGSTER_PG_USERNAME", pg_database["user"]),
+                       ("DAGSTER_PG_PASSWORD", ""), ("DAGSTER_PG_HOST", pg_database["host"]),
+                       ("DAGSTER_PG_DB", pg_database["db"]),
+                       ("DAGSTER_PG_PORT", pg_database["port"])):
+        monkeypatch.setenv(var, value)
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert "Postgres" in type(instance.run_storage).__name__
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+    finally:
+        instance.dispose()
