@@ -20,6 +20,7 @@ import dagster as dg
 import yaml
 
 from ..emulator.credentials import DEFAULT_CLIENT_SECRET
+from ..orchestration import dagster_fixes
 from ..orchestration.project import QUIET, build_definitions
 from ..orchestration.resources import resources_from_env
 from ..sync.plan import compute_plan, save_plan
@@ -96,6 +97,7 @@ _DEFS: list[dg.Definitions] = []
 
 def _worker_init(settings: dict[str, str]) -> None:
     os.environ.update(settings)
+    dagster_fixes.apply()  # execute_in_process runs in-process without the job's executor
     _DEFS.append(build_definitions(plans_dir=Path(settings["DC_TO_CORE_PLANS"]),
                                    resources=resources_from_env(settings)))
 

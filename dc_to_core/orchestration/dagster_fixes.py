@@ -1,15 +1,20 @@
-"""A fix for a Dagster bug that costs this pipeline most of its client CPU.
+"""A fix for a Dagster bug that costs this pipeline most of its client CPU, and the executor
+that applies it where runs execute.
 
-Dagster 1.13's in-process executor asks ``InstanceConcurrencyContext`` how long to sleep
-before re-checking a step that waits for a pool slot. The answer is ``min([0, *due_times])``,
-which is never positive, so the executor never sleeps: every run whose load step waits for the
-``bulk_api`` pool spins a CPU core polling its SQLite/PostgreSQL concurrency tables
-(measured: 138 of 250 CPU seconds of a 500,000-row night; upstream saw the same in
-dagster-io/dagster#20367, closed unmerged). The fix sleeps until the next check is due.
-The blocked-claim back-off is also capped at 2 s (Dagster: 15 s) so a freed slot is taken
-within ~2 s rather than ~15 s, which at an emulator's time scale is minutes of idle org.
+While a step waits for a pool slot, Dagster 1.13's plan loop (``ActiveExecution.sleep_interval``)
+asks ``InstanceConcurrencyContext.interval_to_next_pending_claim_check`` how long it may sleep.
+The answer is ``min([0, *seconds_until_each_retry])``, which is never positive, so the loop
+never sleeps: every run whose load step waits for the ``bulk_api`` pool spins a CPU core in
+that loop until the slot frees (the claims themselves are still tried only when their back-off
+is due; measured: 138 of 250 CPU seconds of a 500,000-row night; upstream saw the same in
+dagster-io/dagster#20367, closed unmerged). The fix sleeps until the next claim attempt is due.
+The claim back-off is also capped at 2 s (Dagster: 15 s) so a freed slot is taken within ~2 s
+rather than ~15 s, which at an emulator's time scale is minutes of idle org.
 
-Applied once, only where the buggy code is present; a fixed Dagster is left untouched.
+Only processes that execute runs need it, so ``in_process_executor`` applies it when Dagster
+creates the run's executor (in the run worker, or in ``execute_in_process``); the webserver,
+the daemon and ``dagster definitions validate`` load the definitions unpatched. Applied once,
+only where the buggy code is present; a fixed Dagster is left untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import inspect
 import logging
 import time
 
+import dagster as dg
 from dagster._core.execution.plan import instance_concurrency_context as icc
 
 log = logging.getLogger("dc_to_core.orchestration.dagster_fixes")
@@ -48,3 +54,17 @@ def apply() -> bool:
         icc.MAX_CONCURRENCY_CLAIM_BLOCKED_INTERVAL, MAX_BLOCKED_INTERVAL_S)
     log.debug("patched Dagster's pool-claim sleep interval (busy wait)")
     return True
+
+
+def _patched_in_process(init_context: dg.InitExecutorContext) -> dg.Executor:
+    apply()
+    create = dg.in_process_executor.executor_creation_fn
+    assert create is not None
+    return create(init_context)
+
+
+in_process_executor = dg.ExecutorDefinition(
+    name="in_process", config_schema=dg.in_process_executor.config_schema,
+    executor_creation_fn=_patched_in_process,
+    description="Dagster's in-process executor, with the pool-wait fix applied in the run "
+    "worker.")

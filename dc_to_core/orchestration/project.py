@@ -31,7 +31,6 @@ def load_plans(syncs: SyncSet, plans_dir: Path | None = None) -> dict[str, Parti
 
 def build_definitions(syncs_path: str | Path | None = None, plans_dir: Path | None = None,
                       resources: dict[str, object] | None = None) -> dg.Definitions:
-    dagster_fixes.apply()  # run workers load this code location: the fix is active in them
     syncs = load_syncs(syncs_path)
     plans = load_plans(syncs, plans_dir)
     assets, checks = [], []
@@ -51,6 +50,6 @@ def build_definitions(syncs_path: str | Path | None = None, plans_dir: Path | No
         assets=assets, asset_checks=checks, jobs=list(jobs.values()),
         schedules=nightly_schedules(syncs, plans, jobs, cron, tz), sensors=sensors,
         resources=resources if resources is not None else resources_from_env(),
-        executor=dg.in_process_executor)
+        executor=dagster_fixes.in_process_executor)
     runtime.freeze_loaded_heap()  # the code location is loaded: keep the collector off it
     return defs

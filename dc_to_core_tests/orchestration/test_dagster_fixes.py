@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from types import SimpleNamespace
 
@@ -20,3 +24,35 @@ def test_a_waiting_step_sleeps_until_its_next_claim_check():
     assert icc.InstanceConcurrencyContext.interval_to_next_pending_claim_check(due) == 0.0  # type: ignore[arg-type]
     assert icc.MAX_CONCURRENCY_CLAIM_BLOCKED_INTERVAL <= dagster_fixes.MAX_BLOCKED_INTERVAL_S
     assert dagster_fixes.apply() is False  # once
+
+
+def test_the_fix_is_applied_by_the_run_executor_not_by_loading_the_definitions(tmp_path):
+    """The webserver and the daemon load the definitions unpatched; a run worker's executor
+    (``execute_job`` of a reconstructable job, as ``dagster api execute_run`` does) patches."""
+    (tmp_path / "probe_location.py").write_text(textwrap.dedent("""
+        import dagster as dg
+        from dc_to_core.orchestration import dagster_fixes
+
+        @dg.op
+        def one() -> None: ...
+
+        @dg.job(executor_def=dagster_fixes.in_process_executor)
+        def probe() -> None:
+            one()
+        """))
+    code = textwrap.dedent("""
+        import dagster as dg
+        from dagster._core.execution.plan import instance_concurrency_context as icc
+        original = icc.InstanceConcurrencyContext.interval_to_next_pending_claim_check
+        import dc_to_core.definitions  # what the webserver and the daemon load
+        assert icc.InstanceConcurrencyContext.interval_to_next_pending_claim_check is original
+        import probe_location
+        with dg.instance_for_test() as instance:
+            result = dg.execute_job(dg.reconstructable(probe_location.probe), instance)
+        assert result.success
+        assert icc.InstanceConcurrencyContext.interval_to_next_pending_claim_check is not original
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
