@@ -170,7 +170,7 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 
     syncs = load_syncs()
     if sync not in syncs.syncs:
-        raise click.BadParameter(f"no sync {sync!r}; the sync file has "
+        raise click.BadParameter(f"no sync {sync!r}; the defs folder declares "
                                  f"{', '.join(syncs.syncs)}", param_hint="SYNC")
     live = resources_from_env(resolve=True)
     result = compute_plan(live["datacloud"], syncs.syncs[sync], partitions)  # type: ignore[arg-type]

@@ -199,6 +199,29 @@ class DagsterUI:
         return [f"{e['stepKey']}: {e['error']['message']}" for e in events
                 if e["__typename"] == "ExecutionStepFailureEvent"]
 
+    def launch_run(self, job: str, tags: dict[str, str]) -> str:
+        """A run of ``job`` through the queued run coordinator (the daemon starts it)."""
+        data = self.query("""mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+            __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { ...PyErr }
+            ... on Error { message } } }""", p={
+            "selector": {"repositoryLocationName": self.location(), "repositoryName": REPO,
+                         "jobName": job},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}})
+        return self.unwrap(data["launchRun"], "LaunchRunSuccess")["run"]["runId"]
+
+    def run_messages(self, run_id: str) -> list[str]:
+        data = self.query("""query($id: ID!) { logsForRun(runId: $id, limit: 5000) {
+            __typename ... on EventConnection { events { __typename
+              ... on MessageEvent { message } } } } }""", id=run_id)
+        return [e.get("message") or "" for e in
+                self.unwrap(data["logsForRun"], "EventConnection")["events"]]
+
+    def claimed_slots(self, pool: str) -> list[dict]:
+        """Who holds the pool's slots now (run id and step key of each claim)."""
+        data = self.query("""query($k: String!) { instance { concurrencyLimit(
+            concurrencyKey: $k) { claimedSlots { runId stepKey } } } }""", k=pool)
+        return data["instance"]["concurrencyLimit"]["claimedSlots"]
+
     # -- schedules and sensors -----------------------------------------------------------------
     def schedule_state(self, name: str) -> dict:
         data = self.query("""query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {

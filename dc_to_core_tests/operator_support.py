@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 from dc_to_core.emulator import load_profile
 from dc_to_core.emulator.schema import load_schema
@@ -135,7 +135,10 @@ def stack_environment(work: Path, emulator: SpawnedEmulator, time_scale: float,
     """The environment of the webserver, the daemon and so of every run worker."""
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the shipped production config
+    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())  # the shipped production
+    config["run_monitoring"].update(poll_interval_seconds=3,       # config; monitoring polls
+                                    free_slots_after_run_end_seconds=3)  # faster (test time)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return {**os.environ, "DAGSTER_HOME": str(home),
             "DAGSTER_PG_HOST": pg["host"], "DAGSTER_PG_PORT": pg["port"],
             "DAGSTER_PG_DB": pg["db"], "DAGSTER_PG_USERNAME": pg["user"],

@@ -3,12 +3,15 @@ definitions built with resources pointing at it, and helpers to run partitions."
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -50,8 +53,26 @@ class Project:
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
+def defs_package(root: Path, syncs: dict[str, str]) -> ModuleType:
+    """A defs folder of its own (a package on sys.path) holding the given sync YAML
+    (``{folder: attributes as YAML}``) and the project's automation component."""
+    package = root / f"defs_{root.name}"
+    for folder, attributes in {**syncs, "automation": "{}"}.items():
+        (package / folder).mkdir(parents=True, exist_ok=True)
+        kind = "SyncAutomation" if folder == "automation" else "SalesforceSync"
+        body = textwrap.indent(textwrap.dedent(attributes).strip(), "  ")
+        (package / folder / "defs.yaml").write_text(
+            f"type: dc_to_core.{kind}\nattributes:\n{body}\n")
+    (package / "__init__.py").write_text("")
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(package.name)
+    finally:
+        sys.path.remove(str(root))
+
+
 def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
-                 **env: str) -> Project:
+                 defs_module: ModuleType | None = None, **env: str) -> Project:
     os.environ.setdefault("DC_TO_CORE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     settings = {"DC_TO_CORE_LOGIN_URL": server.url,
                 "DC_TO_CORE_CA_BUNDLE": str(server.ca_file),
@@ -60,9 +81,11 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
     live = resources_from_env({**settings, "DC_TO_CORE_CLIENT_SECRET":
                                os.environ["DC_TO_CORE_CLIENT_SECRET"]},
                               resolve=True)
-    for spec in load_syncs().ordered():
+    syncs = load_syncs(Path(defs_module.__file__).parent if defs_module else None)
+    for spec in syncs.ordered():
         save_plan(compute_plan(live["datacloud"], spec, partitions), root / "plans")
-    defs = build_definitions(plans_dir=root / "plans", resources=resources_from_env(settings))
+    defs = build_definitions(plans_dir=root / "plans", resources=resources_from_env(settings),
+                             defs_module=defs_module)
     return Project(server, root, settings, defs, live)
 
 

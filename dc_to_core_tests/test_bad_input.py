@@ -16,6 +16,7 @@ from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.salesforce.bulk_csv import bulk_table, write_rows
 from dc_to_core_tests.pipeline_support import (
     assert_reconciled,
+    defs_package,
     failure_messages,
     make_project,
     outcomes,
@@ -89,21 +90,17 @@ MISMAPPED = {  # an Account sync whose fields name what does not exist → what 
 
 
 @pytest.mark.parametrize("fields", list(MISMAPPED))
-def test_a_mapping_to_an_unknown_field_stops_the_run_naming_it(fields, make_server, tmp_path,
-                                                              monkeypatch):
+def test_a_mapping_to_an_unknown_field_stops_the_run_naming_it(fields, make_server, tmp_path):
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=5, opportunities=50, seed=9))
-    syncs = tmp_path / "syncs.yaml"
-    syncs.write_text(f"""
-syncs:
-  - name: Account
-    source: Account_Staging__dlm
-    target: Account
-    key: {{source: ExternalId__c, target: External_Id__c}}
-    fields: {fields}
-""")
-    monkeypatch.setenv("DC_TO_CORE_SYNCS", str(syncs))
-    project = make_project(server, tmp_path, partitions=1)
+    defs = defs_package(tmp_path, {"account": f"""
+        name: Account
+        source: Account_Staging__dlm
+        target: Account
+        key: {{source: ExternalId__c, target: External_Id__c}}
+        fields: {fields}
+        """})
+    project = make_project(server, tmp_path, partitions=1, defs_module=defs)
     with dg.instance_for_test() as instance:
         result = project.run("Account", "p00", instance)
     assert not result.success

@@ -56,4 +56,4 @@ def test_plan_command_writes_boundaries_from_datacloud_quantiles(shared_server, 
 def test_plan_command_names_the_known_syncs():
     result = CliRunner().invoke(main, ["plan", "Contact"])
     assert result.exit_code == 2
-    assert "no sync 'Contact'; the sync file has Account, Opportunity" in result.output
+    assert "no sync 'Contact'; the defs folder declares Account, Opportunity" in result.output

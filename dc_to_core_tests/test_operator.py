@@ -9,7 +9,9 @@ day would; each asserts only what its own actions must have caused.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +201,49 @@ def test_change_sensor_requests_only_the_changed_partition(stack, ui):
 def test_the_asset_page_shows_partitions_and_check_results(stack, ui):
     shots = browse_asset_page(stack, ui, "core/Opportunity")
     assert all(s.exists() for s in shots)  # browse_asset_page waited for what GraphQL says
+
+
+def loading_worker(ui: DagsterUI, run_id: str) -> int | None:
+    """The pid of the run's worker once its load step holds a bulk_api slot."""
+    if not any(s["runId"] == run_id for s in ui.claimed_slots("bulk_api")):
+        return None
+    for message in ui.run_messages(run_id):
+        found = re.match(r"Started process for run \(pid: (\d+)\)", message)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def test_a_killed_run_worker_is_failed_retried_and_gives_back_its_slot(stack, ui):
+    """SIGKILL a run worker mid-load twice in a row (an OOM kill, a node restart): each time
+    the run is failed, its bulk_api slot is given back (run monitoring), and the run retry
+    resumes; the third attempt succeeds and the next load of the pool runs."""
+    org = OrgClient(stack.emulator)  # type: ignore[arg-type]
+    org.http.patch("/__emulator__/profile", json={"row_ms": 3000.0}).raise_for_status()
+    try:
+        run_id = ui.launch_run("load_Opportunity", {"dagster/partition": "p00"})
+        for _attempt in range(2):  # run_retries.max_retries is 2: two kills are absorbed
+            pid = wait_for(f"run {run_id} to load (holding a bulk_api slot)",
+                           lambda r=run_id: loading_worker(ui, r), 240, every=0.5,
+                           alive=stack.alive)
+            os.kill(pid, signal.SIGKILL)
+            wait_for("the killed run to be marked failed", lambda r=run_id: any(
+                x["runId"] == r and x["status"] == "FAILURE" for x in ui.runs()), 60,
+                alive=stack.alive)
+            wait_for("its bulk_api slot to be given back", lambda r=run_id: not any(
+                s["runId"] == r for s in ui.claimed_slots("bulk_api")), 60, alive=stack.alive)
+            run_id = wait_for("the run retry", lambda r=run_id: next((
+                x["runId"] for x in ui.runs(**{"dagster/parent_run_id": r})), None), 60,
+                alive=stack.alive)
+    finally:
+        org.http.patch("/__emulator__/profile", json={"row_ms": 8.0}).raise_for_status()
+    done = wait_for("the last retry to finish", lambda r=run_id: next((
+        x for x in ui.runs() if x["runId"] == r and x["status"] in ("SUCCESS", "FAILURE")),
+        None), 300, every=2, alive=stack.alive)
+    assert done["status"] == "SUCCESS", ui.step_failures(done["runId"])
+    assert ui.claimed_slots("bulk_api") == []
+    after = ui.launch_run("load_Opportunity", {"dagster/partition": "p01"})  # the next load
+    nxt = wait_for("the next load to finish", lambda: next((
+        x for x in ui.runs() if x["runId"] == after and x["status"] in ("SUCCESS", "FAILURE")),
+        None), 300, every=2, alive=stack.alive)
+    assert nxt["status"] == "SUCCESS", ui.step_failures(after)

@@ -92,3 +92,23 @@ def test_the_emulator_listens_on_loopback_and_wants_a_token(tmp_path):
                 assert http.get(server.url + path).status_code == 401
                 assert http.get(server.url + path, headers={
                     "Authorization": "Bearer forged"}).status_code == 401
+
+
+def test_credential_bearing_settings_never_reach_the_repository_snapshot(
+        tmp_path, monkeypatch):
+    """What the webserver holds and the UI shows of the resources (the repository snapshot)
+    names the variables, never a password or a secret: DC_TO_CORE_LEDGER_URL and the client
+    secret are EnvVars, resolved in the run worker only."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster_shared.serdes import serialize_value
+
+    from dc_to_core.orchestration.project import build_definitions
+
+    monkeypatch.setenv("DC_TO_CORE_LEDGER_URL", "postgresql+psycopg2://dc:pg-pa55word@db/x")
+    monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "client-s3cret")
+    monkeypatch.setenv("DC_TO_CORE_STATE_DIR", str(tmp_path))
+    defs = build_definitions()
+    repo = defs.get_repository_def()
+    snapshot = serialize_value(RepositorySnap.from_def(repo))
+    assert "DC_TO_CORE_LEDGER_URL" in snapshot and "DC_TO_CORE_CLIENT_SECRET" in snapshot
+    assert "pg-pa55word" not in snapshot and "client-s3cret" not in snapshot

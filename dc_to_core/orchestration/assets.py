@@ -97,7 +97,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     io = dg.Out(io_manager_key="arrow_io")
 
     @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
-           ins={"after": dg.In(dg.Nothing)} if parent else {},
+           ins={"source": dg.In(dg.Nothing),
+                **({"after": dg.In(dg.Nothing)} if parent else {})},
            description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource) -> pa.Table:
         r = plan.range(context.partition_key)
@@ -189,23 +190,53 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
     if parent:
         @dg.graph(name=f"{name}_partition")
-        def load_partition(after: object) -> object:
-            return wire(extract(after))
+        def load_partition(source: object, after: object) -> object:
+            return wire(extract(source=source, after=after))
     else:
         @dg.graph(name=f"{name}_partition")
-        def load_partition() -> object:
-            return wire(extract())
+        def load_partition(source: object) -> object:
+            return wire(extract(source=source))
 
+    inputs = {"source": source_key(spec), **({"after": asset_key(parent)} if parent else {})}
     return dg.AssetsDefinition.from_graph(
         load_partition, keys_by_output_name={"result": asset_key(spec)},
-        keys_by_input_name={"after": asset_key(parent)} if parent else {},
+        keys_by_input_name=inputs,
         partition_mappings={"after": dg.AllPartitionMapping()} if parent else None,
         partitions_def=partitions, group_name="core",
         descriptions_by_output_name={"result": f"{spec.target} loaded from {spec.source} "
                                                 f"(sync {spec.name}), one partition per "
                                                 f"{spec.source_key} range."},
-        metadata_by_output_name={"result": {"sync": spec.name, "source": spec.source,
-                                            "external_id": spec.target_key}})
+        metadata_by_output_name={"result": {
+            "sync": spec.name, "source": spec.source, "external_id": spec.target_key,
+            "dagster/column_schema": column_schema(spec)}},
+        tags_by_output_name={"result": {"dagster/kind/salesforce": ""}},
+        owners_by_output_name={"result": list(spec.owners)},
+        code_versions_by_output_name={"result": spec.mapping_fingerprint})
+
+
+def source_key(spec: SyncSpec) -> dg.AssetKey:
+    """The Data Cloud object a sync reads, as the upstream asset of its Core object."""
+    return dg.AssetKey(["datacloud", spec.source])
+
+
+def source_asset(spec: SyncSpec) -> dg.AssetSpec:
+    """The Data Cloud object as an external asset: Data Cloud fills it, the sync reads it."""
+    return dg.AssetSpec(source_key(spec), group_name="datacloud",
+                        description=f"The Data Cloud object {spec.source}, read by sync "
+                                    f"{spec.name} (keyset pages by {spec.source_key}).",
+                        kinds={"salesforce"}, owners=list(spec.owners))
+
+
+def column_schema(spec: SyncSpec) -> dg.TableSchema:
+    """The Core fields a sync writes, with the Data Cloud column each comes from."""
+    columns = [dg.TableColumn(spec.target_key, "string", description=f"external id, from "
+                              f"{spec.source_key}")]
+    columns += [dg.TableColumn(f.target, f.type, description=f"from {f.source}")
+                for f in spec.fields]
+    if spec.parent:
+        columns.append(dg.TableColumn(spec.parent.relationship, "string", description=(
+            f"the parent's external id (sync {spec.parent.sync}), from {spec.parent.source}")))
+    return dg.TableSchema(columns=columns)
 
 
 def _cleanup(settings: PipelineSettings, run_id: str) -> None:

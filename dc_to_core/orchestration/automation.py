@@ -6,21 +6,23 @@
   has materialized since that night began — dependency order without idle run slots.
 - ``source_changes`` watches each source range (row count, latest last-modified) and requests
   only the partitions whose range changed; children wait while a parent run is in progress.
-- ``failed_runs`` and ``failed_checks`` report failures in the run's log and as an asset
-  observation on the affected partition.
+- the alerts (``alerts.py``): failed runs, failed ERROR checks and quarantine shares above
+  a threshold, by email and webhook, in the run's log and on the partition.
 """
 
 
-import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from ..sync.plan import PartitionPlan
+from ..sync.plan import PartitionPlan, load_plan, plans_dir
 from ..sync.spec import SyncSet, SyncSpec
+from .alerts import AlertChannels, failed_checks, failed_runs, notification_sensors
 from .assets import asset_key
+from .component import project_syncs
 from .resources import DataCloudResource
 
 AssetJob = Any  # what dg.define_asset_job returns (its class is not exported)
@@ -180,51 +182,26 @@ def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
     return any(r.job_name == job_name(spec) or key in (r.asset_selection or ()) for r in runs)
 
 
-def _alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str,
-           keys: list[tuple[dg.AssetKey, str | None]]) -> None:
-    instance.report_engine_event(f"dc_to_core alert: {message}", dagster_run=run)
-    for key, partition in keys:
-        instance.report_runless_asset_event(dg.AssetObservation(
-            key, partition=partition, metadata={"alert": message, "run_id": run.run_id,
-                                                "at": dt.datetime.now(dt.UTC).isoformat()}))
+class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
+    """When the project's syncs run: a job per sync, the nightly schedule of the root syncs,
+    ``parents_loaded``, ``source_changes`` and the failure alerts. Unset attributes come from
+    ``DC_TO_CORE_NIGHTLY_CRON``, ``DC_TO_CORE_TIMEZONE`` and ``DC_TO_CORE_CHANGE_INTERVAL_S``."""
 
+    cron: str | None = None
+    timezone: str | None = None
+    change_interval_s: int | None = None
 
-def _run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun
-                ) -> list[tuple[dg.AssetKey, str | None]]:
-    """The (asset, partition) pairs a run set out to materialize."""
-    partition = run.tags.get("dagster/partition")
-    planned = {entry.dagster_event.event_specific_data.asset_key  # type: ignore[union-attr]
-               for entry in instance.all_logs(
-                   run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)}
-    return [(k, partition) for k in sorted(planned or set(run.asset_selection or []),
-                                           key=lambda k: k.to_string())]
-
-
-@dg.run_failure_sensor(name="failed_runs", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Reports every failed run (UI backfills included).")
-def failed_runs(context: dg.RunFailureSensorContext) -> None:
-    run = context.dagster_run
-    reason = context.failure_event.message or "run failed"
-    message = f"run {run.run_id} ({run.job_name}, partition " \
-              f"{run.tags.get('dagster/partition', '-')}) failed: {reason}"
-    context.log.error(message)
-    _alert(context.instance, run, message, _run_assets(context.instance, run))
-
-
-@dg.run_status_sensor(name="failed_checks", run_status=dg.DagsterRunStatus.SUCCESS,
-                      default_status=dg.DefaultSensorStatus.RUNNING,
-                      description="Reports ERROR-severity asset checks that failed in a run.")
-def failed_checks(context: dg.RunStatusSensorContext) -> None:
-    run = context.dagster_run
-    failed = []
-    for entry in context.instance.all_logs(run.run_id,
-                                           of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            failed.append((evaluation.asset_key, evaluation.check_name, evaluation.partition))
-    if not failed:
-        return
-    names = ", ".join(f"{k.to_user_string()}:{c}" for k, c, _ in failed)
-    message = f"run {run.run_id}: ERROR checks failed: {names}"
-    context.log.error(message)
-    _alert(context.instance, run, message, [(k, p) for k, _, p in failed])
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        syncs = project_syncs(context)
+        plans = {s.name: load_plan(s, plans_dir()) for s in syncs.ordered()}
+        jobs = sync_jobs(syncs)
+        cron = self.cron or os.environ.get("DC_TO_CORE_NIGHTLY_CRON", "0 2 * * *")
+        tz = self.timezone or os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
+        interval = self.change_interval_s or int(os.environ.get("DC_TO_CORE_CHANGE_INTERVAL_S",
+                                                                "300"))
+        sensors = [s for s in (parents_loaded_sensor(syncs, plans, jobs),
+                               source_changes_sensor(syncs, plans, jobs, interval),
+                               failed_runs, failed_checks) if s is not None]
+        sensors += notification_sensors(AlertChannels.from_env())
+        return dg.Definitions(jobs=list(jobs.values()), sensors=sensors,
+                              schedules=nightly_schedules(syncs, plans, jobs, cron, tz))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,8 +105,28 @@ def validate(plan: PartitionPlan, where: str) -> None:
             raise PlanError(f"{where}: {r.key} {r.label} is empty or reversed")
 
 
+_OVERRIDE: list[Path] = []
+
+
 def plans_dir() -> Path:
+    """Where plan files are read: ``plans_from`` in this process, else ``DC_TO_CORE_PLANS``,
+    else the shipped folder."""
+    if _OVERRIDE:
+        return _OVERRIDE[-1]
     return Path(os.environ.get("DC_TO_CORE_PLANS") or DEFAULT_PLANS)
+
+
+@contextmanager
+def plans_from(directory: Path | None) -> Iterator[None]:
+    """Read plans from ``directory`` while definitions are built in this process (the demo,
+    the benchmark, tests); None changes nothing."""
+    if directory is not None:
+        _OVERRIDE.append(Path(directory))
+    try:
+        yield
+    finally:
+        if directory is not None:
+            _OVERRIDE.pop()
 
 
 def load_plan(spec: SyncSpec, directory: Path | None = None) -> PartitionPlan:

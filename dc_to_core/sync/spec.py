@@ -1,13 +1,16 @@
 """Sync specs: which Data Cloud object loads which Core object, and how its fields map.
 
-A sync is configuration (``config/syncs.yaml`` or the file in ``DC_TO_CORE_SYNCS``), loaded into
-typed objects. Every error names the file, the sync and the field, so a bad file fails
-``dagster definitions validate`` with a message an operator can act on.
+A sync is configuration: one ``defs/<sync>/defs.yaml`` per sync (the ``attributes`` of a
+``dc_to_core.SalesforceSync`` component), validated here into typed objects. Every error
+names the file, the sync and the field (and carries the key's path, so the component can
+point at its line), so a bad file fails ``dg check defs`` and ``dagster definitions validate``
+with a message an operator can act on.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,8 @@ from pathlib import Path
 import yaml
 
 CONFIG_DIR = Path(__file__).parents[1] / "config"
-DEFAULT_SYNCS = CONFIG_DIR / "syncs.yaml"
+DEFS_DIR = Path(__file__).parents[1] / "defs"   # the project's component instances
+SYNC_TYPE = "dc_to_core.SalesforceSync"
 FIELD_TYPES = ("string", "number", "int", "date", "datetime", "boolean")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SOURCE_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__(dlm|dll|cio)$")
@@ -23,7 +27,13 @@ FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class SyncConfigError(ValueError):
-    """The sync file is invalid."""
+    """A sync declaration is invalid; ``path`` is the offending key within the sync (e.g.
+    ``("fields", "CloseDate", "type")``), so a YAML loader can point at its line."""
+
+    def __init__(self, message: str, path: tuple[str, ...] = (), reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class SyncSpec:
     modified: str | None = None
     operation: str = "upsert"
     file: str = ""
+    owners: tuple[str, ...] = ()
 
     @property
     def source_columns(self) -> list[str]:
@@ -61,6 +72,15 @@ class SyncSpec:
         if self.parent:
             cols.append(self.parent.source)
         return list(dict.fromkeys(cols))
+
+    @property
+    def mapping_fingerprint(self) -> str:
+        """Changes exactly when what the sync sends changes (objects, key, fields, types,
+        parent): the asset's code version."""
+        mapping = [self.source, self.target, self.source_key, self.target_key, self.operation,
+                   [(f.target, f.source, f.type, f.empty_as_null) for f in self.fields],
+                   [self.parent.relationship, self.parent.source] if self.parent else None]
+        return hashlib.sha256(json.dumps(mapping).encode()).hexdigest()[:16]
 
     @property
     def target_columns(self) -> list[str]:
@@ -91,24 +111,27 @@ class SyncSet:
         return [s for s in self.syncs.values() if s.parent and s.parent.sync == name]
 
 
-def _fail(where: str, message: str) -> SyncConfigError:
-    return SyncConfigError(f"{where}: {message}")
+def _fail(where: str, message: str, *path: str) -> SyncConfigError:
+    return SyncConfigError(f"{where}: {message}", tuple(path), message)
 
 
 def _field(where: str, target: str, spec: object) -> FieldMap:
     if not FIELD_NAME.match(str(target)):
-        raise _fail(where, f"target field name {target!r} is not a valid API name")
+        raise _fail(where, f"target field name {target!r} is not a valid API name", "fields",
+                    str(target))
     if isinstance(spec, str):
         spec = {"source": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
-        raise _fail(where, "needs a source column: 'Field: Source__c' or {source: Source__c}")
+        raise _fail(where, "needs a source column: 'Field: Source__c' or {source: Source__c}",
+                    "fields", target)
     unknown = set(spec) - {"source", "type", "empty_as_null"}
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} (allowed: source, type, "
-                    "empty_as_null)")
+                    "empty_as_null)", "fields", target, sorted(unknown)[0])
     ftype = spec.get("type", "string")
     if ftype not in FIELD_TYPES:
-        raise _fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
+        raise _fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}", "fields",
+                    target, "type")
     return FieldMap(str(target), spec["source"], ftype, bool(spec.get("empty_as_null", True)))
 
 
@@ -117,73 +140,93 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         raise _fail(where, "each sync must be a mapping")
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise _fail(where, f"'name' must be a plain identifier, got {name!r}")
+        raise _fail(where, f"'name' must be a plain identifier, got {name!r}", "name")
     where = f"{file}: sync {name!r}"
-    allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation"}
+    allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation",
+               "owners"}
     unknown = set(raw) - allowed
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} "
-                    f"(allowed: {', '.join(sorted(allowed))})")
+                    f"(allowed: {', '.join(sorted(allowed))})", sorted(unknown)[0])
     source, target = raw.get("source"), raw.get("target")
     if not isinstance(source, str) or not SOURCE_OBJECT.match(source):
         raise _fail(where, f"'source' must be a Data Cloud object (…__dlm/__dll/__cio), "
-                    f"got {source!r}")
+                    f"got {source!r}", "source")
     if not isinstance(target, str) or not NAME.match(target):
-        raise _fail(where, f"'target' must be an sObject API name, got {target!r}")
+        raise _fail(where, f"'target' must be an sObject API name, got {target!r}", "target")
     key = raw.get("key")
     if not isinstance(key, dict) or not all(isinstance(key.get(k), str) for k in ("source",
                                                                                 "target")):
         raise _fail(where, "'key' needs {source: <Data Cloud column>, target: <external id "
-                    "field>}")
+                    "field>}", "key")
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, dict) or not fields_raw:
-        raise _fail(where, "'fields' must map at least one target field to a source column")
+        raise _fail(where, "'fields' must map at least one target field to a source column",
+                    "fields")
     fields = tuple(_field(f"{where}, field {t!r}", t, s) for t, s in fields_raw.items())
     if key["target"] in {f.target for f in fields}:
         raise _fail(f"{where}, field {key['target']!r}", "the external id is mapped by 'key'; "
-                    "remove it from 'fields'")
+                    "remove it from 'fields'", "fields", key["target"])
     parent = None
     if raw.get("parent") is not None:
         p = raw["parent"]
         if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in (
                 "sync", "relationship", "source")):
-            raise _fail(f"{where}, parent", "needs {sync, relationship, source}")
+            raise _fail(f"{where}, parent", "needs {sync, relationship, source}", "parent")
         if "." not in p["relationship"]:
             raise _fail(f"{where}, parent", f"relationship {p['relationship']!r} must look like "
-                        "Account.External_Id__c")
+                        "Account.External_Id__c", "parent", "relationship")
         parent = ParentRef(p["sync"], p["relationship"], p["source"])
     operation = raw.get("operation", "upsert")
     if operation != "upsert":
-        raise _fail(where, f"operation {operation!r} is not supported (upsert only)")
+        raise _fail(where, f"operation {operation!r} is not supported (upsert only)",
+                    "operation")
+    owners = raw.get("owners") or []
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
     return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
-                    raw.get("modified"), operation, file)
+                    raw.get("modified"), operation, file, tuple(owners))
 
 
-def parse_syncs(doc: object, file: str = "<syncs>") -> SyncSet:
-    if not isinstance(doc, dict) or not isinstance(doc.get("syncs"), list) or not doc["syncs"]:
-        raise SyncConfigError(f"{file}: expected a top-level 'syncs:' list with at least one sync")
+def parse_sync(raw: object, file: str) -> SyncSpec:
+    """One sync declaration (a component's ``attributes``) from ``file``."""
+    return _sync(file, raw, file)
+
+
+def sync_set(specs: list[SyncSpec]) -> SyncSet:
+    """The syncs of one project: names unique, every parent known, no cycle."""
     out = SyncSet()
-    for i, raw in enumerate(doc["syncs"]):
-        spec = _sync(f"{file}: syncs[{i}]", raw, file)
+    for spec in specs:
         if spec.name in out.syncs:
-            raise SyncConfigError(f"{file}: sync {spec.name!r} is defined twice")
+            raise SyncConfigError(f"{spec.file}: sync {spec.name!r} is defined twice (also in "
+                                  f"{out.syncs[spec.name].file})", ("name",))
         out.syncs[spec.name] = spec
     for spec in out.syncs.values():
         if spec.parent and spec.parent.sync not in out.syncs:
-            raise SyncConfigError(f"{file}: sync {spec.name!r}, parent: unknown sync "
-                                  f"{spec.parent.sync!r}")
+            raise SyncConfigError(f"{spec.file}: sync {spec.name!r}, parent: unknown sync "
+                                  f"{spec.parent.sync!r} (known: {', '.join(sorted(out.syncs))})",
+                                  ("parent", "sync"))
     if len(out.ordered()) != len(out.syncs):
-        raise SyncConfigError(f"{file}: the parent references form a cycle")
+        stuck = sorted(set(out.syncs) - {s.name for s in out.ordered()})
+        raise SyncConfigError(f"{out.syncs[stuck[0]].file}: the parent references of syncs "
+                              f"{', '.join(stuck)} form a cycle", ("parent",))
     return out
 
 
-def load_syncs(path: str | Path | None = None) -> SyncSet:
-    """Syncs from ``path``, ``$DC_TO_CORE_SYNCS`` or the shipped demo file."""
-    path = Path(path or os.environ.get("DC_TO_CORE_SYNCS") or DEFAULT_SYNCS)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SyncConfigError(f"{path}: cannot read the sync file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_syncs(doc, str(path))
+def load_syncs(defs_dir: str | Path | None = None) -> SyncSet:
+    """The syncs declared in a defs folder (the project's own by default): every
+    ``defs.yaml`` whose ``type`` is ``dc_to_core.SalesforceSync``."""
+    root = Path(defs_dir or DEFS_DIR)
+    specs = []
+    for path in sorted(root.rglob("defs.yaml")):
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except OSError as exc:
+            raise SyncConfigError(f"{path}: cannot read the sync file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SyncConfigError(f"{path}: not valid YAML: {exc}") from None
+        specs += [parse_sync(d.get("attributes"), str(path)) for d in docs
+                  if isinstance(d, dict) and d.get("type") == SYNC_TYPE]
+    if not specs:
+        raise SyncConfigError(f"{root}: no {SYNC_TYPE} declared in any defs.yaml")
+    return sync_set(specs)

@@ -10,7 +10,8 @@ import dagster as dg
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
-from dc_to_core.orchestration.automation import NIGHT, failed_checks, failed_runs
+from dc_to_core.orchestration.alerts import failed_checks, failed_runs
+from dc_to_core.orchestration.automation import NIGHT
 from dc_to_core_tests.pipeline_support import make_project
 from dc_to_core_tests.support import OrgClient, csv_text
 
@@ -128,7 +129,8 @@ def test_failed_error_checks_are_reported(project):
             dagster_run=result.dagster_run, dagster_event=success)
         failed_checks(context)
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
-        assert any("ERROR checks failed: core/Account:counts_reconcile" in m for m in logs)
+        assert any("ERROR check failed: core/Account:counts_reconcile (partition p00)" in m
+                   for m in logs)
 
 
 def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import dagster as dg
 import pytest
 
 from dc_to_core.orchestration.project import build_definitions
+from dc_to_core.sync.spec import load_syncs
 
 
 def test_definitions_load_without_contacting_the_org():
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
     assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
-        "core/Account", "core/Opportunity"}
+        "core/Account", "core/Opportunity", "datacloud/Account_Staging__dlm",
+        "datacloud/Opportunity_Staging__dlm"}
     graph = defs.resolve_asset_graph()
     opp = graph.get(dg.AssetKey(["core", "Opportunity"]))
-    assert dg.AssetKey(["core", "Account"]) in opp.parent_keys
+    assert opp.parent_keys == {dg.AssetKey(["core", "Account"]),
+                               dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"])}
+    assert not graph.get(dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"])).is_executable
     checks = {c.name for c in graph.asset_check_keys if c.asset_key.path[-1] == "Opportunity"}
     assert checks == {"counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
                       "fields_match"}
@@ -30,6 +35,23 @@ def test_definitions_load_without_contacting_the_org():
     load = graph_def.node_named("opportunity_load").definition
     assert load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
     assert defs.resolve_schedule_def("nightly_Account").cron_schedule == "0 2 * * *"
+
+
+def test_what_an_operator_sees_of_a_sync_asset():
+    graph = build_definitions().resolve_asset_graph()
+    opp = graph.get(dg.AssetKey(["core", "Opportunity"]))
+    assert opp.kinds == {"salesforce"} and opp.owners == ["team:salesforce-data"]
+    schema = opp.metadata["dagster/column_schema"]
+    assert [c.name for c in schema.columns] == [
+        "External_Id__c", "Name", "StageName", "CloseDate", "Amount", "Probability",
+        "LeadSource", "Description", "Account.External_Id__c"]
+    assert {c.name: c.type for c in schema.columns}["CloseDate"] == "date"
+    refs = opp.metadata["dagster/code_references"].code_references
+    assert refs[0].file_path.endswith("defs/opportunity/defs.yaml")
+    spec = load_syncs().syncs["Opportunity"]
+    assert opp.code_version == spec.mapping_fingerprint
+    renamed = dataclasses.replace(spec, fields=spec.fields[:-1])
+    assert renamed.mapping_fingerprint != spec.mapping_fingerprint  # a mapping change shows
 
 
 @pytest.mark.postgres

@@ -1,23 +1,16 @@
-"""Sync files: the demo file loads; every mistake names the file, the sync and the field."""
+"""Sync declarations: the project's load; every mistake names the file, the sync and the key."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 
-from dc_to_core.sync.spec import CONFIG_DIR, SyncConfigError, load_syncs, parse_syncs
+from dc_to_core.sync.spec import SyncConfigError, load_syncs, parse_sync, sync_set
 
-GOOD = {"syncs": [{"name": "A", "source": "A__dlm", "target": "Account",
-                   "key": {"source": "Id__c", "target": "Ext__c"}, "fields": {"Name": "N__c"}}]}
+GOOD = {"name": "A", "source": "A__dlm", "target": "Account",
+        "key": {"source": "Id__c", "target": "Ext__c"}, "fields": {"Name": "N__c"}}
 
 
-def test_demo_file_loads_in_dependency_order():
+def test_the_project_syncs_load_in_dependency_order():
     syncs = load_syncs()
     assert [s.name for s in syncs.ordered()] == ["Account", "Opportunity"]
     opp = syncs.syncs["Opportunity"]
@@ -25,55 +18,50 @@ def test_demo_file_loads_in_dependency_order():
     assert opp.target_columns[0] == "External_Id__c"
     assert opp.target_columns[-1] == "Account.External_Id__c"
     assert {f.target: f.type for f in opp.fields}["CloseDate"] == "date"
+    assert opp.file.endswith("defs/opportunity/defs.yaml")
+    assert opp.owners == ("team:salesforce-data",)
 
 
-@pytest.mark.parametrize(("change", "message"), [
+@pytest.mark.parametrize(("change", "message", "path"), [
     ({"fields": {"Name": {"source": "N__c", "type": "strng"}}},
-     "f.yaml: sync 'A', field 'Name': type 'strng' is not one of"),
-    ({"fields": {"Name": {"type": "string"}}}, "sync 'A', field 'Name': needs a source column"),
-    ({"source": "Account"}, "sync 'A': 'source' must be a Data Cloud object"),
-    ({"colour": "red"}, "sync 'A': unknown keys ['colour']"),
-    ({"key": {"source": "Id__c"}}, "sync 'A': 'key' needs"),
-    ({"parent": {"sync": "Nope", "relationship": "Account.X__c", "source": "P__c"}},
-     "sync 'A', parent: unknown sync 'Nope'"),
-    ({"fields": {"Ext__c": "E__c"}}, "sync 'A', field 'Ext__c': the external id is mapped"),
-    ({"operation": "insert"}, "operation 'insert' is not supported"),
+     "f.yaml: sync 'A', field 'Name': type 'strng' is not one of", ("fields", "Name", "type")),
+    ({"fields": {"Name": {"type": "string"}}}, "sync 'A', field 'Name': needs a source column",
+     ("fields", "Name")),
+    ({"source": "Account"}, "sync 'A': 'source' must be a Data Cloud object", ("source",)),
+    ({"colour": "red"}, "sync 'A': unknown keys ['colour']", ("colour",)),
+    ({"key": {"source": "Id__c"}}, "sync 'A': 'key' needs", ("key",)),
+    ({"fields": {"Ext__c": "E__c"}}, "sync 'A', field 'Ext__c': the external id is mapped",
+     ("fields", "Ext__c")),
+    ({"operation": "insert"}, "operation 'insert' is not supported", ("operation",)),
+    ({"owners": "me"}, "'owners' must be a list", ("owners",)),
 ])
-def test_mistakes_name_file_sync_and_field(change, message):
-    doc = {"syncs": [{**GOOD["syncs"][0], **change}]}
+def test_mistakes_name_file_sync_field_and_key(change, message, path):
     with pytest.raises(SyncConfigError) as err:
-        parse_syncs(doc, "f.yaml")
+        parse_sync({**GOOD, **change}, "f.yaml")
     assert message in str(err.value)
+    assert err.value.path == path
 
 
-def test_cycles_and_duplicates():
-    a = {**GOOD["syncs"][0], "parent": {"sync": "B", "relationship": "B.X__c", "source": "P"}}
-    b = {**GOOD["syncs"][0], "name": "B",
-         "parent": {"sync": "A", "relationship": "A.X__c", "source": "P"}}
-    with pytest.raises(SyncConfigError, match="cycle"):
-        parse_syncs({"syncs": [a, b]}, "f.yaml")
-    with pytest.raises(SyncConfigError, match="defined twice"):
-        parse_syncs({"syncs": [GOOD["syncs"][0]] * 2}, "f.yaml")
-    with pytest.raises(SyncConfigError, match=r"missing\.yaml: cannot read"):
-        load_syncs("missing.yaml")
+def test_unknown_parents_cycles_and_duplicates_name_the_file():
+    def spec(name: str, parent: str | None, file: str):
+        raw = {**GOOD, "name": name}
+        if parent:
+            raw["parent"] = {"sync": parent, "relationship": f"{parent}.X__c", "source": "P"}
+        return parse_sync(raw, file)
+
+    with pytest.raises(SyncConfigError, match=r"a\.yaml: sync 'A', parent: unknown sync 'Nope'"):
+        sync_set([spec("A", "Nope", "a.yaml")])
+    with pytest.raises(SyncConfigError, match="A, B form a cycle") as err:
+        sync_set([spec("A", "B", "a.yaml"), spec("B", "A", "b.yaml")])
+    assert err.value.path == ("parent",)
+    with pytest.raises(SyncConfigError, match=r"b\.yaml: sync 'A' is defined twice \(also in a"):
+        sync_set([spec("A", None, "a.yaml"), spec("A", None, "b.yaml")])
 
 
-def test_a_bad_sync_file_fails_dagster_definitions_validate(tmp_path: Path):
-    bad = tmp_path / "syncs.yaml"
-    doc = yaml.safe_load(Path("dc_to_core/config/syncs.yaml").read_text())
-    doc["syncs"][1]["fields"]["CloseDate"]["type"] = "calendar"
-    bad.write_text(yaml.safe_dump(doc))
-    home = tmp_path / "home"   # not the project's production dagster.yaml (needs PostgreSQL)
-    home.mkdir()
-    shutil.copy(CONFIG_DIR / "dagster_local.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DC_TO_CORE_SYNCS": str(bad), "DC_TO_CORE_CLIENT_SECRET": "x",
-           "DAGSTER_HOME": str(home)}
-    cmd = [sys.executable, "-m", "dagster", "definitions", "validate", "-m",
-           "dc_to_core.definitions"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0
-    assert f"{bad}: sync 'Opportunity', field 'CloseDate': type 'calendar'" in out.stdout + \
-        out.stderr
-    good = subprocess.run(cmd, env={**env, "DC_TO_CORE_SYNCS": ""}, capture_output=True,
-                          text=True, timeout=120)
-    assert good.returncode == 0, good.stdout + good.stderr
+def test_a_defs_folder_without_syncs_or_with_bad_yaml_says_so(tmp_path):
+    with pytest.raises(SyncConfigError, match=r"no dc_to_core\.SalesforceSync declared"):
+        load_syncs(tmp_path)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "defs.yaml").write_text("type: [unclosed")
+    with pytest.raises(SyncConfigError, match=r"x/defs\.yaml: not valid YAML"):
+        load_syncs(tmp_path)

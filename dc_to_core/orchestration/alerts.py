@@ -1,0 +1,229 @@
+"""Alerts that reach a person: failed runs, failed ERROR checks and a quarantine share above a
+threshold, by email and/or to a Slack or Teams incoming webhook, configured by environment.
+
+- ``DC_TO_CORE_ALERT_EMAIL_TO``: comma-separated recipients (unset: no email);
+  ``DC_TO_CORE_ALERT_EMAIL_FROM``: the sender (dc-to-core@localhost).
+- ``DC_TO_CORE_SMTP_HOST``, ``DC_TO_CORE_SMTP_PORT``, ``DC_TO_CORE_SMTP_TYPE``: the server
+  (localhost; 587 with STARTTLS, the default type, 465 with SSL).
+- ``DC_TO_CORE_SMTP_USER``, ``DC_TO_CORE_SMTP_PASSWORD``: the login (the sender); the password
+  is read from the environment of the process that runs the sensors (the daemon), stored
+  nowhere.
+- ``DC_TO_CORE_ALERT_WEBHOOK_URL``: a Slack or Teams incoming webhook (unset: none).
+- ``DC_TO_CORE_ALERT_QUARANTINE_SHARE``: alert when a partition quarantines more than this
+  share of its rows (0.01).
+- ``DC_TO_CORE_WEBSERVER_URL``: the UI's base URL, for links in the alerts.
+
+Failed runs go through Dagster's own ``make_email_on_run_failure_sensor`` (email) and a
+``run_failure_sensor`` that posts to the webhook; checks and quarantine shares, which Dagster
+has no notification sensor for, go through the same two channels from ``failed_checks``.
+Every alert is also written to the run's log and as an ``alert`` observation on the partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import dagster as dg
+import httpx
+
+
+@dataclass(frozen=True)
+class AlertChannels:
+    """Where alerts go, from the environment."""
+
+    email_to: tuple[str, ...] = ()
+    email_from: str = "dc-to-core@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_type: str = "STARTTLS"
+    smtp_user: str = ""
+    webhook_url: str = ""
+    quarantine_share: float = 0.01
+    webserver_url: str = ""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AlertChannels:
+        env = os.environ if env is None else env
+        smtp_type = env.get("DC_TO_CORE_SMTP_TYPE", "STARTTLS").upper()
+        if smtp_type not in ("SSL", "STARTTLS"):
+            raise ValueError(f"DC_TO_CORE_SMTP_TYPE must be SSL or STARTTLS, got {smtp_type!r}")
+        sender = env.get("DC_TO_CORE_ALERT_EMAIL_FROM", "dc-to-core@localhost")
+        return cls(
+            email_to=tuple(a.strip() for a in env.get("DC_TO_CORE_ALERT_EMAIL_TO", "").split(",")
+                           if a.strip()),
+            email_from=sender, smtp_host=env.get("DC_TO_CORE_SMTP_HOST", "localhost"),
+            smtp_port=int(env.get("DC_TO_CORE_SMTP_PORT") or (465 if smtp_type == "SSL"
+                                                              else 587)),
+            smtp_type=smtp_type, smtp_user=env.get("DC_TO_CORE_SMTP_USER", sender),
+            webhook_url=env.get("DC_TO_CORE_ALERT_WEBHOOK_URL", ""),
+            quarantine_share=float(env.get("DC_TO_CORE_ALERT_QUARANTINE_SHARE", "0.01")),
+            webserver_url=env.get("DC_TO_CORE_WEBSERVER_URL", "").rstrip("/"), env=env)
+
+    def password(self) -> str:
+        return self.env.get("DC_TO_CORE_SMTP_PASSWORD", "")
+
+    def run_link(self, run_id: str) -> str:
+        return f" {self.webserver_url}/runs/{run_id}" if self.webserver_url else ""
+
+    def send(self, subject: str, body: str, log: object | None = None) -> None:
+        """Email and webhook, whichever are configured; a channel that fails is logged, not
+        raised (the other still gets it, and the next alert tries again)."""
+        if self.email_to:
+            try:
+                self._email(subject, body)
+            except (OSError, smtplib.SMTPException) as exc:
+                _warn(log, f"alert email to {', '.join(self.email_to)} via "
+                           f"{self.smtp_host}:{self.smtp_port} failed: {exc}")
+        if self.webhook_url:
+            try:
+                post_webhook(self.webhook_url, f"{subject}\n{body}")
+            except httpx.HTTPError as exc:
+                _warn(log, f"alert webhook failed: {type(exc).__name__}: {exc}")
+
+    def _email(self, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"], message["To"] = self.email_from, ", ".join(self.email_to)
+        message["Subject"] = subject
+        message.set_content(body)
+        context = ssl.create_default_context()
+        if self.smtp_type == "SSL":
+            server: smtplib.SMTP = smtplib.SMTP_SSL(self.smtp_host, self.smtp_port,
+                                                    context=context, timeout=30)
+        else:
+            server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=30)
+            server.starttls(context=context)
+        with server:
+            if self.password():
+                server.login(self.smtp_user, self.password())
+            server.send_message(message)
+
+
+def post_webhook(url: str, text: str) -> None:
+    """One message to a Slack or Teams incoming webhook (both take ``{"text": …}``)."""
+    httpx.post(url, json={"text": text}, timeout=30).raise_for_status()
+
+
+def _warn(log: object | None, message: str) -> None:
+    if log is not None:
+        log.warning(message)  # type: ignore[attr-defined]
+
+
+def failure_text(context: dg.RunFailureSensorContext, channels: AlertChannels) -> str:
+    """What failed and what to do: each failed step's own message (they say it), the link."""
+    run = context.dagster_run
+    steps = [f"- {e.step_key}: {e.step_failure_data.error.message.strip()}"
+             for e in context.get_step_failure_events()
+             if e.step_failure_data and e.step_failure_data.error]
+    return "\n".join([f"dc_to_core: run {run.run_id} ({run.job_name}, partition "
+                      f"{run.tags.get('dagster/partition', '-')}) failed: "
+                      f"{context.failure_event.message}", *steps]) + channels.run_link(run.run_id)
+
+
+def notification_sensors(channels: AlertChannels) -> list[dg.SensorDefinition]:
+    """Dagster's email sensor for failed runs, and the webhook one, where configured."""
+    sensors: list[dg.SensorDefinition] = []
+    if channels.email_to:
+        sensors.append(dg.make_email_on_run_failure_sensor(
+            email_from=channels.email_from, email_password=channels.password(),
+            email_to=list(channels.email_to), smtp_host=channels.smtp_host,
+            smtp_type=channels.smtp_type, smtp_port=channels.smtp_port,
+            smtp_user=channels.smtp_user, name="email_on_failed_runs",
+            email_body_fn=lambda context: failure_text(context, channels).replace("\n", "<br>"),
+            webserver_base_url=channels.webserver_url or None,
+            default_status=dg.DefaultSensorStatus.RUNNING))
+    if channels.webhook_url:
+        @dg.run_failure_sensor(name="webhook_on_failed_runs",
+                               default_status=dg.DefaultSensorStatus.RUNNING,
+                               description="Posts every failed run to the alert webhook.")
+        def webhook_on_failed_runs(context: dg.RunFailureSensorContext) -> None:
+            post_webhook(channels.webhook_url, failure_text(context, channels))
+        sensors.append(webhook_on_failed_runs)
+    return sensors
+
+
+def _alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str,
+           keys: list[tuple[dg.AssetKey, str | None]]) -> None:
+    instance.report_engine_event(f"dc_to_core alert: {message}", dagster_run=run)
+    for key, partition in keys:
+        instance.report_runless_asset_event(dg.AssetObservation(
+            key, partition=partition, metadata={"alert": message, "run_id": run.run_id,
+                                                "at": dt.datetime.now(dt.UTC).isoformat()}))
+
+
+def _run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun
+                ) -> list[tuple[dg.AssetKey, str | None]]:
+    """The (asset, partition) pairs a run set out to materialize."""
+    partition = run.tags.get("dagster/partition")
+    planned = {entry.dagster_event.event_specific_data.asset_key  # type: ignore[union-attr]
+               for entry in instance.all_logs(
+                   run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)}
+    return [(k, partition) for k in sorted(planned or set(run.asset_selection or []),
+                                           key=lambda k: k.to_string())]
+
+
+@dg.run_failure_sensor(name="failed_runs", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Reports every failed run (UI backfills included).")
+def failed_runs(context: dg.RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    reason = context.failure_event.message or "run failed"
+    message = f"run {run.run_id} ({run.job_name}, partition " \
+              f"{run.tags.get('dagster/partition', '-')}) failed: {reason}"
+    context.log.error(message)
+    _alert(context.instance, run, message, _run_assets(context.instance, run))
+
+
+def _failed_error_checks(instance: dg.DagsterInstance, run: dg.DagsterRun
+                         ) -> list[tuple[dg.AssetKey, str, str | None]]:
+    failed = []
+    for entry in instance.all_logs(run.run_id,
+                                   of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append((evaluation.asset_key, evaluation.check_name, evaluation.partition))
+    return failed
+
+
+def _quarantine_shares(instance: dg.DagsterInstance, run: dg.DagsterRun, above: float
+                       ) -> list[tuple[dg.AssetKey, str | None, int, int]]:
+    """The run's materializations that quarantined more than ``above`` of their rows."""
+    out = []
+    for entry in instance.all_logs(run.run_id,
+                                   of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        m = entry.dagster_event.event_specific_data.materialization  # type: ignore[union-attr]
+        values = {k: v.value for k, v in m.metadata.items()}
+        extracted, quarantined = values.get("rows_extracted"), values.get("rows_quarantined")
+        if isinstance(extracted, int) and isinstance(quarantined, int) and extracted and \
+                quarantined / extracted > above:
+            out.append((m.asset_key, m.partition, quarantined, extracted))
+    return out
+
+
+@dg.run_status_sensor(name="failed_checks", run_status=dg.DagsterRunStatus.SUCCESS,
+                      default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="Alerts on ERROR-severity asset checks that failed in a run and "
+                      "on partitions that quarantined more than DC_TO_CORE_ALERT_QUARANTINE_SHARE "
+                      "of their rows.")
+def failed_checks(context: dg.RunStatusSensorContext) -> None:
+    run, channels = context.dagster_run, AlertChannels.from_env()
+    failed = _failed_error_checks(context.instance, run)
+    quarantined = _quarantine_shares(context.instance, run, channels.quarantine_share)
+    lines = [f"ERROR check failed: {k.to_user_string()}:{c} (partition {p or '-'})"
+             for k, c, p in failed]
+    lines += [f"{k.to_user_string()} partition {p or '-'} quarantined {q} of {n} rows "
+              f"({q / n:.1%}, above {channels.quarantine_share:.1%}); see its quarantine_path "
+              "metadata for the rows and their reasons" for k, p, q, n in quarantined]
+    if not lines:
+        return
+    message = f"run {run.run_id}: " + "; ".join(lines)
+    context.log.error(message)
+    _alert(context.instance, run, message, [(k, p) for k, _, p in failed] +
+           [(k, p) for k, p, _, _ in quarantined])
+    channels.send(f"dc_to_core: {len(lines)} problem(s) in run {run.run_id} ({run.job_name})",
+                  "\n".join(lines) + channels.run_link(run.run_id), context.log)

@@ -1,0 +1,158 @@
+"""``dc_to_core.SalesforceSync``: one sync (a Data Cloud object → a Core object) as a Dagster
+Component, declared in ``defs/<sync>/defs.yaml`` and built into its partitioned asset and its
+four reconciliation checks.
+
+The YAML's shape is checked by the component's models (``dg check yaml``: a typo'd key, a
+list where a mapping belongs); its meaning by ``sync.spec`` (``dg check defs``: a source that
+is not a Data Cloud object, an unknown field type, a parent no sync loads, a cycle). Either
+way the error names the file, the line and the key.
+"""
+
+import textwrap
+
+import dagster as dg
+from pydantic import BaseModel, PrivateAttr
+
+from ..sync.plan import load_plan, plans_dir
+from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
+from .assets import build_sync_asset, source_asset
+from .checks import build_checks
+
+
+class KeyMap(dg.Model):
+    source: str   # the Data Cloud column holding the external id
+    target: str   # the Core external id field
+
+
+class FieldMap(dg.Model):
+    source: str
+    type: str = "string"         # string | number | int | date | datetime | boolean
+    empty_as_null: bool = True
+
+
+class ParentMap(dg.Model):
+    sync: str           # the sync that loads the parents (loaded first)
+    relationship: str   # the Bulk CSV column, e.g. Account.External_Id__c
+    source: str         # the source column holding the parent's external id
+
+
+class SyncScaffoldParams(BaseModel):
+    source: str | None = None
+    target: str | None = None
+
+
+class SalesforceSyncScaffolder(dg.Scaffolder[SyncScaffoldParams]):
+    """``dg scaffold defs dc_to_core.SalesforceSync contact --source Contact_Home__dlm
+    --target Contact`` writes a commented ``defs.yaml`` to fill in."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[SyncScaffoldParams]:
+        return SyncScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[SyncScaffoldParams]) -> None:
+        name = request.target_path.name.title().replace("_", "")
+        source = request.params.source or f"{name}_Staging__dlm"
+        target = request.params.target or name
+        request.target_path.mkdir(parents=True, exist_ok=True)
+        (request.target_path / "defs.yaml").write_text(textwrap.dedent(f"""\
+            type: {request.type_name}
+            attributes:
+              name: {name}
+              source: {source}     # the Data Cloud object (…__dlm, __dll or __cio)
+              target: {target}     # the Core sObject
+              key: {{source: ExternalId__c, target: External_Id__c}}   # an external id field
+              modified: LastModifiedDate__c   # lets source_changes see edited rows
+              owners: []                      # e.g. [team:salesforce-data, me@example.com]
+              fields:   # target field: source column, or {{source, type, empty_as_null}}
+                Name: Name__c
+                # Amount: {{source: Amount__c, type: number}}
+              # parent: {{sync: Account, relationship: Account.External_Id__c,
+              #           source: AccountExternalId__c}}
+            """))
+
+
+@dg.scaffold_with(SalesforceSyncScaffolder)
+class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
+    """Load one Core object from one Data Cloud object by external id, every night, with every
+    row loaded or quarantined with its reason."""
+
+    name: str
+    source: str
+    target: str
+    key: KeyMap
+    fields: dict[str, str | FieldMap]
+    parent: ParentMap | None = None
+    modified: str | None = None
+    operation: str = "upsert"
+    owners: list[str] = []
+
+    _file: str = PrivateAttr(default="")
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext
+             ) -> "SalesforceSync":
+        component = super().load(attributes, context)
+        tree = context.component_decl.source_tree
+        component._file = str(tree.source_position_tree.position.filename if tree
+                              else context.path / "defs.yaml")
+        return component
+
+    def parsed(self) -> SyncSpec:
+        """This sync as the sync logic sees it (``sync.spec`` validates it)."""
+        return parse_sync(self.model_dump(exclude_unset=True), self._file)
+
+    def spec(self, context: dg.ComponentLoadContext) -> SyncSpec:
+        """``parsed``, with errors pointing into this component's YAML."""
+        try:
+            return self.parsed()
+        except SyncConfigError as exc:
+            raise yaml_error(context, exc) from None
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        spec = self.spec(context)
+        syncs = project_syncs(context, spec)
+        plan = load_plan(spec, plans_dir())
+        parts = dg.StaticPartitionsDefinition(plan.keys)
+        parent = syncs.syncs[spec.parent.sync] if spec.parent else None
+        assets: list = [build_sync_asset(spec, plan, parts, parent)]
+        readers = sorted(s.name for s in syncs.syncs.values() if s.source == spec.source)
+        if readers[0] == spec.name:  # one upstream asset per Data Cloud object
+            assets.append(source_asset(spec))
+        return dg.Definitions(assets=assets, asset_checks=build_checks(spec, plan, parts))
+
+
+def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None) -> SyncSet:
+    """Every valid sync declared in the project's defs folder (parents known, no cycle). A
+    sync in error is left out here: its own component reports it, pointing into its YAML, and
+    so does this one when the error is about ``this``."""
+    specs = []
+    for component in context.component_tree.get_all_components(SalesforceSync):
+        try:
+            specs.append(component.parsed())
+        except SyncConfigError:
+            continue
+    while True:
+        try:
+            return sync_set(specs)
+        except SyncConfigError as exc:
+            if this is not None and str(exc).startswith(f"{this.file}: "):
+                raise yaml_error(context, exc) from None
+            kept = [s for s in specs if not str(exc).startswith(f"{s.file}: ")]
+            if len(kept) == len(specs):
+                raise
+            specs = kept
+
+
+def yaml_error(context: dg.ComponentLoadContext, exc: SyncConfigError
+               ) -> dg.DagsterInvalidDefinitionError:
+    """``exc`` with the file, line and key it is about, and the YAML around it."""
+    tree = context.component_decl.source_tree
+    if tree is None:
+        return dg.DagsterInvalidDefinitionError(str(exc))
+    path = ["attributes", *exc.path]
+    err = tree.source_position_tree.source_error(yaml_path=path, inline_error_message=exc.reason,
+                                                 value_error=True)
+    where = f"{err.file_name}:{err.start_line_no}"
+    message = str(exc).replace(f"{err.file_name}: ", "", 1)
+    return dg.DagsterInvalidDefinitionError(
+        f"{where} - {'.'.join(path)}: {message}\n{err.snippet}")

@@ -1,0 +1,170 @@
+"""Alerts reach a person: a real local SMTP server (aiosmtpd, STARTTLS and a login, as a
+mail relay wants) and a local HTTP receiver standing in for a Slack/Teams incoming webhook
+get the failed run, the failed ERROR check and the quarantine share above the threshold."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
+from dc_to_core.emulator.server import ensure_certificate
+from dc_to_core.orchestration.alerts import AlertChannels, failed_checks, notification_sensors
+from dc_to_core_tests.pipeline_support import make_project
+from dc_to_core_tests.support import OrgClient, csv_text
+
+USER, PASSWORD = "alerts@example.com", "smtp-pa55"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.messages.append(message_from_bytes(envelope.content))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Mailbox, int]]:
+    cert, key = ensure_certificate(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server's cert
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    def login(server: object, session: object, envelope: object, mechanism: str,
+              data: object) -> AuthResult:
+        return AuthResult(success=isinstance(data, LoginPassword) and (
+            data.login, data.password) == (USER.encode(), PASSWORD.encode()))
+
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=tls,
+                            require_starttls=True, authenticator=login, auth_require_tls=True)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[list[dict], str]]:
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield received, f"http://127.0.0.1:{server.server_port}/hooks/T000/B000"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def channels(smtp, webhook, monkeypatch) -> AlertChannels:
+    env = {"DC_TO_CORE_ALERT_EMAIL_TO": "oncall@example.com, data@example.com",
+           "DC_TO_CORE_ALERT_EMAIL_FROM": USER, "DC_TO_CORE_SMTP_HOST": "127.0.0.1",
+           "DC_TO_CORE_SMTP_PORT": str(smtp[1]), "DC_TO_CORE_SMTP_PASSWORD": PASSWORD,
+           "DC_TO_CORE_ALERT_WEBHOOK_URL": webhook[1],
+           "DC_TO_CORE_WEBSERVER_URL": "http://dagster.example.com"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return AlertChannels.from_env()
+
+
+@pytest.fixture
+def project(make_server, tmp_path):
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=20, opportunities=400,
+                                                bad_share=0.05, seed=5))
+    return make_project(server, tmp_path, partitions=1)
+
+
+def test_a_failed_run_is_emailed_by_dagsters_sensor_and_posted_to_the_webhook(
+        project, channels, smtp, webhook, monkeypatch):
+    sensors = {s.name: s for s in notification_sensors(channels)}
+    assert set(sensors) == {"email_on_failed_runs", "webhook_on_failed_runs"}
+    monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "wrong-secret")
+    with dg.instance_for_test() as instance:
+        result = project.run("Account", "p00", instance)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        for name, sensor in sensors.items():
+            sensor(dg.build_run_status_sensor_context(
+                sensor_name=name, dagster_instance=instance, dagster_run=result.dagster_run,
+                dagster_event=failure).for_run_failure())
+    (mail,) = smtp[0].messages
+    assert mail["To"].replace(" ", "") == "oncall@example.com,data@example.com"
+    assert result.run_id in mail["Subject"] + mail.get_payload()
+    assert "Salesforce refused the login" in mail.get_payload()
+    (posted,) = webhook[0]
+    assert "load_Account" in posted["text"] and "partition p00" in posted["text"]
+    assert f"http://dagster.example.com/runs/{result.run_id}" in posted["text"]
+    assert "Salesforce refused the login" in posted["text"]
+    assert "wrong-secret" not in posted["text"] + mail.as_string()
+
+
+def test_failed_checks_and_a_high_quarantine_share_reach_both_channels(
+        project, channels, smtp, webhook):
+    with dg.instance_for_test() as instance:
+        OrgClient(project.server).run_job("Account", csv_text(
+            ["External_Id__c", "Name"], [["ACC-0000000-stray", "not in Data Cloud"]]))
+        project.run("Account", "p00", instance)
+        result = project.run("Opportunity", "p00", instance)
+        assert result.success
+        meta = project.materialization(result)
+        assert meta["rows_quarantined"] / meta["rows_extracted"] > channels.quarantine_share
+        account = project.run("Account", "p00", instance)
+        for run in (account, result):
+            success = next(e for e in run.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+            failed_checks(dg.build_run_status_sensor_context(
+                sensor_name="failed_checks", dagster_instance=instance,
+                dagster_run=run.dagster_run, dagster_event=success))
+    subjects = [m["Subject"] for m in smtp[0].messages]
+    bodies = [m.get_payload() for m in smtp[0].messages]
+    assert len(subjects) == 2 and len(webhook[0]) == 2
+    assert any("ERROR check failed: core/Account:counts_reconcile (partition p00)" in b
+               for b in bodies)
+    share = next(p["text"] for p in webhook[0] if "quarantined" in p["text"])
+    assert "core/Opportunity partition p00 quarantined" in share and "above 1.0%" in share
+
+
+def test_an_unreachable_mail_server_is_logged_and_the_webhook_still_gets_it(webhook):
+    channels = AlertChannels.from_env({"DC_TO_CORE_ALERT_EMAIL_TO": "a@example.com",
+                                       "DC_TO_CORE_SMTP_HOST": "127.0.0.1",
+                                       "DC_TO_CORE_SMTP_PORT": str(free_port()),
+                                       "DC_TO_CORE_ALERT_WEBHOOK_URL": webhook[1]})
+    warnings: list[str] = []
+
+    class Log:
+        def warning(self, message: str) -> None:
+            warnings.append(message)
+
+    channels.send("subject", "body", Log())
+    assert webhook[0] == [{"text": "subject\nbody"}]
+    assert "alert email to a@example.com via 127.0.0.1" in warnings[0]

@@ -1,0 +1,104 @@
+"""The syncs as Dagster Components: ``dg list defs`` and ``dg check defs`` on the project, and
+a broken ``defs.yaml`` failing ``dg check defs`` and ``dagster definitions validate`` with the
+file, the line and the key, in a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dc_to_core_tests.operator_support import ROOT, script
+
+OPPORTUNITY = Path("dc_to_core/defs/opportunity/defs.yaml")
+
+
+def project_copy(tmp_path: Path) -> Path:
+    """The project's package, pyproject.toml and workspace.yaml in a folder of their own (it
+    comes first on PYTHONPATH), with a DAGSTER_HOME on the embedded SQLite instance."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "dc_to_core", root / "dc_to_core",
+                    ignore=shutil.ignore_patterns("__pycache__", "emulator"))
+    for name in ("pyproject.toml", "workspace.yaml"):
+        shutil.copy(ROOT / name, root / name)
+    (root / "home").mkdir()
+    shutil.copy(ROOT / "dc_to_core/config/dagster_local.yaml", root / "home/dagster.yaml")
+    return root
+
+
+def run(root: Path, *cmd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(root / "home"),
+           "VIRTUAL_ENV": sys.prefix, "DC_TO_CORE_CLIENT_SECRET": "x", "NO_COLOR": "1"}
+    return subprocess.run(list(cmd), cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def break_yaml(root: Path, old: str, new: str) -> None:
+    path = root / OPPORTUNITY
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_dg_lists_and_checks_the_project(tmp_path):
+    root = project_copy(tmp_path)
+    checked = run(root, script("dg"), "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = run(root, script("dg"), "list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout[listed.stdout.index("{"):])
+    assets = {a["asset_key"]: a for a in doc["assets"]}
+    assert set(assets) == {"core/Account", "core/Opportunity", "datacloud/Account_Staging__dlm",
+                           "datacloud/Opportunity_Staging__dlm"}
+    opportunity = assets["core/Opportunity"]
+    assert opportunity["kinds"] == ["salesforce"]
+    assert opportunity["owners"] == [{"team": "salesforce-data"}]
+    assert set(opportunity["dependency_keys"]) == {"core/Account",
+                                                   "datacloud/Opportunity_Staging__dlm"}
+    assert opportunity["source"] == "dc_to_core/defs/opportunity/defs.yaml:3"
+    assert {c["key"] for c in doc["asset_checks"]} >= {"core/Opportunity:fields_match"}
+    assert {s["name"] for s in doc["sensors"]} >= {"parents_loaded", "source_changes"}
+    components = run(root, script("dg"), "list", "components")
+    assert "dc_to_core.SalesforceSync" in components.stdout, components.stderr
+
+
+@pytest.mark.parametrize(("old", "new", "where", "says"), [
+    ("  target: Opportunity", "  targt: Opportunity", "opportunity/defs.yaml:7",
+     "attributes.targt"),
+    ("CloseDate: {source: CloseDate__c, type: date}",
+     "CloseDate: {source: CloseDate__c, type: calendar}", "opportunity/defs.yaml:15",
+     "attributes.fields.CloseDate.type: sync 'Opportunity', field 'CloseDate': type 'calendar'"
+     " is not one of"),
+    ("parent: {sync: Account,", "parent: {sync: Acount,", "opportunity/defs.yaml:9",
+     "attributes.parent.sync: sync 'Opportunity', parent: unknown sync 'Acount' (known: "
+     "Account, Opportunity)"),
+    ("source: Opportunity_Staging__dlm", "source: Opportunity_Staging", "opportunity/defs.yaml:6",
+     "'source' must be a Data Cloud object"),
+])
+def test_a_broken_sync_yaml_names_file_line_and_key(tmp_path, old, new, where, says):
+    root = project_copy(tmp_path)
+    break_yaml(root, old, new)
+    for cmd in ([script("dg"), "check", "defs"],
+                [script("dagster"), "definitions", "validate", "-w", "workspace.yaml"]):
+        out = run(root, *cmd)
+        said = out.stdout + out.stderr
+        assert out.returncode != 0, said
+        assert where in said and says in said, said[-3000:]
+
+
+def test_dg_scaffold_defs_writes_a_sync_that_checks(tmp_path):
+    root = project_copy(tmp_path)
+    made = run(root, script("dg"), "scaffold", "defs", "dc_to_core.SalesforceSync", "contact",
+               "--source", "Contact_Home__dlm", "--target", "Contact")
+    assert made.returncode == 0, made.stdout + made.stderr
+    text = (root / "dc_to_core/defs/contact/defs.yaml").read_text()
+    assert "type: dc_to_core.SalesforceSync" in text and "source: Contact_Home__dlm" in text
+    checked = run(root, script("dg"), "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = run(root, script("dg"), "list", "defs", "--json")
+    assert "core/Contact" in listed.stdout
