@@ -8,6 +8,8 @@ is not a Data Cloud object, an unknown field type, a parent no sync loads, a cyc
 way the error names the file, the line and the key.
 """
 
+import datetime as dt
+import os
 import textwrap
 
 import dagster as dg
@@ -15,7 +17,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
-from .assets import build_sync_asset, source_asset
+from .assets import asset_key, build_sync_asset, source_asset
 from .checks import build_checks
 
 
@@ -85,6 +87,8 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
     modified: str | None = None
     operation: str = "upsert"
     owners: list[str] = []
+    fresh_by_cron: str = "0 6 * * *"   # each night's load is due by then (DC_TO_CORE_TIMEZONE)
+    fresh_within_hours: float = 4.0    # ... and no older than this at the deadline
 
     _file: str = PrivateAttr(default="")
 
@@ -118,7 +122,13 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         readers = sorted(s.name for s in syncs.syncs.values() if s.source == spec.source)
         if readers[0] == spec.name:  # one upstream asset per Data Cloud object
             assets.append(source_asset(spec))
-        return dg.Definitions(assets=assets, asset_checks=build_checks(spec, plan, parts))
+        freshness = dg.FreshnessPolicy.cron(
+            deadline_cron=self.fresh_by_cron,
+            lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours),
+            timezone=os.environ.get("DC_TO_CORE_TIMEZONE", "UTC"))
+        return dg.Definitions(assets=assets, asset_checks=build_checks(spec, plan, parts)
+                              ).map_asset_specs(func=lambda a: a.replace_attributes(
+                                  freshness_policy=freshness) if a.key == asset_key(spec) else a)
 
 
 def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None) -> SyncSet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 
 import dagster as dg
@@ -50,6 +51,8 @@ def test_what_an_operator_sees_of_a_sync_asset():
     assert refs[0].file_path.endswith("defs/opportunity/defs.yaml")
     spec = load_syncs().syncs["Opportunity"]
     assert opp.code_version == spec.mapping_fingerprint
+    assert opp.freshness_policy.deadline_cron == "0 6 * * *"  # the night's load is due by 06:00
+    assert opp.freshness_policy.lower_bound_delta == dt.timedelta(hours=4)
     renamed = dataclasses.replace(spec, fields=spec.fields[:-1])
     assert renamed.mapping_fingerprint != spec.mapping_fingerprint  # a mapping change shows
 
