@@ -10,7 +10,7 @@
 | DC_TO_CORE_VERIFY_TLS | false only for a throwaway emulator (true) |
 | DC_TO_CORE_DC_API | query-sql or v2 (query-sql) |
 | DC_TO_CORE_STATE_DIR | quarantine, intermediates, ledger ($DAGSTER_HOME/dc_to_core) |
-| DC_TO_CORE_LEDGER_URL | SQLAlchemy URL of the load ledger (sqlite in the state dir) |
+| DC_TO_CORE_LEDGER_URL | the ledger's SQLAlchemy URL (the instance's PostgreSQL, else sqlite) |
 | DC_TO_CORE_HTTP_TIMEOUT_S | per-request timeout; a slower answer is retried (120) |
 | DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
 """
@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
 
 from ..salesforce.auth import SalesforceAuth
 from ..salesforce.bulk import BulkApi
@@ -62,7 +64,27 @@ class RestApiResource(dg.ConfigurableResource, RestApi):
 
 
 class LedgerResource(dg.ConfigurableResource, Ledger):
-    """The load ledger (``sync.ledger``); its URL may carry a password: give it as EnvVar."""
+    """The load ledger (``sync.ledger``) at ``url`` (a URL may carry a password: give it as
+    EnvVar), or, with ``url`` empty, in the Dagster instance's PostgreSQL database (its
+    ``DAGSTER_PG_*`` settings, the password as EnvVar)."""
+
+    url: str = ""
+    pg_host: str | None = None
+    pg_port: str | None = None
+    pg_db: str | None = None
+    pg_username: str | None = None
+    pg_password: str | None = Field(default=None, repr=False)
+
+    def engine_url(self) -> str | sa.URL:
+        if self.url:
+            return self.url
+        if not (self.pg_host and self.pg_db):
+            raise ValueError("the ledger needs DC_TO_CORE_LEDGER_URL, or the Dagster "
+                             "instance's DAGSTER_PG_HOST and DAGSTER_PG_DB")
+        return sa.URL.create("postgresql+psycopg2", username=self.pg_username or None,
+                             password=self.pg_password or None, host=self.pg_host,
+                             port=int(self.pg_port) if self.pg_port else None,
+                             database=self.pg_db)
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
@@ -82,12 +104,20 @@ def _secret(env: Mapping[str, str], name: str, resolve: bool) -> object:
     return env[name]
 
 
-def _ledger_url(env: Mapping[str, str], state: Path, resolve: bool) -> object:
-    """``DC_TO_CORE_LEDGER_URL`` (a PostgreSQL URL carries its password) as an EnvVar, so the
-    repository snapshot and the run config the UI shows hold its name, never its value."""
-    if not env.get("DC_TO_CORE_LEDGER_URL"):
-        return f"sqlite:///{state / 'ledger.db'}"
-    return _secret(env, "DC_TO_CORE_LEDGER_URL", resolve)
+def ledger(env: Mapping[str, str], state: Path, resolve: bool = False) -> LedgerResource:
+    """Where the ledger lives: ``DC_TO_CORE_LEDGER_URL`` if set; else the Dagster instance's
+    PostgreSQL when the instance is on PostgreSQL (``DAGSTER_PG_HOST``), so every run worker
+    of a multi-host deployment finds the jobs a crashed run submitted; else SQLite in the
+    state dir. Credentials stay EnvVars: the repository snapshot and the run config the UI
+    shows hold the variables' names, never their values."""
+    if env.get("DC_TO_CORE_LEDGER_URL"):
+        return LedgerResource(url=_secret(env, "DC_TO_CORE_LEDGER_URL", resolve))
+    if env.get("DAGSTER_PG_HOST"):
+        names = ("host", "port", "db", "username", "password")
+        return LedgerResource(**{f"pg_{n}": (env.get(f"DAGSTER_PG_{n.upper()}") if resolve
+                                             else dg.EnvVar(f"DAGSTER_PG_{n.upper()}"))
+                                 for n in names if env.get(f"DAGSTER_PG_{n.upper()}")})
+    return LedgerResource(url=f"sqlite:///{state / 'ledger.db'}")
 
 
 def salesforce_auth(env: Mapping[str, str], resolve: bool = False) -> SalesforceAuthResource:
@@ -121,7 +151,7 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "bulk": BulkApiResource(auth=auth, poll_initial_s=max(0.02, 1.0 / scale),
                                 poll_max_s=max(0.2, 10.0 / scale)),
         "core": RestApiResource(auth=auth),
-        "ledger": LedgerResource(url=_ledger_url(env, state, resolve)),
+        "ledger": ledger(env, state, resolve),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
     }

@@ -2,8 +2,10 @@
 
 A load op records each job right after closing it. When the op is retried (in the same run,
 or by a run retry after its process was killed), it finds the jobs already submitted for the
-same prepared rows (same fingerprint) and collects them instead of uploading again. SQLite in
-the state dir by default; any SQLAlchemy URL (e.g. the Dagster PostgreSQL) in production.
+same prepared rows (same fingerprint) and collects them instead of uploading again. A run
+retried on another host must find them, so in production the ledger lives in a database
+every run worker reaches (the Dagster instance's PostgreSQL by default); SQLite in the state
+dir for the embedded instance.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ class Ledger(BaseModel):
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
+    def engine_url(self) -> str | sa.URL:
+        return self.url
+
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = sa.create_engine(self.url)
+            self._engine = sa.create_engine(self.engine_url())
             _META.create_all(self._engine)
         return self._engine
 
