@@ -216,8 +216,8 @@ def loading_worker(ui: DagsterUI, run_id: str) -> int | None:
 
 def test_a_killed_run_worker_is_failed_retried_and_gives_back_its_slot(stack, ui):
     """SIGKILL a run worker mid-load twice in a row (an OOM kill, a node restart): each time
-    the run is failed, its bulk_api slot is given back (run monitoring), and the run retry
-    resumes; the third attempt succeeds and the next load of the pool runs."""
+    the run is failed, its bulk_api slot is given back (run monitoring), and a run retry is
+    launched; the third attempt succeeds and the next load of the pool runs."""
     org = OrgClient(stack.emulator)  # type: ignore[arg-type]
     org.http.patch("/__emulator__/profile", json={"row_ms": 3000.0}).raise_for_status()
     try:

@@ -5,23 +5,27 @@ threshold, by email and/or to a Slack or Teams incoming webhook, configured by e
   ``DC_TO_CORE_ALERT_EMAIL_FROM``: the sender (dc-to-core@localhost).
 - ``DC_TO_CORE_SMTP_HOST``, ``DC_TO_CORE_SMTP_PORT``, ``DC_TO_CORE_SMTP_TYPE``: the server
   (localhost; 587 with STARTTLS, the default type, 465 with SSL).
-- ``DC_TO_CORE_SMTP_USER``, ``DC_TO_CORE_SMTP_PASSWORD``: the login (the sender); the password
-  is read from the environment of the process that runs the sensors (the daemon), stored
-  nowhere.
+- ``DC_TO_CORE_SMTP_USER``, ``DC_TO_CORE_SMTP_PASSWORD``: the login (the sender); without a
+  password, mail is sent without logging in (a relay that trusts the host). The password is
+  read from the environment of the processes that load the code location (Dagster's email
+  sensor takes it when it is defined) and written nowhere.
 - ``DC_TO_CORE_ALERT_WEBHOOK_URL``: a Slack or Teams incoming webhook (unset: none).
 - ``DC_TO_CORE_ALERT_QUARANTINE_SHARE``: alert when a partition quarantines more than this
   share of its rows (0.01).
 - ``DC_TO_CORE_WEBSERVER_URL``: the UI's base URL, for links in the alerts.
 
-Failed runs go through Dagster's own ``make_email_on_run_failure_sensor`` (email) and a
-``run_failure_sensor`` that posts to the webhook; checks and quarantine shares, which Dagster
-has no notification sensor for, go through the same two channels from ``failed_checks``.
-Every alert is also written to the run's log and as an ``alert`` observation on the partition.
+Failed runs go through Dagster's own ``make_email_on_run_failure_sensor`` (email with a
+login; Dagster's always logs in, so without a password a ``run_failure_sensor`` of ours
+sends it) and a ``run_failure_sensor`` that posts to the webhook; checks and quarantine
+shares, which Dagster has no notification sensor for, go through the same two channels
+from ``failed_checks``. Every alert is also written to the run's log and as an ``alert``
+observation on the partition.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import smtplib
 import ssl
@@ -77,17 +81,18 @@ class AlertChannels:
         raised (the other still gets it, and the next alert tries again)."""
         if self.email_to:
             try:
-                self._email(subject, body)
+                self.email(subject, body)
             except (OSError, smtplib.SMTPException) as exc:
                 _warn(log, f"alert email to {', '.join(self.email_to)} via "
                            f"{self.smtp_host}:{self.smtp_port} failed: {exc}")
         if self.webhook_url:
             try:
                 post_webhook(self.webhook_url, f"{subject}\n{body}")
-            except httpx.HTTPError as exc:
-                _warn(log, f"alert webhook failed: {type(exc).__name__}: {exc}")
+            except WebhookError as exc:
+                _warn(log, str(exc))
 
-    def _email(self, subject: str, body: str) -> None:
+    def email(self, subject: str, body: str) -> None:
+        """One email to the recipients (STARTTLS or SSL; a login when a password is set)."""
         message = EmailMessage()
         message["From"], message["To"] = self.email_from, ", ".join(self.email_to)
         message["Subject"] = subject
@@ -105,9 +110,21 @@ class AlertChannels:
             server.send_message(message)
 
 
+class WebhookError(Exception):
+    """The webhook did not take the alert (the message names its host, never its URL: the
+    URL of an incoming webhook is its credential)."""
+
+
 def post_webhook(url: str, text: str) -> None:
     """One message to a Slack or Teams incoming webhook (both take ``{"text": …}``)."""
-    httpx.post(url, json={"text": text}, timeout=30).raise_for_status()
+    host = httpx.URL(url).host
+    try:
+        response = httpx.post(url, json={"text": text}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise WebhookError(f"alert webhook at {host} unreachable: {type(exc).__name__}"
+                           ) from None
+    if response.status_code >= 300:
+        raise WebhookError(f"alert webhook at {host} answered {response.status_code}")
 
 
 def _warn(log: object | None, message: str) -> None:
@@ -129,21 +146,33 @@ def failure_text(context: dg.RunFailureSensorContext, channels: AlertChannels) -
 def notification_sensors(channels: AlertChannels) -> list[dg.SensorDefinition]:
     """Dagster's email sensor for failed runs, and the webhook one, where configured."""
     sensors: list[dg.SensorDefinition] = []
-    if channels.email_to:
+    if channels.email_to and channels.password():
         sensors.append(dg.make_email_on_run_failure_sensor(
             email_from=channels.email_from, email_password=channels.password(),
             email_to=list(channels.email_to), smtp_host=channels.smtp_host,
             smtp_type=channels.smtp_type, smtp_port=channels.smtp_port,
             smtp_user=channels.smtp_user, name="email_on_failed_runs",
-            email_body_fn=lambda context: failure_text(context, channels).replace("\n", "<br>"),
-            webserver_base_url=channels.webserver_url or None,
+            email_body_fn=lambda context: html.escape(failure_text(context, channels)
+                                                      ).replace("\n", "<br>"),
             default_status=dg.DefaultSensorStatus.RUNNING))
+    elif channels.email_to:
+        @dg.run_failure_sensor(name="email_on_failed_runs",
+                               default_status=dg.DefaultSensorStatus.RUNNING,
+                               description="Emails every failed run (SMTP without login).")
+        def email_on_failed_runs(context: dg.RunFailureSensorContext) -> None:
+            run = context.dagster_run
+            channels.email(f"dc_to_core: run {run.run_id} ({run.job_name}) failed",
+                            failure_text(context, channels))
+        sensors.append(email_on_failed_runs)
     if channels.webhook_url:
         @dg.run_failure_sensor(name="webhook_on_failed_runs",
                                default_status=dg.DefaultSensorStatus.RUNNING,
                                description="Posts every failed run to the alert webhook.")
         def webhook_on_failed_runs(context: dg.RunFailureSensorContext) -> None:
-            post_webhook(channels.webhook_url, failure_text(context, channels))
+            try:
+                post_webhook(channels.webhook_url, failure_text(context, channels))
+            except WebhookError as exc:
+                context.log.warning(str(exc))
         sensors.append(webhook_on_failed_runs)
     return sensors
 

@@ -185,10 +185,10 @@ def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
 class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
     """When the project's syncs run: a job per sync, the nightly schedule of the root syncs,
     ``parents_loaded``, ``source_changes`` and the failure alerts. Unset attributes come from
-    ``DC_TO_CORE_NIGHTLY_CRON``, ``DC_TO_CORE_TIMEZONE`` and ``DC_TO_CORE_CHANGE_INTERVAL_S``."""
+    ``DC_TO_CORE_NIGHTLY_CRON`` and ``DC_TO_CORE_CHANGE_INTERVAL_S``; the timezone is
+    ``DC_TO_CORE_TIMEZONE`` (shared with the syncs' freshness deadlines)."""
 
     cron: str | None = None
-    timezone: str | None = None
     change_interval_s: int | None = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
@@ -196,7 +196,7 @@ class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
         plans = {s.name: load_plan(s, plans_dir()) for s in syncs.ordered()}
         jobs = sync_jobs(syncs)
         cron = self.cron or os.environ.get("DC_TO_CORE_NIGHTLY_CRON", "0 2 * * *")
-        tz = self.timezone or os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
+        tz = os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")  # the freshness deadlines' too
         interval = self.change_interval_s or int(os.environ.get("DC_TO_CORE_CHANGE_INTERVAL_S",
                                                                 "300"))
         sensors = [s for s in (parents_loaded_sensor(syncs, plans, jobs),

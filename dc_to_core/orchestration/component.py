@@ -145,12 +145,23 @@ def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None
         try:
             return sync_set(specs)
         except SyncConfigError as exc:
-            if this is not None and str(exc).startswith(f"{this.file}: "):
-                raise yaml_error(context, exc) from None
-            kept = [s for s in specs if not str(exc).startswith(f"{s.file}: ")]
-            if len(kept) == len(specs):
+            about = _about(exc, specs)
+            if this is not None and this.name in {s.name for s in about}:
+                rest = str(exc).split(": ", 1)[-1]  # said of this sync, in its own file
+                raise yaml_error(context, SyncConfigError(f"{this.file}: {rest}", exc.path,
+                                                          exc.reason)) from None
+            if not about:
                 raise
-            specs = kept
+            specs = [s for s in specs if s not in about]
+
+
+def _about(exc: SyncConfigError, specs: list[SyncSpec]) -> list[SyncSpec]:
+    """The syncs an error of the whole set concerns: every member of a parent cycle, else
+    the one whose file it names."""
+    if "form a cycle" in str(exc):
+        ordered = {s.name for s in SyncSet({s.name: s for s in specs}).ordered()}
+        return [s for s in specs if s.name not in ordered]
+    return [s for s in specs if str(exc).startswith(f"{s.file}: ")]
 
 
 def yaml_error(context: dg.ComponentLoadContext, exc: SyncConfigError

@@ -11,9 +11,11 @@ dagster-io/dagster#20367, closed unmerged). The fix sleeps until the next claim 
 The claim back-off is also capped at 2 s (Dagster: 15 s) so a freed slot is taken within ~2 s
 rather than ~15 s, which at an emulator's time scale is minutes of idle org.
 
-Only processes that execute runs need it, so ``in_process_executor`` applies it when Dagster
-creates the run's executor (in the run worker, or in ``execute_in_process``); the webserver,
-the daemon and ``dagster definitions validate`` load the definitions unpatched. Applied once,
+Only processes that execute runs need it, so ``in_process_executor`` (the code location's
+executor) applies it when Dagster creates a run's executor in the run worker; the webserver,
+the daemon and ``dagster definitions validate`` load the definitions unpatched.
+``execute_in_process`` swaps in an executor of its own, so a caller that runs jobs that way
+with pools (the benchmark's workers) calls ``apply()`` itself. Applied once,
 only where the buggy code is present; a fixed Dagster is left untouched.
 """
 

@@ -31,7 +31,7 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
         "rows_extracted": result.extracted, "rows_loaded": result.loaded,
         "rows_created": result.created, "rows_updated": result.updated,
         "rows_quarantined": result.quarantined,
-        "dagster/partition_row_count": result.loaded,  # what the partition holds in Core
+        "dagster/partition_row_count": result.loaded,  # the rows this run loaded into Core
         "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
         "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,
         "rows_per_s": round(rate, 1), "duration_s": round(result.duration_s, 2),

@@ -75,6 +75,9 @@ class LedgerResource(dg.ConfigurableResource, Ledger):
     pg_username: str | None = None
     pg_password: str | None = Field(default=None, repr=False)
 
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.dispose()
+
     def engine_url(self) -> str | sa.URL:
         if self.url:
             return self.url
@@ -106,7 +109,9 @@ def _secret(env: Mapping[str, str], name: str, resolve: bool) -> object:
 
 def ledger(env: Mapping[str, str], state: Path, resolve: bool = False) -> LedgerResource:
     """Where the ledger lives: ``DC_TO_CORE_LEDGER_URL`` if set; else the Dagster instance's
-    PostgreSQL when the instance is on PostgreSQL (``DAGSTER_PG_HOST``), so every run worker
+    PostgreSQL when ``DAGSTER_PG_HOST`` is set (the shipped ``dagster.yaml`` reads the
+    instance's database from these variables; an instance configured otherwise, e.g. with a
+    ``postgres_url``, sets ``DC_TO_CORE_LEDGER_URL``), so every run worker
     of a multi-host deployment finds the jobs a crashed run submitted; else SQLite in the
     state dir. Credentials stay EnvVars: the repository snapshot and the run config the UI
     shows hold the variables' names, never their values."""

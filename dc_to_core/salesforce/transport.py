@@ -51,7 +51,8 @@ def _error_fields(response: httpx.Response) -> tuple[str, str]:
 
 
 class ApiClient:
-    """Calls one org's APIs through a :class:`SalesforceAuth` (shared token cache)."""
+    """Calls one org's APIs through a :class:`SalesforceAuth` (its token cache: clients built
+    on the same auth object share it; Dagster gives each resource a copy of its own)."""
 
     def __init__(self, auth: SalesforceAuth, retry: RetrySettings | None = None) -> None:
         self.auth = auth

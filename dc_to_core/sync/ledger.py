@@ -41,6 +41,12 @@ class Ledger(BaseModel):
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
+    def dispose(self) -> None:
+        """Close the pooled connections (a later call opens new ones)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def engine_url(self) -> str | sa.URL:
         return self.url
 

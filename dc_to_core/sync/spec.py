@@ -20,6 +20,7 @@ import yaml
 CONFIG_DIR = Path(__file__).parents[1] / "config"
 DEFS_DIR = Path(__file__).parents[1] / "defs"   # the project's component instances
 SYNC_TYPE = "dc_to_core.SalesforceSync"
+SCHEDULING_KEYS = {"fresh_by_cron", "fresh_within_hours"}  # read by the Dagster layer only
 FIELD_TYPES = ("string", "number", "int", "date", "datetime", "boolean")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SOURCE_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__(dlm|dll|cio)$")
@@ -144,7 +145,7 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
     where = f"{file}: sync {name!r}"
     allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation",
                "owners"}
-    unknown = set(raw) - allowed
+    unknown = set(raw) - allowed - SCHEDULING_KEYS
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} "
                     f"(allowed: {', '.join(sorted(allowed))})", sorted(unknown)[0])
@@ -198,18 +199,18 @@ def sync_set(specs: list[SyncSpec]) -> SyncSet:
     out = SyncSet()
     for spec in specs:
         if spec.name in out.syncs:
-            raise SyncConfigError(f"{spec.file}: sync {spec.name!r} is defined twice (also in "
-                                  f"{out.syncs[spec.name].file})", ("name",))
+            raise _fail(spec.file, f"sync {spec.name!r} is defined twice (also in "
+                        f"{out.syncs[spec.name].file})", "name")
         out.syncs[spec.name] = spec
     for spec in out.syncs.values():
         if spec.parent and spec.parent.sync not in out.syncs:
-            raise SyncConfigError(f"{spec.file}: sync {spec.name!r}, parent: unknown sync "
-                                  f"{spec.parent.sync!r} (known: {', '.join(sorted(out.syncs))})",
-                                  ("parent", "sync"))
+            raise _fail(f"{spec.file}: sync {spec.name!r}, parent", f"unknown sync "
+                        f"{spec.parent.sync!r} (known: {', '.join(sorted(out.syncs))})",
+                        "parent", "sync")
     if len(out.ordered()) != len(out.syncs):
         stuck = sorted(set(out.syncs) - {s.name for s in out.ordered()})
-        raise SyncConfigError(f"{out.syncs[stuck[0]].file}: the parent references of syncs "
-                              f"{', '.join(stuck)} form a cycle", ("parent",))
+        raise _fail(out.syncs[stuck[0]].file, f"the parent references of syncs "
+                    f"{', '.join(stuck)} form a cycle", "parent")
     return out
 
 

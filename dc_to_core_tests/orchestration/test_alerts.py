@@ -168,3 +168,52 @@ def test_an_unreachable_mail_server_is_logged_and_the_webhook_still_gets_it(webh
     channels.send("subject", "body", Log())
     assert webhook[0] == [{"text": "subject\nbody"}]
     assert "alert email to a@example.com via 127.0.0.1" in warnings[0]
+
+
+def test_the_code_location_wires_the_channels_from_the_environment(channels):
+    from dc_to_core.orchestration.project import build_definitions
+
+    names = {s.name for s in build_definitions().sensors}
+    assert {"failed_runs", "failed_checks", "email_on_failed_runs",
+            "webhook_on_failed_runs"} <= names
+
+
+def test_a_relay_without_login_gets_the_failed_run_and_a_dead_webhook_is_named_not_shown(
+        project, tmp_path, monkeypatch):
+    cert, key = ensure_certificate(tmp_path / "relay")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    box, port = Mailbox(), free_port()
+    relay = Controller(box, hostname="127.0.0.1", port=port, tls_context=tls,
+                       require_starttls=True)
+    relay.start()
+    secret_hook = f"http://127.0.0.1:{free_port()}/hooks/T0/B0/s3cret-token"
+    channels = AlertChannels.from_env({"DC_TO_CORE_ALERT_EMAIL_TO": "oncall@example.com",
+                                       "DC_TO_CORE_SMTP_HOST": "127.0.0.1",
+                                       "DC_TO_CORE_SMTP_PORT": str(port),
+                                       "DC_TO_CORE_ALERT_WEBHOOK_URL": secret_hook})
+    monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "wrong-secret")
+    try:
+        with dg.instance_for_test() as instance:
+            result = project.run("Account", "p00", instance)
+            failure = next(e for e in result.all_events
+                           if e.event_type_value == "PIPELINE_FAILURE")
+            for sensor in notification_sensors(channels):
+                sensor(dg.build_run_status_sensor_context(
+                    sensor_name=sensor.name, dagster_instance=instance,
+                    dagster_run=result.dagster_run, dagster_event=failure).for_run_failure())
+            logs = " ".join(e.message or "" for e in instance.all_logs(result.run_id))
+    finally:
+        relay.stop()
+    (mail,) = box.messages
+    assert "Salesforce refused the login" in mail.get_payload()
+    warned: list[str] = []
+
+    class Log:
+        def warning(self, message: str) -> None:
+            warned.append(message)
+
+    channels.send("subject", "body", Log())
+    assert "alert webhook at 127.0.0.1 unreachable: ConnectError" in warned  # mail: relay gone
+    assert "s3cret-token" not in logs + " ".join(warned)

@@ -91,6 +91,34 @@ def test_a_broken_sync_yaml_names_file_line_and_key(tmp_path, old, new, where, s
         assert where in said and says in said, said[-3000:]
 
 
+def test_a_parent_cycle_is_reported_for_the_syncs_in_it(tmp_path):
+    root = project_copy(tmp_path)
+    account = root / "dc_to_core/defs/account/defs.yaml"
+    account.write_text(account.read_text().replace(
+        "  modified: LastModifiedDate__c", "  parent: {sync: Opportunity, relationship: "
+        "Opportunity.External_Id__c, source: OppId__c}\n  modified: LastModifiedDate__c"))
+    out = run(root, script("dg"), "check", "defs")
+    said = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "attributes.parent: the parent references of syncs Account, Opportunity form a " \
+           "cycle" in said, said[-3000:]
+    assert "unknown sync" not in said
+
+
+def test_freshness_attributes_are_component_attributes_not_sync_keys(tmp_path):
+    root = project_copy(tmp_path)
+    break_yaml(root, "  owners:", "  fresh_by_cron: 30 5 * * *\n  fresh_within_hours: 3\n"
+               "  owners:")
+    assert run(root, script("dg"), "check", "defs").returncode == 0
+    probe = ("import dagster as dg; from dc_to_core.sync.spec import load_syncs; "
+             "from dc_to_core.orchestration.project import build_definitions; "
+             "print(sorted(load_syncs().syncs)); print(build_definitions().resolve_asset_graph()"
+             ".get(dg.AssetKey(['core', 'Opportunity'])).freshness_policy.deadline_cron)")
+    listed = run(root, sys.executable, "-c", probe)
+    assert listed.stdout.split("\n")[-3:-1] == ["['Account', 'Opportunity']", "30 5 * * *"], \
+        listed.stdout + listed.stderr
+
+
 def test_dg_scaffold_defs_writes_a_sync_that_checks(tmp_path):
     root = project_copy(tmp_path)
     made = run(root, script("dg"), "scaffold", "defs", "dc_to_core.SalesforceSync", "contact",

@@ -56,3 +56,11 @@ def test_the_fix_is_applied_by_the_run_executor_not_by_loading_the_definitions(t
                           timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_code_location_runs_its_jobs_on_the_patching_executor():
+    from dc_to_core.orchestration.project import build_definitions
+
+    defs = build_definitions()
+    for job in ("load_Account", "load_Opportunity", "__ASSET_JOB"):
+        assert defs.resolve_job_def(job).executor_def is dagster_fixes.in_process_executor
