@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from ..salesforce.errors import SalesforceError
 from ..sync.plan import PartitionPlan, load_plan, plans_dir
 from ..sync.spec import SyncSet, SyncSpec
 from .alerts import AlertChannels, failed_checks, failed_runs, notification_sensors
@@ -140,15 +141,21 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
     def sensor(context: dg.SensorEvaluationContext, datacloud: DataCloudResource
                ) -> dg.SensorResult:
         seen = json.loads(context.cursor or "{}")
-        requests, events, busy, baselined = [], [], set(), False
+        requests, events, busy, baselined, problems = [], [], set(), False, []
         for spec in watched:
             plan = plans[spec.name]
             if spec.parent and _in_progress(context.instance, syncs.syncs[spec.parent.sync]):
                 busy.add(spec.name)  # parents are loading: look again next tick
                 continue
             for r in plan.ranges:
-                count, latest = datacloud.range_stats(spec.source, spec.source_key, r.start,
-                                                      r.end, spec.modified or "")
+                try:  # one bad range is reported and skipped; the others are still watched
+                    count, latest = datacloud.range_stats(spec.source, spec.source_key,
+                                                          r.start, r.end, spec.modified or "")
+                except SalesforceError as exc:
+                    problems.append(f"{spec.name} {r.key}: {exc}")
+                    context.log.warning(f"source_changes cannot read {spec.name} {r.key}: "
+                                        f"{exc}")
+                    continue
                 state = [count, latest.isoformat() if latest else None]
                 key = f"{spec.name}/{r.key}"
                 if key not in seen:  # the first look at a range only records its baseline
@@ -166,6 +173,8 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
         skip = None if requests else ("baseline recorded" if baselined else "no range changed")
         if busy and not requests:
             skip = f"children of loading parents deferred: {', '.join(sorted(busy))}"
+        if problems and not requests:
+            skip = "; ".join([skip or "", *problems]).lstrip("; ")
         return dg.SensorResult(run_requests=requests, asset_events=events,
                                cursor=json.dumps(seen), skip_reason=skip)
 

@@ -21,7 +21,7 @@ from .datacloud_arrow import (
     schema_from_v2,
     to_batch,
 )
-from .errors import SalesforceError
+from .errors import SalesforceError, SourceValueError
 from .sqltext import sql_identifier, sql_literal
 from .transport import SalesforceApi
 
@@ -155,9 +155,22 @@ class DataCloud(SalesforceApi):
         row = self.query_table(sql).to_pylist()[0]
         latest = row["m"]
         if isinstance(latest, str):
-            latest = pc.cast(pa.array([latest]).cast(pa.string()),
-                             pa.timestamp("us", tz="UTC"))[0].as_py()
+            try:
+                latest = pc.cast(pa.array([latest]).cast(pa.string()),
+                                 pa.timestamp("us", tz="UTC"))[0].as_py()
+            except (pa.ArrowInvalid, ValueError):
+                raise self._bad_value(object_name, key, start, end, modified, latest) from None
         return int(row["n"]), latest
+
+    def _bad_value(self, object_name: str, key: str, start: str | None, end: str | None,
+                   column: str, value: str) -> SourceValueError:
+        sql = (f"SELECT {sql_identifier(key)} AS k FROM {sql_identifier(object_name)} WHERE "
+               f"{range_condition(key, start, end)} AND {sql_identifier(column)} = "
+               f"{sql_literal(value)} LIMIT 1")
+        keys = self.query_table(sql).column("k").to_pylist() if value else []
+        return SourceValueError(
+            f"{object_name}.{column} holds {value!r}, which is not a timestamp (row "
+            f"{key} = {keys[0] if keys else '?'!r}); fix the value in Data Cloud")
 
     def quantiles(self, object_name: str, key: str, n: int) -> list[str]:
         """``n - 1`` boundaries splitting the non-null keys into ``n`` near-equal ranges."""

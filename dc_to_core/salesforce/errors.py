@@ -35,3 +35,8 @@ class OrgUnreachableError(SalesforceError):
 
 class BulkJobError(SalesforceError):
     """A Bulk API job ended in a state the caller asked to treat as an error."""
+
+
+class SourceValueError(SalesforceError):
+    """Data Cloud holds a value its column's type does not allow (e.g. a last-modified value
+    that is no timestamp); the message names the object, the column, the value and a key."""

@@ -133,6 +133,31 @@ def test_failed_error_checks_are_reported(project):
                    for m in logs)
 
 
+def test_a_bad_last_modified_value_is_reported_and_the_other_ranges_still_watched(project):
+    """One Data Cloud row whose last-modified value is no timestamp: its range is reported
+    with the value and the row's key; every other range of every sync is still watched."""
+    org = OrgClient(project.server)
+
+    def sql(statement: str) -> None:
+        org.post("/__emulator__/datacloud/sql", json={"sql": statement}).raise_for_status()
+
+    with dg.instance_for_test() as instance:
+        tick = change_sensor(project, instance)
+        baseline = tick(None)
+        sql('UPDATE "Account_Staging__dlm" SET "LastModifiedDate__c" = \'yesterday-ish\' '
+            "WHERE \"ExternalId__c\" = 'ACC-0000003'")
+        bad = tick(baseline.cursor)
+        assert not bad.run_requests
+        message = bad.skip_reason.skip_message
+        assert "Account p00: Account_Staging__dlm.LastModifiedDate__c holds 'yesterday-ish'" \
+               in message and "ExternalId__c = 'ACC-0000003'" in message, message
+        sql('UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
+            "'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000005'")
+        changed = tick(bad.cursor)
+    assert [(r.job_name, r.partition_key) for r in changed.run_requests] == [
+        ("load_Opportunity", "p00")]
+
+
 def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):
     with dg.instance_for_test() as instance:
         tick = change_sensor(project, instance)
