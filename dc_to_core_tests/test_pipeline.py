@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -178,3 +179,34 @@ def test_two_partitions_as_separate_runs_on_postgres(project, pg_database):
         assert {r.asset_materialization.partition for r in records.records} == set(
             project.partitions("Account"))
         assert "postgres" in type(instance.run_storage).__name__.lower()
+
+
+def test_checks_on_another_worker_read_the_quarantine_from_shared_storage(make_server,
+                                                                          tmp_path):
+    """Two run workers with state directories of their own (two pods) and one quarantine URL
+    (an fsspec filesystem, here fsspec's in-memory one): checks launched on the second read
+    what the first quarantined, and nothing of it is on either worker's disk."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=30, opportunities=1500,
+                                                bad_share=0.02, seed=12))
+    shared = f"memory://dc_to_core-{uuid.uuid4().hex}/quarantine"
+    loader = make_project(server, tmp_path / "a", partitions=1,
+                          DC_TO_CORE_QUARANTINE_URL=shared)
+    checker = make_project(server, tmp_path / "b", partitions=1,
+                           DC_TO_CORE_QUARANTINE_URL=shared)
+    key = dg.AssetKey(["core", "Opportunity"])
+    with dg.instance_for_test() as instance:
+        assert loader.run("Account", "p00", instance).success
+        loaded = loader.run("Opportunity", "p00", instance)
+        meta = loader.materialization(loaded)
+        assert meta["rows_quarantined"] > 0 and meta["quarantine_path"].startswith("memory://")
+        checks = {dg.AssetCheckKey(key, n) for n in ("no_quarantined_rows", "counts_reconcile")}
+        alone = checker.job("Opportunity").get_subset(
+            asset_selection=set(), asset_check_selection=checks).execute_in_process(
+            partition_key="p00", instance=instance, raise_on_error=False)
+    assert alone.success
+    passed, seen = check_metadata(alone, "no_quarantined_rows")
+    assert not passed and seen["quarantined_rows"] == meta["rows_quarantined"]
+    assert check_metadata(alone, "counts_reconcile")[0]  # the quarantined keys are accounted
+    for worker in ("a", "b"):
+        assert not (tmp_path / worker / "state" / "quarantine").exists()

@@ -9,14 +9,12 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.errors import (
@@ -165,10 +163,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                         r.end)
         save_extract(settings.extract_path(spec.name, context.partition_key), source, ready,
                      context.run_id, result.source_count)
-        path = settings.quarantine_path(spec.name, context.partition_key, context.run_id)
-        pq.write_table(result.quarantine, path)
-        shutil.copyfile(path, settings.latest_quarantine_path(spec.name, context.partition_key))
-        meta = metadata(result, str(path))
+        path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
+                                         result.quarantine)
+        meta = metadata(result, path)
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

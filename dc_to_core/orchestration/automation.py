@@ -142,12 +142,17 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
                ) -> dg.SensorResult:
         seen = json.loads(context.cursor or "{}")
         requests, events, busy, baselined, problems = [], [], set(), False, []
+        deferred: list[str] = []
         for spec in watched:
             plan = plans[spec.name]
             if spec.parent and _in_progress(context.instance, syncs.syncs[spec.parent.sync]):
                 busy.add(spec.name)  # parents are loading: look again next tick
                 continue
+            loading = _loading_partitions(context.instance, spec)
             for r in plan.ranges:
+                if r.key in loading or "*" in loading:  # never a second run of a partition:
+                    deferred.append(f"{spec.name} {r.key}")   # look again once it is done
+                    continue
                 try:  # one bad range is reported and skipped; the others are still watched
                     count, latest = datacloud.range_stats(spec.source, spec.source_key,
                                                           r.start, r.end, spec.modified or "")
@@ -173,6 +178,9 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
         skip = None if requests else ("baseline recorded" if baselined else "no range changed")
         if busy and not requests:
             skip = f"children of loading parents deferred: {', '.join(sorted(busy))}"
+        if deferred and not requests:
+            skip = "; ".join([skip or "", f"partitions loading now, deferred: "
+                              f"{', '.join(deferred)}"]).lstrip("; ")
         if problems and not requests:
             skip = "; ".join([skip or "", *problems]).lstrip("; ")
         return dg.SensorResult(run_requests=requests, asset_events=events,
@@ -181,14 +189,23 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
     return sensor
 
 
-def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
-    """Whether a run loading ``spec`` is queued or running: its own job, or any run that
-    selects its asset (a backfill launched from the UI runs as ``__ASSET_JOB``)."""
+def _loading_runs(instance: dg.DagsterInstance, spec: SyncSpec) -> list[dg.DagsterRun]:
+    """The queued or running runs that load ``spec``: its own job, or any run that selects
+    its asset (a backfill launched from the UI runs as ``__ASSET_JOB``)."""
     key = asset_key(spec)
     runs = instance.get_runs(dg.RunsFilter(statuses=[
         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED,
         dg.DagsterRunStatus.STARTING]), limit=500)
-    return any(r.job_name == job_name(spec) or key in (r.asset_selection or ()) for r in runs)
+    return [r for r in runs if r.job_name == job_name(spec) or key in (r.asset_selection or ())]
+
+
+def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
+    return bool(_loading_runs(instance, spec))
+
+
+def _loading_partitions(instance: dg.DagsterInstance, spec: SyncSpec) -> set[str]:
+    """Partitions of ``spec`` a run is loading now; ``*`` for a run of every partition."""
+    return {r.tags.get("dagster/partition", "*") for r in _loading_runs(instance, spec)}
 
 
 class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):

@@ -24,7 +24,6 @@ from typing import Generic, TypeVar
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..salesforce.datacloud_arrow import combine
 from ..sync.outcome import SAMPLE_ROWS, run_extract
@@ -67,8 +66,8 @@ class RangeReads(Generic[T]):
 
 
 def _quarantine(settings: PipelineSettings, spec: SyncSpec, partition: str) -> pa.Table:
-    path = settings.latest_quarantine_path(spec.name, partition)
-    return pq.read_table(path) if path.exists() else QUARANTINE.empty_table()
+    table = settings.latest_quarantine(spec.name, partition)
+    return QUARANTINE.empty_table() if table is None else table
 
 
 def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:

@@ -9,7 +9,8 @@
 | DC_TO_CORE_CA_BUNDLE | CA file to trust (the emulator's tls/cert.pem) |
 | DC_TO_CORE_VERIFY_TLS | false only for a throwaway emulator (true) |
 | DC_TO_CORE_DC_API | query-sql or v2 (query-sql) |
-| DC_TO_CORE_STATE_DIR | quarantine, intermediates, ledger ($DAGSTER_HOME/dc_to_core) |
+| DC_TO_CORE_STATE_DIR | the worker's own files: intermediates, extracts (DAGSTER_HOME/dc_to_core) |
+| DC_TO_CORE_QUARANTINE_URL | quarantine files for every worker: path or fsspec URL (state dir) |
 | DC_TO_CORE_LEDGER_URL | the ledger's SQLAlchemy URL (the instance's PostgreSQL, else sqlite) |
 | DC_TO_CORE_HTTP_TIMEOUT_S | per-request timeout; a slower answer is retried (120) |
 | DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
@@ -157,6 +158,7 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
                                 poll_max_s=max(0.2, 10.0 / scale)),
         "core": RestApiResource(auth=auth),
         "ledger": ledger(env, state, resolve),
-        "settings": PipelineSettings(state_dir=str(state), time_scale=scale),
+        "settings": PipelineSettings(state_dir=str(state), time_scale=scale,
+                                     quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL")),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
     }

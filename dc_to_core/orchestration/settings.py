@@ -1,11 +1,20 @@
-"""``PipelineSettings``: where the pipeline keeps its files, and its timing knobs."""
+"""``PipelineSettings``: where the pipeline keeps its files, and its timing knobs.
+
+What only the run that wrote it reads (intermediates, the extract kept for the run's checks)
+stays in ``state_dir``, the run worker's own disk. The quarantine is read by operators and by
+checks launched on their own, on any host: it goes to ``quarantine_url``, a path or an fsspec
+URL (``s3://bucket/prefix``, ``gs://…``, ``abfs://…``) every run worker and operator reaches.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field
+from upath import UPath
 
 from ..sync.arrow_files import SUFFIX
 
@@ -20,18 +29,38 @@ class PipelineSettings(dg.ConfigurableResource):
                               "(set to the emulator's time_scale; 1 against a real org).")
     intermediate_retention_days: float = Field(default=7.0, description="Keep intermediates of "
                                                "unfinished runs this long.")
+    quarantine_url: str | None = Field(default=None, description="Where quarantine files go, "
+                                       "for every run worker and operator: a path or an fsspec "
+                                       "URL (default: <state_dir>/quarantine).")
 
     def path(self, *parts: str) -> Path:
         p = Path(self.state_dir, *parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def quarantine_path(self, sync: str, partition: str, run_id: str) -> Path:
-        return self.path("quarantine", sync, partition, f"{run_id}.parquet")
+    def quarantine_dir(self, sync: str, partition: str) -> UPath:
+        root = UPath(self.quarantine_url) if self.quarantine_url else UPath(
+            Path(self.state_dir, "quarantine"))
+        return root / sync / partition
 
-    def latest_quarantine_path(self, sync: str, partition: str) -> Path:
-        """The quarantine of the partition's latest run (the checks read it)."""
-        return self.path("quarantine", sync, partition, "latest.parquet")
+    def write_quarantine(self, sync: str, partition: str, run_id: str, table: pa.Table
+                         ) -> str:
+        """The run's quarantine as ``<run id>.parquet`` and as the partition's
+        ``latest.parquet`` (what the checks read); returns where the run's file is."""
+        folder = self.quarantine_dir(sync, partition)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (f"{run_id}.parquet", "latest.parquet"):
+            with (folder / name).open("wb") as sink:
+                pq.write_table(table, sink)
+        return str(folder / f"{run_id}.parquet")
+
+    def latest_quarantine(self, sync: str, partition: str) -> pa.Table | None:
+        """The quarantine of the partition's latest run, or None before its first run."""
+        path = self.quarantine_dir(sync, partition) / "latest.parquet"
+        if not path.exists():
+            return None
+        with path.open("rb") as source:
+            return pq.read_table(source)
 
     def extract_path(self, sync: str, partition: str) -> Path:
         return self.path("extracts", sync, partition + SUFFIX)  # the IO manager's format

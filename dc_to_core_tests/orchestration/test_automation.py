@@ -158,6 +158,27 @@ def test_a_bad_last_modified_value_is_reported_and_the_other_ranges_still_watche
         ("load_Opportunity", "p00")]
 
 
+def test_a_partition_that_is_loading_is_not_requested_again_until_its_run_ends(project):
+    with dg.instance_for_test() as instance:
+        tick = change_sensor(project, instance)
+        baseline = tick(None)
+        nightly = dg.DagsterRun(job_name="load_Opportunity", run_id=str(uuid.uuid4()),
+                                status=dg.DagsterRunStatus.STARTED,
+                                tags={"dagster/partition": "p00"})
+        instance.add_run(nightly)
+        OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
+            "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
+                   "'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000005'"})
+        deferred = tick(baseline.cursor)
+        assert not deferred.run_requests
+        assert "partitions loading now, deferred: Opportunity p00" in \
+            deferred.skip_reason.skip_message
+        instance.report_run_canceled(nightly)
+        after = tick(deferred.cursor)
+    assert [(r.job_name, r.partition_key) for r in after.run_requests] == [
+        ("load_Opportunity", "p00")]
+
+
 def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):
     with dg.instance_for_test() as instance:
         tick = change_sensor(project, instance)
@@ -168,7 +189,9 @@ def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(
         ui_backfill_of_accounts(instance)
         deferred = tick(baseline.cursor)
     assert not deferred.run_requests
-    assert deferred.skip_reason.skip_message == "children of loading parents deferred: Opportunity"
+    assert deferred.skip_reason.skip_message == (
+        "children of loading parents deferred: Opportunity; partitions loading now, deferred: "
+        "Account p00, Account p01")  # the backfill loads every Account partition
 
 
 def test_a_range_first_seen_after_a_deferral_is_a_baseline_not_a_change(project):
