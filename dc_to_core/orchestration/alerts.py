@@ -117,7 +117,10 @@ class WebhookError(Exception):
 
 def post_webhook(url: str, text: str) -> None:
     """One message to a Slack or Teams incoming webhook (both take ``{"text": …}``)."""
-    host = httpx.URL(url).host
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        raise WebhookError("DC_TO_CORE_ALERT_WEBHOOK_URL is not a valid URL") from None
     try:
         response = httpx.post(url, json={"text": text}, timeout=30)
     except httpx.HTTPError as exc:

@@ -189,14 +189,20 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
     return sensor
 
 
+LOADING = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
+           dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+           dg.DagsterRunStatus.CANCELING]
+
+
 def _loading_runs(instance: dg.DagsterInstance, spec: SyncSpec) -> list[dg.DagsterRun]:
-    """The queued or running runs that load ``spec``: its own job, or any run that selects
-    its asset (a backfill launched from the UI runs as ``__ASSET_JOB``)."""
+    """The runs not yet ended that load ``spec``'s asset: its own job, or any run that
+    selects the asset (a backfill launched from the UI runs as ``__ASSET_JOB``); runs of its
+    checks alone load nothing and do not count."""
     key = asset_key(spec)
-    runs = instance.get_runs(dg.RunsFilter(statuses=[
-        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED,
-        dg.DagsterRunStatus.STARTING]), limit=500)
-    return [r for r in runs if r.job_name == job_name(spec) or key in (r.asset_selection or ())]
+    runs = [*instance.get_runs(dg.RunsFilter(job_name=job_name(spec), statuses=LOADING)),
+            *instance.get_runs(dg.RunsFilter(job_name="__ASSET_JOB", statuses=LOADING))]
+    return [r for r in runs if (r.asset_selection is None and r.job_name == job_name(spec))
+            or key in (r.asset_selection or ())]
 
 
 def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
@@ -204,8 +210,14 @@ def _in_progress(instance: dg.DagsterInstance, spec: SyncSpec) -> bool:
 
 
 def _loading_partitions(instance: dg.DagsterInstance, spec: SyncSpec) -> set[str]:
-    """Partitions of ``spec`` a run is loading now; ``*`` for a run of every partition."""
-    return {r.tags.get("dagster/partition", "*") for r in _loading_runs(instance, spec)}
+    """Partitions of ``spec`` a run is loading now; ``*`` for a run of a range or of every
+    partition."""
+    keys = set()
+    for run in _loading_runs(instance, spec):
+        single = run.tags.get("dagster/partition")
+        keys.add(single if single and "dagster/asset_partition_range_start" not in run.tags
+                 else "*")
+    return keys
 
 
 class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):

@@ -48,7 +48,8 @@ class PipelineSettings(dg.ConfigurableResource):
         """The run's quarantine as ``<run id>.parquet`` and as the partition's
         ``latest.parquet`` (what the checks read); returns where the run's file is."""
         folder = self.quarantine_dir(sync, partition)
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.protocol in ("", "file", "local"):  # object stores have no folders (and
+            folder.mkdir(parents=True, exist_ok=True)  # their mkdir may create a bucket)
         for name in (f"{run_id}.parquet", "latest.parquet"):
             with (folder / name).open("wb") as sink:
                 pq.write_table(table, sink)
@@ -57,10 +58,11 @@ class PipelineSettings(dg.ConfigurableResource):
     def latest_quarantine(self, sync: str, partition: str) -> pa.Table | None:
         """The quarantine of the partition's latest run, or None before its first run."""
         path = self.quarantine_dir(sync, partition) / "latest.parquet"
-        if not path.exists():
+        try:
+            with path.open("rb") as source:
+                return pq.read_table(source)
+        except FileNotFoundError:
             return None
-        with path.open("rb") as source:
-            return pq.read_table(source)
 
     def extract_path(self, sync: str, partition: str) -> Path:
         return self.path("extracts", sync, partition + SUFFIX)  # the IO manager's format

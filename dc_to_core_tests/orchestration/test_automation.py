@@ -166,13 +166,18 @@ def test_a_partition_that_is_loading_is_not_requested_again_until_its_run_ends(p
                                 status=dg.DagsterRunStatus.STARTED,
                                 tags={"dagster/partition": "p00"})
         instance.add_run(nightly)
-        OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
-            "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
-                   "'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000005'"})
+        checks_only = dg.DagsterRun(job_name="load_Opportunity", run_id=str(uuid.uuid4()),
+                                    status=dg.DagsterRunStatus.STARTED, asset_selection=frozenset(),
+                                    tags={"dagster/partition": "p01"})
+        instance.add_run(checks_only)  # a run of the checks alone loads nothing
+        p01 = project.live["datacloud"].query_table(
+            'SELECT MAX("ExternalId__c") AS k FROM "Opportunity_Staging__dlm"').column("k")[0]
+        for key in ("OPP-000000005", p01):
+            OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
+                "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
+                       f"'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = '{key}'"})
         deferred = tick(baseline.cursor)
-        assert not deferred.run_requests
-        assert "partitions loading now, deferred: Opportunity p00" in \
-            deferred.skip_reason.skip_message
+        assert [r.partition_key for r in deferred.run_requests] == ["p01"]  # p00 only waits
         instance.report_run_canceled(nightly)
         after = tick(deferred.cursor)
     assert [(r.job_name, r.partition_key) for r in after.run_requests] == [
