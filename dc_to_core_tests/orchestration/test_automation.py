@@ -36,6 +36,13 @@ def change_sensor(project, instance: dg.DagsterInstance
     return tick
 
 
+def touch(project, key: str, at: str = "2026-12-01T00:00:00.000+00:00") -> None:
+    """An edit in Data Cloud: the Opportunity row ``key`` gets a new last-modified value."""
+    OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
+        "sql": f'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = \'{at}\' '
+               f"WHERE \"ExternalId__c\" = '{key}'"}).raise_for_status()
+
+
 def ui_backfill_of_accounts(instance: dg.DagsterInstance) -> dg.DagsterRun:
     """A started run as a backfill of core/Account launched from the UI looks."""
     run = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
@@ -89,10 +96,7 @@ def test_source_changes_requests_only_the_changed_partition(project):
         assert not baseline.run_requests
         assert baseline.skip_reason.skip_message == "baseline recorded"
         assert tick(baseline.cursor).skip_reason.skip_message == "no range changed"
-        org = OrgClient(project.server)
-        org.post("/__emulator__/datacloud/sql", json={
-            "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
-                   "'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000005'"})
+        touch(project, "OPP-000000005")
         changed = tick(baseline.cursor)
     assert [(r.job_name, r.partition_key) for r in changed.run_requests] == [
         ("load_Opportunity", "p00")]
@@ -151,8 +155,7 @@ def test_a_bad_last_modified_value_is_reported_and_the_other_ranges_still_watche
         message = bad.skip_reason.skip_message
         assert "Account p00: Account_Staging__dlm.LastModifiedDate__c holds 'yesterday-ish'" \
                in message and "ExternalId__c = 'ACC-0000003'" in message, message
-        sql('UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
-            "'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000005'")
+        touch(project, "OPP-000000005")
         changed = tick(bad.cursor)
     assert [(r.job_name, r.partition_key) for r in changed.run_requests] == [
         ("load_Opportunity", "p00")]
@@ -173,9 +176,7 @@ def test_a_partition_that_is_loading_is_not_requested_again_until_its_run_ends(p
         p01 = project.live["datacloud"].query_table(
             'SELECT MAX("ExternalId__c") AS k FROM "Opportunity_Staging__dlm"').column("k")[0]
         for key in ("OPP-000000005", p01):
-            OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
-                "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
-                       f"'2026-12-01T00:00:00.000+00:00' WHERE \"ExternalId__c\" = '{key}'"})
+            touch(project, key)
         deferred = tick(baseline.cursor)
         assert [r.partition_key for r in deferred.run_requests] == ["p01"]  # p00 only waits
         instance.report_run_canceled(nightly)
@@ -188,9 +189,7 @@ def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(
     with dg.instance_for_test() as instance:
         tick = change_sensor(project, instance)
         baseline = tick(None)
-        OrgClient(project.server).post("/__emulator__/datacloud/sql", json={
-            "sql": 'UPDATE "Opportunity_Staging__dlm" SET "LastModifiedDate__c" = '
-                   "'2026-12-02T00:00:00.000+00:00' WHERE \"ExternalId__c\" = 'OPP-000000007'"})
+        touch(project, "OPP-000000007", "2026-12-02T00:00:00.000+00:00")
         ui_backfill_of_accounts(instance)
         deferred = tick(baseline.cursor)
     assert not deferred.run_requests
