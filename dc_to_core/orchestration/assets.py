@@ -32,6 +32,7 @@ from .io_manager import ArrowIOManager
 from .metadata import metadata
 from .resources import BulkApiResource, DataCloudResource, LedgerResource
 from .settings import PipelineSettings
+from .sources import source_key
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
                        jitter=dg.Jitter.PLUS_MINUS)
@@ -89,8 +90,11 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
-                     parent: SyncSpec | None = None) -> dg.AssetsDefinition:
-    """One partitioned graph asset (``core/<Target>``) for one sync."""
+                     parent: SyncSpec | None = None, source_partitioned_alike: bool = True
+                     ) -> dg.AssetsDefinition:
+    """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
+    same partition of ``datacloud/<object>``, unless that object's partitions are another
+    sync's (``source_partitioned_alike`` false): then it depends on all of them."""
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
 
@@ -198,7 +202,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     return dg.AssetsDefinition.from_graph(
         load_partition, keys_by_output_name={"result": asset_key(spec)},
         keys_by_input_name=inputs,
-        partition_mappings={"after": dg.AllPartitionMapping()} if parent else None,
+        partition_mappings={**({"after": dg.AllPartitionMapping()} if parent else {}),
+                            **({} if source_partitioned_alike
+                               else {"source": dg.AllPartitionMapping()})} or None,
         partitions_def=partitions, group_name="core",
         descriptions_by_output_name={"result": f"{spec.target} loaded from {spec.source} "
                                                 f"(sync {spec.name}), one partition per "
@@ -209,19 +215,6 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         tags_by_output_name={"result": {"dagster/kind/salesforce": ""}},
         owners_by_output_name={"result": list(spec.owners)},
         code_versions_by_output_name={"result": spec.mapping_fingerprint})
-
-
-def source_key(spec: SyncSpec) -> dg.AssetKey:
-    """The Data Cloud object a sync reads, as the upstream asset of its Core object."""
-    return dg.AssetKey(["datacloud", spec.source])
-
-
-def source_asset(spec: SyncSpec) -> dg.AssetSpec:
-    """The Data Cloud object as an external asset: Data Cloud fills it, the sync reads it."""
-    return dg.AssetSpec(source_key(spec), group_name="datacloud",
-                        description=f"The Data Cloud object {spec.source}, read by sync "
-                                    f"{spec.name} (keyset pages by {spec.source_key}).",
-                        kinds={"salesforce"}, owners=list(spec.owners))
 
 
 def column_schema(spec: SyncSpec) -> dg.TableSchema:

@@ -17,8 +17,10 @@ from pydantic import BaseModel, PrivateAttr
 
 from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
-from .assets import asset_key, build_sync_asset, source_asset
+from .assets import build_sync_asset
 from .checks import build_checks
+from .conditions import check_condition, sync_condition
+from .sources import source_asset, source_key
 
 
 class KeyMap(dg.Model):
@@ -87,6 +89,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
     modified: str | None = None
     operation: str = "upsert"
     owners: list[str] = []
+    nightly_cron: str | None = None    # when the night starts (DC_TO_CORE_NIGHTLY_CRON, 0 2 * * *)
     fresh_by_cron: str = "0 6 * * *"   # each night's load is due by then (DC_TO_CORE_TIMEZONE)
     fresh_within_hours: float = 4.0    # ... and no older than this at the deadline
 
@@ -118,17 +121,21 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         plan = load_plan(spec, plans_dir())
         parts = dg.StaticPartitionsDefinition(plan.keys)
         parent = syncs.syncs[spec.parent.sync] if spec.parent else None
-        assets: list = [build_sync_asset(spec, plan, parts, parent)]
         readers = sorted(s.name for s in syncs.syncs.values() if s.source == spec.source)
-        if readers[0] == spec.name:  # one upstream asset per Data Cloud object
-            assets.append(source_asset(spec))
+        first_reader = load_plan(syncs.syncs[readers[0]], plans_dir())  # its partitions
+        asset = build_sync_asset(spec, plan, parts, parent,
+                                 source_partitioned_alike=first_reader.keys == plan.keys)
+        sources = [source_asset(spec, plan, parts)] if readers[0] == spec.name else []
+        tz = os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
+        cron = self.nightly_cron or os.environ.get("DC_TO_CORE_NIGHTLY_CRON", "0 2 * * *")
+        condition = sync_condition(source_key(spec), cron, tz)
         freshness = dg.FreshnessPolicy.cron(
             deadline_cron=self.fresh_by_cron,
-            lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours),
-            timezone=os.environ.get("DC_TO_CORE_TIMEZONE", "UTC"))
-        return dg.Definitions(assets=assets, asset_checks=build_checks(spec, plan, parts)
-                              ).map_asset_specs(func=lambda a: a.replace_attributes(
-                                  freshness_policy=freshness) if a.key == asset_key(spec) else a)
+            lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours), timezone=tz)
+        sync = dg.Definitions(assets=[asset]).map_asset_specs(func=lambda a: a.replace_attributes(
+            freshness_policy=freshness, automation_condition=condition))
+        return dg.Definitions.merge(sync, dg.Definitions(  # one source asset per object
+            assets=sources, asset_checks=build_checks(spec, plan, parts, check_condition())))
 
 
 def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None) -> SyncSet:

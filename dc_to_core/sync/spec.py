@@ -20,7 +20,8 @@ import yaml
 CONFIG_DIR = Path(__file__).parents[1] / "config"
 DEFS_DIR = Path(__file__).parents[1] / "defs"   # the project's component instances
 SYNC_TYPE = "dc_to_core.SalesforceSync"
-SCHEDULING_KEYS = {"fresh_by_cron", "fresh_within_hours"}  # read by the Dagster layer only
+SCHEDULING_KEYS = {"nightly_cron", "fresh_by_cron",  # read by the Dagster layer only
+                   "fresh_within_hours"}
 FIELD_TYPES = ("string", "number", "int", "date", "datetime", "boolean")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SOURCE_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__(dlm|dll|cio)$")

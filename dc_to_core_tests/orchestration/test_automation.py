@@ -1,19 +1,20 @@
-"""Schedule and sensors, evaluated with Dagster's test contexts against the emulator."""
+"""Declarative automation and the Data Cloud observer, evaluated as the daemon evaluates them
+(``evaluate_automation_conditions`` and a sensor context) against the emulator."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Callable
 
 import dagster as dg
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.orchestration.alerts import failed_checks, failed_runs
-from dc_to_core.orchestration.automation import NIGHT
-from dc_to_core_tests.pipeline_support import make_project
+from dc_to_core_tests.pipeline_support import load_everything, make_project
 from dc_to_core_tests.support import OrgClient, csv_text
+
+ACCOUNT, OPPORTUNITY = dg.AssetKey(["core", "Account"]), dg.AssetKey(["core", "Opportunity"])
+NIGHT = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)  # the shipped cron: 0 2 * * * UTC
 
 
 @pytest.fixture
@@ -23,17 +24,43 @@ def project(make_server, tmp_path):
     return make_project(server, tmp_path)
 
 
-def change_sensor(project, instance: dg.DagsterInstance
-                  ) -> Callable[[str | None], dg.SensorResult]:
-    """One tick of ``source_changes`` from a cursor, against the project's Data Cloud."""
-    sensor = project.defs.resolve_sensor_def("source_changes")
+class Automation:
+    """The ``sync_automation`` sensor's evaluations, one ``tick`` at a time, and the
+    ``source_changes`` observer's ticks, on one instance."""
 
-    def tick(cursor: str | None) -> dg.SensorResult:
-        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-                "datacloud": project.live["datacloud"]}) as context:
-            return sensor(context)
+    def __init__(self, project, instance: dg.DagsterInstance,
+                 start: dt.datetime = NIGHT - dt.timedelta(minutes=5)) -> None:
+        self.project, self.instance = project, instance
+        self.cursor, self.observer_cursor = None, None
+        self.at = start
 
-    return tick
+    def tick(self, minutes: float = 1) -> dict[dg.AssetKey, list[str]]:
+        """Evaluate the conditions ``minutes`` later: the partitions requested, by asset (and
+        by check, as ``<asset>:<check>``)."""
+        self.at += dt.timedelta(minutes=minutes)
+        result = dg.evaluate_automation_conditions(defs=self.project.defs,
+                                                   instance=self.instance,
+                                                   cursor=self.cursor, evaluation_time=self.at)
+        self.cursor = result.cursor
+        out: dict = {}
+        for r in result.results:
+            if r.true_subset.size:
+                name = (r.key.to_user_string() if isinstance(r.key, dg.AssetKey)
+                        else f"{r.key.asset_key.to_user_string()}:{r.key.name}")
+                out[name] = sorted(r.true_subset.expensively_compute_partition_keys())
+        return out
+
+    def observe(self) -> dg.SensorResult:
+        """One tick of ``source_changes``; its observations are recorded as the daemon does."""
+        sensor = self.project.defs.resolve_sensor_def("source_changes")
+        with dg.build_sensor_context(instance=self.instance, cursor=self.observer_cursor,
+                                     resources={"datacloud": self.project.live["datacloud"]}
+                                     ) as context:
+            result = sensor(context)
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        self.observer_cursor = result.cursor
+        return result
 
 
 def touch(project, key: str, at: str = "2026-12-01T00:00:00.000+00:00") -> None:
@@ -43,64 +70,95 @@ def touch(project, key: str, at: str = "2026-12-01T00:00:00.000+00:00") -> None:
                f"WHERE \"ExternalId__c\" = '{key}'"}).raise_for_status()
 
 
-def ui_backfill_of_accounts(instance: dg.DagsterInstance) -> dg.DagsterRun:
-    """A started run as a backfill of core/Account launched from the UI looks."""
-    run = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
-                        status=dg.DagsterRunStatus.STARTED,
-                        asset_selection=frozenset({dg.AssetKey(["core", "Account"])}))
-    instance.add_run(run)
-    return run
+def loaded_and_watched(project, instance: dg.DagsterInstance) -> Automation:
+    """Every partition loaded, every range observed, nothing pending (at noon, far from the
+    night)."""
+    auto = Automation(project, instance, NIGHT + dt.timedelta(hours=10))
+    assert auto.tick() == {}  # the first evaluation only starts the cursor
+    assert len(auto.observe().asset_events) == 4  # a first data version for each range
+    assert auto.tick() == {}  # ranges never loaded wait for the night
+    for sync in ("Account", "Opportunity"):
+        assert all(r.success for r in load_everything(project, instance, sync))
+    assert auto.tick() == {}
+    assert auto.observe().skip_reason.skip_message == "no range changed"
+    return auto
 
 
-def test_nightly_schedule_requests_every_root_partition(project):
-    schedule = project.defs.resolve_schedule_def("nightly_Account")
-    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+def started_run(project, instance: dg.DagsterInstance, sync: str, partition: str
+                ) -> dg.DagsterRun:
+    """A run of ``sync``'s job for ``partition`` that has not ended (it planned its
+    materialization, as every launched run does)."""
+    return instance.create_run_for_job(project.job(sync), status=dg.DagsterRunStatus.STARTED,
+                                       tags={"dagster/partition": partition})
+
+
+def test_the_night_loads_the_roots_then_a_child_once_every_parent_partition_is_loaded(project):
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, repository_def=project.defs.get_repository_def(),
-            scheduled_execution_time=dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC))
-        requests = schedule.evaluate_tick(context).run_requests
-    assert [r.partition_key for r in requests] == project.partitions("Account")
-    assert all(r.tags[NIGHT] == "2026-11-24T02:00:00+00:00" for r in requests)
-    assert len({r.run_key for r in requests}) == len(requests)
-
-
-def test_children_start_when_all_parents_are_loaded(project):
-    sensor = project.defs.resolve_sensor_def("parents_loaded")
-    night = "2026-11-24T02:00:00+00:00"
-    with dg.instance_for_test() as instance:
-        def tick(cursor: str | None = None) -> dg.SensorResult:
-            return sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                  definitions=project.defs))
-
-        assert tick().skip_reason.skip_message == "no nightly load has run yet"
-        first, *rest = project.partitions("Account")
-        assert project.job("Account").execute_in_process(
-            partition_key=first, instance=instance, tags={NIGHT: night}).success
-        waiting = tick()
-        assert not waiting.run_requests
-        assert "Opportunity waits for Account" in waiting.skip_reason.skip_message
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        roots = auto.tick(minutes=5)  # 02:01: the tick has passed
+        accounts = project.partitions("Account")
+        assert roots[ACCOUNT.to_user_string()] == accounts
+        assert OPPORTUNITY.to_user_string() not in roots
+        assert {k for k in roots if ":" in k} == {f"core/Account:{c}" for c in (
+            "counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
+            "fields_match")}  # the checks run with the load
+        first, *rest = accounts
+        assert project.run("Account", first, instance).success
+        assert auto.tick() == {}  # Opportunity waits for every Account partition
         for p in rest:
-            assert project.job("Account").execute_in_process(
-                partition_key=p, instance=instance, tags={NIGHT: night}).success
-        ready = tick()
-        assert [r.partition_key for r in ready.run_requests] == project.partitions("Opportunity")
-        assert {r.job_name for r in ready.run_requests} == {"load_Opportunity"}
-        assert not tick(ready.cursor).run_requests  # once per night
+            assert project.run("Account", p, instance).success
+        children = auto.tick()
+        assert children[OPPORTUNITY.to_user_string()] == project.partitions("Opportunity")
+        assert ACCOUNT.to_user_string() not in children
+        assert auto.tick() == {}  # once per night
+        assert auto.tick(minutes=60 * 24)[ACCOUNT.to_user_string()] == accounts  # next night
 
 
-def test_source_changes_requests_only_the_changed_partition(project):
+def test_a_changed_range_requests_only_its_partition(project):
     with dg.instance_for_test() as instance:
-        tick = change_sensor(project, instance)
-        baseline = tick(None)
-        assert not baseline.run_requests
-        assert baseline.skip_reason.skip_message == "baseline recorded"
-        assert tick(baseline.cursor).skip_reason.skip_message == "no range changed"
+        auto = loaded_and_watched(project, instance)
         touch(project, "OPP-000000005")
-        changed = tick(baseline.cursor)
-    assert [(r.job_name, r.partition_key) for r in changed.run_requests] == [
-        ("load_Opportunity", "p00")]
-    assert changed.asset_events[0].partition == "p00"
+        observed = auto.observe()
+        assert [(e.asset_key.to_user_string(), e.partition) for e in observed.asset_events] == [
+            ("datacloud/Opportunity_Staging__dlm", "p00")]
+        assert observed.asset_events[0].metadata["source_rows"].value > 0
+        requested = auto.tick()
+        assert requested.pop(OPPORTUNITY.to_user_string()) == ["p00"]
+        assert set(requested) == {f"core/Opportunity:{c}" for c in (
+            "counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
+            "fields_match")}
+        assert auto.tick() == {}  # requested once
+
+
+def test_a_partition_that_is_loading_is_requested_only_after_its_run_ends(project):
+    with dg.instance_for_test() as instance:
+        auto = loaded_and_watched(project, instance)
+        nightly = started_run(project, instance, "Opportunity", "p00")
+        touch(project, "OPP-000000005")
+        auto.observe()
+        assert auto.tick() == {}
+        instance.report_run_canceled(nightly)
+        assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]
+
+
+def test_a_changed_child_waits_while_a_parent_partition_is_loading(project):
+    with dg.instance_for_test() as instance:
+        auto = loaded_and_watched(project, instance)
+        backfill = started_run(project, instance, "Account", "p01")
+        touch(project, "OPP-000000007", "2026-12-02T00:00:00.000+00:00")
+        auto.observe()
+        assert auto.tick() == {}
+        instance.report_run_canceled(backfill)
+        assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]
+
+
+def test_the_observer_restarted_records_no_change_for_ranges_already_observed(project):
+    with dg.instance_for_test() as instance:
+        auto = loaded_and_watched(project, instance)
+        auto.observer_cursor = None  # the sensor reset from the UI: its cursor is gone
+        assert not auto.observe().asset_events
+        assert auto.tick() == {}
 
 
 def test_failed_runs_are_reported_in_the_run_log_and_on_the_asset(project, monkeypatch):
@@ -141,69 +199,17 @@ def test_a_bad_last_modified_value_is_reported_and_the_other_ranges_still_watche
     """One Data Cloud row whose last-modified value is no timestamp: its range is reported
     with the value and the row's key; every other range of every sync is still watched."""
     org = OrgClient(project.server)
-
-    def sql(statement: str) -> None:
-        org.post("/__emulator__/datacloud/sql", json={"sql": statement}).raise_for_status()
-
     with dg.instance_for_test() as instance:
-        tick = change_sensor(project, instance)
-        baseline = tick(None)
-        sql('UPDATE "Account_Staging__dlm" SET "LastModifiedDate__c" = \'yesterday-ish\' '
-            "WHERE \"ExternalId__c\" = 'ACC-0000003'")
-        bad = tick(baseline.cursor)
-        assert not bad.run_requests
+        auto = loaded_and_watched(project, instance)
+        org.post("/__emulator__/datacloud/sql", json={"sql": (
+            'UPDATE "Account_Staging__dlm" SET "LastModifiedDate__c" = \'yesterday-ish\' '
+            "WHERE \"ExternalId__c\" = 'ACC-0000003'")}).raise_for_status()
+        bad = auto.observe()
+        assert not bad.asset_events
         message = bad.skip_reason.skip_message
         assert "Account p00: Account_Staging__dlm.LastModifiedDate__c holds 'yesterday-ish'" \
                in message and "ExternalId__c = 'ACC-0000003'" in message, message
         touch(project, "OPP-000000005")
-        changed = tick(bad.cursor)
-    assert [(r.job_name, r.partition_key) for r in changed.run_requests] == [
-        ("load_Opportunity", "p00")]
-
-
-def test_a_partition_that_is_loading_is_not_requested_again_until_its_run_ends(project):
-    with dg.instance_for_test() as instance:
-        tick = change_sensor(project, instance)
-        baseline = tick(None)
-        nightly = dg.DagsterRun(job_name="load_Opportunity", run_id=str(uuid.uuid4()),
-                                status=dg.DagsterRunStatus.STARTED,
-                                tags={"dagster/partition": "p00"})
-        instance.add_run(nightly)
-        checks_only = dg.DagsterRun(job_name="load_Opportunity", run_id=str(uuid.uuid4()),
-                                    status=dg.DagsterRunStatus.STARTED, asset_selection=frozenset(),
-                                    tags={"dagster/partition": "p01"})
-        instance.add_run(checks_only)  # a run of the checks alone loads nothing
-        p01 = project.live["datacloud"].query_table(
-            'SELECT MAX("ExternalId__c") AS k FROM "Opportunity_Staging__dlm"').column("k")[0]
-        for key in ("OPP-000000005", p01):
-            touch(project, key)
-        deferred = tick(baseline.cursor)
-        assert [r.partition_key for r in deferred.run_requests] == ["p01"]  # p00 only waits
-        instance.report_run_canceled(nightly)
-        after = tick(deferred.cursor)
-    assert [(r.job_name, r.partition_key) for r in after.run_requests] == [
-        ("load_Opportunity", "p00")]
-
-
-def test_source_changes_defers_children_while_a_ui_backfill_loads_their_parents(project):
-    with dg.instance_for_test() as instance:
-        tick = change_sensor(project, instance)
-        baseline = tick(None)
-        touch(project, "OPP-000000007", "2026-12-02T00:00:00.000+00:00")
-        ui_backfill_of_accounts(instance)
-        deferred = tick(baseline.cursor)
-    assert not deferred.run_requests
-    assert deferred.skip_reason.skip_message == (
-        "children of loading parents deferred: Opportunity; partitions loading now, deferred: "
-        "Account p00, Account p01")  # the backfill loads every Account partition
-
-
-def test_a_range_first_seen_after_a_deferral_is_a_baseline_not_a_change(project):
-    with dg.instance_for_test() as instance:
-        tick = change_sensor(project, instance)
-        backfill = ui_backfill_of_accounts(instance)
-        first = tick(None)  # Accounts baselined, Opportunities deferred
-        instance.report_run_canceled(backfill)
-        later = tick(first.cursor)
-    assert not first.run_requests and not later.run_requests
-    assert later.skip_reason.skip_message == "baseline recorded"
+        changed = auto.observe()
+        assert [e.partition for e in changed.asset_events] == ["p00"]
+        assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]

@@ -62,7 +62,7 @@ def test_dg_lists_and_checks_the_project(tmp_path):
                                                    "datacloud/Opportunity_Staging__dlm"}
     assert opportunity["source"] == "dc_to_core/defs/opportunity/defs.yaml:3"
     assert {c["key"] for c in doc["asset_checks"]} >= {"core/Opportunity:fields_match"}
-    assert {s["name"] for s in doc["sensors"]} >= {"parents_loaded", "source_changes"}
+    assert {s["name"] for s in doc["sensors"]} >= {"sync_automation", "source_changes"}
     components = run(root, script("dg"), "list", "components")
     assert "dc_to_core.SalesforceSync" in components.stdout, components.stderr
 
@@ -105,17 +105,20 @@ def test_a_parent_cycle_is_reported_for_the_syncs_in_it(tmp_path):
     assert "unknown sync" not in said
 
 
-def test_freshness_attributes_are_component_attributes_not_sync_keys(tmp_path):
+def test_scheduling_attributes_are_component_attributes_not_sync_keys(tmp_path):
     root = project_copy(tmp_path)
     break_yaml(root, "  owners:", "  fresh_by_cron: 30 5 * * *\n  fresh_within_hours: 3\n"
-               "  owners:")
+               "  nightly_cron: 15 1 * * *\n  owners:")
     assert run(root, script("dg"), "check", "defs").returncode == 0
     probe = ("import dagster as dg; from dc_to_core.sync.spec import load_syncs; "
              "from dc_to_core.orchestration.project import build_definitions; "
              "print(sorted(load_syncs().syncs)); print(build_definitions().resolve_asset_graph()"
-             ".get(dg.AssetKey(['core', 'Opportunity'])).freshness_policy.deadline_cron)")
+             ".get(dg.AssetKey(['core', 'Opportunity'])).freshness_policy.deadline_cron); "
+             "print(build_definitions().resolve_asset_graph().get(dg.AssetKey(['core', "
+             "'Opportunity'])).automation_condition.children[0].children[0].get_label())")
     listed = run(root, sys.executable, "-c", probe)
-    assert listed.stdout.split("\n")[-3:-1] == ["['Account', 'Opportunity']", "30 5 * * *"], \
+    assert listed.stdout.split("\n")[-4:-1] == ["['Account', 'Opportunity']", "30 5 * * *",
+                                                "nightly (15 1 * * *, UTC)"], \
         listed.stdout + listed.stderr
 
 

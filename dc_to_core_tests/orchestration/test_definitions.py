@@ -23,7 +23,9 @@ def test_definitions_load_without_contacting_the_org():
     opp = graph.get(dg.AssetKey(["core", "Opportunity"]))
     assert opp.parent_keys == {dg.AssetKey(["core", "Account"]),
                                dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"])}
-    assert not graph.get(dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"])).is_executable
+    source = graph.get(dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"]))
+    assert source.is_observable and not source.is_materializable  # Data Cloud fills it
+    assert source.partitions_def == opp.partitions_def  # one data version per range
     checks = {c.name for c in graph.asset_check_keys if c.asset_key.path[-1] == "Opportunity"}
     assert checks == {"counts_reconcile", "no_quarantined_rows", "no_duplicate_external_ids",
                       "fields_match"}
@@ -35,7 +37,13 @@ def test_definitions_load_without_contacting_the_org():
                      "repass": "bulk_api_repass", "finalize": None}
     load = graph_def.node_named("opportunity_load").definition
     assert load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
-    assert defs.resolve_schedule_def("nightly_Account").cron_schedule == "0 2 * * *"
+    nightly = defs.resolve_asset_graph().get(dg.AssetKey(["core", "Account"])
+                                             ).automation_condition
+    assert "nightly (0 2 * * *, UTC)" in labels(nightly)  # the default night
+
+
+def labels(condition: dg.AutomationCondition) -> list[str | None]:
+    return [condition.get_label(), *(x for c in condition.children for x in labels(c))]
 
 
 def test_what_an_operator_sees_of_a_sync_asset():

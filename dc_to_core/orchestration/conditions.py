@@ -1,0 +1,41 @@
+"""When a partition of a sync is requested: declarative automation conditions, evaluated by
+the ``sync_automation`` sensor (``automation.py``).
+
+A partition of a sync is requested when no run is loading it and either
+
+- **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
+  every partition of every parent sync has been loaded since that tick (Dagster's stock
+  ``on_cron`` would start a child once *any* parent partition was loaded: under the
+  ``AllPartitionMapping`` a child waits for all of them here); or
+- **changed**: its Data Cloud range has a new data version since the partition was last
+  requested or loaded, the partition was loaded before (a range never loaded waits for the
+  night), and no parent is being loaded (a child reads its parents' external ids in Core).
+
+The checks of a partition run in the run that loads it.
+"""
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+
+def sync_condition(source: dg.AssetKey, cron: str, timezone: str) -> dg.AutomationCondition:
+    """The condition of a sync's asset whose Data Cloud object is ``source``."""
+    data_cloud = dg.AssetSelection.assets(source)
+    tick = AC.cron_tick_passed(cron, timezone)
+    parents_tonight = ~AC.any_deps_match(
+        ~(AC.newly_updated().since(tick) | AC.will_be_requested())).ignore(data_cloud)
+    nightly = (AC.in_latest_time_window() & tick.since_last_handled()
+               & parents_tonight.with_label("every parent partition loaded since the tick")
+               ).with_label(f"nightly ({cron}, {timezone})")
+    source_changed = AC.any_deps_updated().allow(data_cloud).since(
+        AC.newly_requested() | AC.newly_updated()).with_label("Data Cloud range changed")
+    changed = (source_changed & ~AC.missing() & ~AC.any_deps_in_progress()).with_label(
+        "changed in Data Cloud")
+    return ((nightly | changed) & ~AC.in_progress().with_label("not being loaded")
+            ).with_label("dc_to_core sync")
+
+
+def check_condition() -> dg.AutomationCondition:
+    """A check runs in the run that loads its partition."""
+    return AC.any_deps_match(AC.will_be_requested()).with_label("with the load")
