@@ -182,8 +182,8 @@ class DagsterUI:
     # -- runs ----------------------------------------------------------------------------------
     def runs(self, **tags: str) -> list[dict]:
         data = self.query("""query($f: RunsFilter) { runsOrError(filter: $f, limit: 500) {
-            __typename ... on Runs { results { runId jobName status
-              tags { key value } } } ... on PythonError { ...PyErr } } }""",
+            __typename ... on Runs { results { runId jobName status creationTime endTime
+              assetSelection { path } tags { key value } } } ... on PythonError { ...PyErr } } }""",
                           f={"tags": [{"key": k, "value": v} for k, v in tags.items()]})
         runs = self.unwrap(data["runsOrError"], "Runs")["results"]
         for r in runs:
@@ -222,26 +222,7 @@ class DagsterUI:
             concurrencyKey: $k) { claimedSlots { runId stepKey } } } }""", k=pool)
         return data["instance"]["concurrencyLimit"]["claimedSlots"]
 
-    # -- schedules and sensors -----------------------------------------------------------------
-    def schedule_state(self, name: str) -> dict:
-        data = self.query("""query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
-            __typename ... on Schedule { scheduleState { id status
-              ticks(limit: 20) { status runIds skipReason timestamp } } } } }""",
-                          s=self.selector("schedule", name))
-        return self.unwrap(data["scheduleOrError"], "Schedule")["scheduleState"]
-
-    def set_schedule(self, name: str, running: bool) -> None:
-        if running:
-            data = self.query("""mutation($s: ScheduleSelector!) { startSchedule(
-                scheduleSelector: $s) { __typename ... on PythonError { ...PyErr } } }""",
-                              s=self.selector("schedule", name))
-            self.unwrap(data["startSchedule"], "ScheduleStateResult")
-            return
-        state = self.schedule_state(name)
-        data = self.query("""mutation($id: String!) { stopRunningSchedule(id: $id) {
-            __typename ... on PythonError { ...PyErr } } }""", id=state["id"])
-        self.unwrap(data["stopRunningSchedule"], "ScheduleStateResult")
-
+    # -- sensors -----------------------------------------------------------------------------
     def sensor_ticks(self, name: str) -> list[dict]:
         data = self.query("""query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
             __typename ... on Sensor { sensorState { ticks(limit: 50) { status runIds runKeys

@@ -3,12 +3,14 @@ project's production ``dagster.yaml`` (PostgreSQL storage, queued runs), driven 
 webserver's GraphQL API as the UI drives it, against an emulated org.
 
 Run alone with ``pytest -m e2e``. The tests share one stack and build on each other's data in
-file order (backfill → recovery → nightly automation → change sensor → UI), as one operator's
-day would; each asserts only what its own actions must have caused.
+file order (the night → backfills → a change in Data Cloud → UI → a killed run worker), as one
+operator's day would; each asserts only what its own actions must have caused. The stack's
+night starts four minutes after it does (an hourly cron at that minute), so it comes once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec
-from dc_to_core.orchestration.automation import NIGHT, TRIGGER
+from dc_to_core.orchestration.automation import TRIGGER
 from dc_to_core.orchestration.resources import resources_from_env
 from dc_to_core.sync.plan import load_plan
 from dc_to_core.sync.spec import load_syncs
@@ -36,17 +38,13 @@ BACKFILL_TIMEOUT_S = 600
 @pytest.fixture(scope="module")
 def stack(postgres: dict[str, str], tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[OperatorStack]:
-    def stop_nightly(s: OperatorStack) -> None:  # before the daemon can tick it
-        ui = DagsterUI(s.webserver_url)
-        wait_for("the code location to load", ui.location, 120, alive=s.alive)
-        ui.set_schedule("nightly_Account", running=False)
-
+    night = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)
     with throwaway_database(postgres) as db:
         s = start_stack(tmp_path_factory.mktemp("operator"), db,
                         SeedSpec(accounts=120, opportunities=12_000, bad_share=0.002, seed=11),
-                        PARTITIONS, extra_env={"DC_TO_CORE_NIGHTLY_CRON": "* * * * *",
-                                               "DC_TO_CORE_CHANGE_INTERVAL_S": "10"},
-                        before_daemon=stop_nightly)
+                        PARTITIONS, extra_env={"DC_TO_CORE_NIGHTLY_CRON": f"{night.minute} * * * *",
+                                               "DC_TO_CORE_CHANGE_INTERVAL_S": "10",
+                                               "DC_TO_CORE_AUTOMATION_INTERVAL_S": "10"})
         try:
             yield s
         finally:
@@ -58,9 +56,13 @@ def ui(stack: OperatorStack) -> DagsterUI:
     return DagsterUI(stack.webserver_url)
 
 
+def live_of(stack: OperatorStack) -> dict:
+    return resources_from_env(stack.env, resolve=True)
+
+
 @pytest.fixture(scope="module")
 def live(stack: OperatorStack) -> dict:
-    return resources_from_env(stack.env, resolve=True)
+    return live_of(stack)
 
 
 def ranges(stack: OperatorStack, sync: str) -> dict[str, tuple[str | None, str | None]]:
@@ -118,6 +120,40 @@ def valid_key_in(stack: OperatorStack, live: dict, sync: str, partition: str) ->
     return next(k for k in keys[50:] if k not in bad)
 
 
+def finished(runs: list[dict]) -> bool:
+    return bool(runs) and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+
+
+def automated(ui: DagsterUI) -> list[dict]:
+    """The runs that declarative automation launched, oldest first."""
+    return sorted(ui.runs(**{TRIGGER: "sync_automation"}), key=lambda r: r["creationTime"])
+
+
+def asset_of(run: dict) -> str:
+    (asset,) = {"/".join(a["path"]) for a in run["assetSelection"]}
+    return asset
+
+
+def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui):
+    """At the nightly tick sync_automation requests both Account partitions (one backfill);
+    Opportunity's three only once both are loaded (a second backfill); nothing else."""
+    runs = wait_for("the night's Account and Opportunity runs to finish", lambda: (
+        lambda rs: rs if len(rs) >= 5 and finished(rs) else None)(automated(ui)),
+        600, every=3, alive=stack.alive)
+
+    assert all(r["status"] == "SUCCESS" for r in runs), [(asset_of(r), r["status"]) for r in runs]
+    assert sorted((asset_of(r), r["tags"]["dagster/partition"]) for r in runs) == [
+        ("core/Account", "p00"), ("core/Account", "p01"), ("core/Opportunity", "p00"),
+        ("core/Opportunity", "p01"), ("core/Opportunity", "p02")]
+    accounts = [r for r in runs if asset_of(r) == "core/Account"]
+    children = [r for r in runs if asset_of(r) == "core/Opportunity"]
+    assert min(r["creationTime"] for r in children) >= max(r["endTime"] for r in accounts)
+    assert len({r["tags"]["dagster/backfill"] for r in accounts}) == 1
+    assert len({r["tags"]["dagster/backfill"] for r in children}) == 1
+    assert_matches_the_org(ui, stack, live_of(stack), "Account", ["p00", "p01"])
+    assert_matches_the_org(ui, stack, live_of(stack), "Opportunity", ["p00", "p01", "p02"])
+
+
 def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
     poison = valid_key_in(stack, live, "Opportunity", "p01")
     set_faults(stack.emulator, job_fail_key=f"^{re.escape(poison)}$")
@@ -129,9 +165,7 @@ def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
 
     assert first["status"] == "COMPLETED_FAILED", failures(ui, first)
     assert ui.partition_statuses("core/Account")["failedPartitions"] == []
-    opportunity = ui.partition_statuses("core/Opportunity")
-    assert opportunity["failedPartitions"] == ["p01"]
-    assert sorted(opportunity["materializedPartitions"]) == ["p00", "p02"]
+    assert ui.partition_statuses("core/Opportunity")["failedPartitions"] == ["p01"]
     failed_run = next(r for r in first["runs"] if r["status"] == "FAILURE")
     assert failed_run["tags"]["dagster/partition"] == "p01"
     message = " ".join(ui.step_failures(failed_run["runId"]))
@@ -154,48 +188,25 @@ def test_backfill_all_partitions_then_only_the_failed_one(stack, ui, live):
     assert len(keys) == len(set(keys.to_pylist())) == loaded  # nothing twice, nothing missing
 
 
-def finished(runs: list[dict]) -> bool:
-    return bool(runs) and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
-
-
-def test_nightly_schedule_then_parents_loaded_under_the_daemon(stack, ui):
-    ui.set_schedule("nightly_Account", running=True)  # cron * * * * * in this stack
-    try:
-        tick = wait_for("a nightly_Account tick that launches runs", lambda: next((
-            t for t in ui.schedule_state("nightly_Account")["ticks"]
-            if t["status"] == "SUCCESS" and t["runIds"]), None), 150, every=2, alive=stack.alive)
-    finally:
-        ui.set_schedule("nightly_Account", running=False)
-    night = next(r for r in ui.runs() if r["runId"] == tick["runIds"][0])["tags"][NIGHT]
-
-    runs = wait_for("the night's Account and Opportunity runs to finish", lambda: (
-        lambda rs: rs if len(rs) == 5 and finished(rs) else None)(ui.runs(**{NIGHT: night})),
-        300, every=3, alive=stack.alive)
-
-    assert all(r["status"] == "SUCCESS" for r in runs), [(r["jobName"], r["status"]) for r in runs]
-    by_trigger = {(r["jobName"], r["tags"][TRIGGER], r["tags"]["dagster/partition"]) for r in runs}
-    assert by_trigger == {("load_Account", "nightly", "p00"), ("load_Account", "nightly", "p01"),
-                          *(("load_Opportunity", "parents_loaded", p)
-                            for p in ("p00", "p01", "p02"))}
-
-
 def test_change_sensor_requests_only_the_changed_partition(stack, ui):
     spec = load_syncs().syncs["Opportunity"]
     start, end = ranges(stack, "Opportunity")["p02"]
     assert end is None  # the last range: the first rows from its start are inside it
     org = OrgClient(stack.emulator)  # type: ignore[arg-type]
+    before = {r["runId"] for r in automated(ui)}
     org.post("/__emulator__/datacloud/sql", json={
         "sql": f'UPDATE "{spec.source}" SET "{spec.modified}" = ? WHERE "{spec.source_key}" IN '
                f'(SELECT "{spec.source_key}" FROM "{spec.source}" WHERE "{spec.source_key}" >= ? '
                "LIMIT 3)",
         "params": ["2031-01-01T00:00:00.000+00:00", start]}).raise_for_status()
 
-    runs = wait_for("the source_changes sensor's run to finish", lambda: (
-        lambda rs: rs if finished(rs) else None)(ui.runs(**{TRIGGER: "source_changes"})),
-        120, every=2, alive=stack.alive)
+    runs = wait_for("the run of the changed range to finish", lambda: (
+        lambda rs: rs if finished(rs) else None)(
+            [r for r in automated(ui) if r["runId"] not in before]), 120, every=2,
+        alive=stack.alive)
 
-    assert [(r["jobName"], r["tags"]["dagster/partition"], r["status"]) for r in runs] == [
-        ("load_Opportunity", "p02", "SUCCESS")]
+    assert [(asset_of(r), r["tags"]["dagster/partition"], r["status"]) for r in runs] == [
+        ("core/Opportunity", "p02", "SUCCESS")]
 
 
 def test_the_asset_page_shows_partitions_and_check_results(stack, ui):

@@ -1,8 +1,9 @@
-"""dc_to_core as the nightly automation runs it, without a daemon: the ``nightly_*``
-schedules are evaluated and their run requests executed, each run in a worker process (at
-most ``max_concurrent_runs`` at once, like the queued run coordinator; the ``bulk_api`` pool
-is enforced by the instance); then the ``parents_loaded`` sensor is evaluated and its
-requests executed, until nothing is requested.
+"""dc_to_core as the nightly automation runs it, without a daemon: the syncs' automation
+conditions are evaluated just after the nightly cron tick (``evaluate_automation_conditions``,
+what the ``sync_automation`` sensor does) and the requested partitions executed, each run in a
+worker process (at most ``max_concurrent_runs`` at once, like the queued run coordinator; the
+``bulk_api`` pool is enforced by the instance); then the conditions are evaluated again
+(children whose parents are all loaded) until nothing is requested.
 """
 
 from __future__ import annotations
@@ -58,33 +59,32 @@ def max_concurrent_runs() -> int:
 
 def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None
               ) -> list[dict]:
-    """Evaluate the schedules, then the parents_loaded sensor, executing what they request."""
+    """Evaluate the automation conditions from before the night's tick on, executing what
+    they request, until they request nothing more."""
     max_runs = max_runs or max_concurrent_runs()
-    when = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
-    requests = []
-    for schedule in defs.schedules or []:
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                        repository_def=defs.get_repository_def())
-        data = schedule.evaluate_tick(ctx)
-        requests += [(schedule.job_name, r) for r in data.run_requests or []]
-    results: list[dict] = []
-    sensor = defs.resolve_sensor_def("parents_loaded")
-    cursor = None
-    while requests:
-        results += _execute(defs, instance, requests, max_runs)
-        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                definitions=defs))
-        cursor = result.cursor
-        requests = [(r.job_name, r) for r in result.run_requests or []]
-    return results
+    night = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    if night > dt.datetime.now(dt.UTC):  # the shipped cron, 0 2 * * * UTC: the last tick
+        night -= dt.timedelta(days=1)
+    at, cursor, results = night - dt.timedelta(minutes=1), None, []
+    while True:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                   evaluation_time=at)
+        cursor, at = result.cursor, at + dt.timedelta(minutes=1)
+        requests = [(f"load_{key.path[-1]}", p) for key in defs.resolve_all_asset_keys()
+                    if key.path[0] == "core" for p in sorted(
+                        result.get_requested_partitions(key))]  # a sync's job: asset + checks
+        if requests:
+            results += _execute(defs, instance, requests, max_runs)
+        elif at > night + dt.timedelta(minutes=1):  # the tick has been evaluated
+            return results
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance,
-             requests: list[tuple[str | None, dg.RunRequest]], max_runs: int
-             ) -> list[dict]:
+             requests: list[tuple[str, str | None]], max_runs: int) -> list[dict]:
     """Each run in a worker process of its own, like the run launcher's run workers."""
     home = instance.root_directory
-    args = [(job or "", r.partition_key, dict(r.tags), home) for job, r in requests]
+    args = [(job, partition, {"dc_to_core/trigger": "sync_automation"}, home)
+            for job, partition in requests]
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max_runs, mp_context=ctx,
                              initializer=_worker_init, initargs=(dict(_SETTINGS),)) as pool:

@@ -141,7 +141,7 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
     from .strategies import SEEDS
 
     description = {"ceiling": "every row in one submission, pre-sorted by parent, no faults",
-                   "dc_to_core": "the pipeline, all partitions as the nightly schedule runs "
+                   "dc_to_core": "the pipeline, all partitions as the nightly automation runs "
                                  "them", "plain script": "one upsert of all rows in source "
                                                          "order, no retries",
                    **{s.name: s.description for s in SEEDS}}[name]
