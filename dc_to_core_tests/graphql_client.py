@@ -183,7 +183,7 @@ class DagsterUI:
     def runs(self, **tags: str) -> list[dict]:
         data = self.query("""query($f: RunsFilter) { runsOrError(filter: $f, limit: 500) {
             __typename ... on Runs { results { runId jobName status creationTime endTime
-              assetSelection { path } tags { key value } } } ... on PythonError { ...PyErr } } }""",
+              assets { key { path } } tags { key value } } } ... on PythonError { ...PyErr } } }""",
                           f={"tags": [{"key": k, "value": v} for k, v in tags.items()]})
         runs = self.unwrap(data["runsOrError"], "Runs")["results"]
         for r in runs:

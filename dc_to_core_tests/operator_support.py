@@ -158,11 +158,9 @@ def plan(env: dict[str, str], partitions: dict[str, int]) -> None:
 
 
 def start_stack(work: Path, pg: dict[str, str], spec: SeedSpec, partitions: dict[str, int],
-                profile: str = "fast", extra_env: dict[str, str] | None = None,
-                before_daemon: Callable[[OperatorStack], None] | None = None
+                profile: str = "fast", extra_env: dict[str, str] | None = None
                 ) -> OperatorStack:
-    """Seed an org, start it, plan the syncs, then the webserver and (after
-    ``before_daemon``, e.g. stopping a schedule) the daemon."""
+    """Seed an org, start it, plan the syncs, then the webserver and the daemon."""
     report = seed_org(work, spec)
     emulator = spawn_emulator(work / "org", "--profile", profile)
     try:
@@ -181,8 +179,6 @@ def start_stack(work: Path, pg: dict[str, str], spec: SeedSpec, partitions: dict
         wait_for("the webserver to answer", lambda: httpx.get(
             f"{stack.webserver_url}/server_info", timeout=5).status_code == 200, 180,
             alive=stack.alive)
-        if before_daemon is not None:
-            before_daemon(stack)
         stack.spawn("daemon", script("dagster-daemon"), "run", "-w",
                     str(ROOT / "workspace.yaml"))
     except BaseException:

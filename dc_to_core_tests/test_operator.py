@@ -130,7 +130,8 @@ def automated(ui: DagsterUI) -> list[dict]:
 
 
 def asset_of(run: dict) -> str:
-    (asset,) = {"/".join(a["path"]) for a in run["assetSelection"]}
+    """The one asset the run loads (it fails on a run of several)."""
+    (asset,) = {"/".join(a["key"]["path"]) for a in run["assets"]}
     return asset
 
 

@@ -77,19 +77,17 @@ def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
         schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in names]))
 
 
-def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
-                 condition: dg.AutomationCondition | None = None
+def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
                  ) -> list[dg.AssetChecksDefinition]:
     """The four checks of a sync, partitioned like its asset (a preview feature of Dagster
-    1.13 that works as documented for one-partition runs; its warning is silenced here),
-    requested by declarative automation under ``condition``."""
+    1.13 that works as documented for one-partition runs; its warning is silenced here).
+    They have no automation condition: they run with the load of their partition."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return _build_checks(spec, plan, partitions, condition)
+        return _build_checks(spec, plan, partitions)
 
 
-def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
-                  condition: dg.AutomationCondition | None
+def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
                   ) -> list[dg.AssetChecksDefinition]:
     key = asset_key(spec)
     fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
@@ -121,7 +119,6 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         return core_reads.get(context.run.run_id, ("core", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
-                    automation_condition=condition,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
     def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                          bulk: BulkApiResource, settings: PipelineSettings
@@ -146,7 +143,6 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                    severity=dg.AssetCheckSeverity.ERROR)
 
     @dg.asset_check(asset=key, name="no_quarantined_rows", partitions_def=partitions,
-                    automation_condition=condition,
                     description="The partition loaded without quarantining any row.")
     def no_quarantined_rows(context: dg.AssetCheckExecutionContext,
                             settings: PipelineSettings) -> dg.AssetCheckResult:
@@ -159,7 +155,6 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                    severity=dg.AssetCheckSeverity.WARN)
 
     @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
-                    automation_condition=condition,
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
                                   bulk: BulkApiResource) -> dg.AssetCheckResult:
@@ -173,7 +168,6 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                    severity=dg.AssetCheckSeverity.ERROR)
 
     @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
-                    automation_condition=condition,
                     description="Mapped fields in Core equal the Data Cloud values (checksum).")
     def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                      bulk: BulkApiResource, settings: PipelineSettings

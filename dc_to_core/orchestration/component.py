@@ -19,7 +19,7 @@ from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
 from .assets import build_sync_asset
 from .checks import build_checks
-from .conditions import check_condition, sync_condition
+from .conditions import sync_condition
 from .sources import source_asset, source_key
 
 
@@ -135,7 +135,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         sync = dg.Definitions(assets=[asset]).map_asset_specs(func=lambda a: a.replace_attributes(
             freshness_policy=freshness, automation_condition=condition))
         return dg.Definitions.merge(sync, dg.Definitions(  # one source asset per object
-            assets=sources, asset_checks=build_checks(spec, plan, parts, check_condition())))
+            assets=sources, asset_checks=build_checks(spec, plan, parts)))
 
 
 def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None) -> SyncSet:

@@ -11,7 +11,8 @@ A partition of a sync is requested when no run is loading it and either
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent is being loaded (a child reads its parents' external ids in Core).
 
-The checks of a partition run in the run that loads it.
+The checks have no condition of their own, so they ride along: they run in the run that loads
+their partition (a condition on a check would make it a run, or a backfill, of its own).
 """
 
 import dagster as dg
@@ -34,8 +35,3 @@ def sync_condition(source: dg.AssetKey, cron: str, timezone: str) -> dg.Automati
         "changed in Data Cloud")
     return ((nightly | changed) & ~AC.in_progress().with_label("not being loaded")
             ).with_label("dc_to_core sync")
-
-
-def check_condition() -> dg.AutomationCondition:
-    """A check runs in the run that loads its partition."""
-    return AC.any_deps_match(AC.will_be_requested()).with_label("with the load")
