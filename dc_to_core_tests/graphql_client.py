@@ -221,10 +221,3 @@ class DagsterUI:
         data = self.query("""query($k: String!) { instance { concurrencyLimit(
             concurrencyKey: $k) { claimedSlots { runId stepKey } } } }""", k=pool)
         return data["instance"]["concurrencyLimit"]["claimedSlots"]
-
-    # -- sensors -----------------------------------------------------------------------------
-    def sensor_ticks(self, name: str) -> list[dict]:
-        data = self.query("""query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
-            __typename ... on Sensor { sensorState { ticks(limit: 50) { status runIds runKeys
-              skipReason timestamp } } } } }""", s=self.selector("sensor", name))
-        return self.unwrap(data["sensorOrError"], "Sensor")["sensorState"]["ticks"]

@@ -22,6 +22,8 @@ import yaml
 
 from ..emulator.credentials import DEFAULT_CLIENT_SECRET
 from ..orchestration import dagster_fixes
+from ..orchestration.assets import asset_key
+from ..orchestration.automation import TRIGGER, job_name
 from ..orchestration.project import QUIET, build_definitions
 from ..orchestration.resources import resources_from_env
 from ..sync.plan import compute_plan, save_plan
@@ -37,6 +39,7 @@ def environment(org: BenchOrg, work: Path) -> dict[str, str]:
     return {"DC_TO_CORE_LOGIN_URL": org.url, "DC_TO_CORE_CA_BUNDLE": str(org.ca_file),
             "DC_TO_CORE_STATE_DIR": str(work / "state"),
             "DC_TO_CORE_TIME_SCALE": str(org.time_scale),
+            "DC_TO_CORE_NIGHTLY_CRON": "0 2 * * *", "DC_TO_CORE_TIMEZONE": "UTC",
             "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
 
 
@@ -63,16 +66,16 @@ def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int 
     they request, until they request nothing more."""
     max_runs = max_runs or max_concurrent_runs()
     night = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
-    if night > dt.datetime.now(dt.UTC):  # the shipped cron, 0 2 * * * UTC: the last tick
+    if night > dt.datetime.now(dt.UTC):  # the last tick of the cron ``environment`` sets
         night -= dt.timedelta(days=1)
+    jobs = {asset_key(s): job_name(s) for s in load_syncs().ordered()}
     at, cursor, results = night - dt.timedelta(minutes=1), None, []
     while True:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
                                                    evaluation_time=at)
         cursor, at = result.cursor, at + dt.timedelta(minutes=1)
-        requests = [(f"load_{key.path[-1]}", p) for key in defs.resolve_all_asset_keys()
-                    if key.path[0] == "core" for p in sorted(
-                        result.get_requested_partitions(key))]  # a sync's job: asset + checks
+        requests = [(job, p) for key, job in jobs.items()  # a sync's job: its asset + checks
+                    for p in sorted(result.get_requested_partitions(key))]
         if requests:
             results += _execute(defs, instance, requests, max_runs)
         elif at > night + dt.timedelta(minutes=1):  # the tick has been evaluated
@@ -83,7 +86,7 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance,
              requests: list[tuple[str, str | None]], max_runs: int) -> list[dict]:
     """Each run in a worker process of its own, like the run launcher's run workers."""
     home = instance.root_directory
-    args = [(job, partition, {"dc_to_core/trigger": "sync_automation"}, home)
+    args = [(job, partition, {TRIGGER: "sync_automation"}, home)
             for job, partition in requests]
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max_runs, mp_context=ctx,

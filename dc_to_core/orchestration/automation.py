@@ -27,11 +27,11 @@ from .alerts import AlertChannels, failed_checks, failed_runs, notification_sens
 from .assets import asset_key
 from .component import project_syncs
 from .resources import DataCloudResource
-from .sources import range_state, source_key
+from .sources import range_state, source_key, source_owner
 
 AssetJob = Any  # what dg.define_asset_job returns (its class is not exported)
 TRIGGER = "dc_to_core/trigger"
-DATA_VERSION = "dagster/data_version"  # the observation tag Dagster reads data versions from
+DATA_VERSION = "dagster/data_version"  # the tag Dagster reads an observation's version from
 
 
 def job_name(spec: SyncSpec) -> str:
@@ -56,6 +56,13 @@ def sync_automation(syncs: SyncSet, interval_s: int = 30) -> dg.AutomationCondit
                     "Data Cloud (conditions.py).")
 
 
+def _loading(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> bool:
+    """Whether the latest run planned to load the partition has not ended."""
+    planned = instance.get_latest_planned_materialization_info(key, partition)
+    run = instance.get_run_by_id(planned.run_id) if planned else None
+    return run is not None and not run.is_finished
+
+
 def _recorded_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
                       ) -> str | None:
     record = instance.get_latest_data_version_record(key, is_source=True,
@@ -66,9 +73,10 @@ def _recorded_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition:
 
 def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
                           interval_s: int = 300) -> dg.SensorDefinition:
-    """Observes each watched Data Cloud range; records a data version only when it changed."""
-    observed = [s for s in syncs.ordered() if s.modified
-                and min(r.name for r in syncs.syncs.values() if r.source == s.source) == s.name]
+    """Observes each watched Data Cloud range; records a data version only when it changed,
+    and for a partition being loaded only once its run has ended (the run may have read the
+    range before the change: the version recorded after it makes the automation load it)."""
+    observed = [s for s in syncs.ordered() if s.modified and source_owner(syncs, s) == s]
 
     @dg.sensor(name="source_changes", minimum_interval_seconds=interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -78,7 +86,7 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
     def sensor(context: dg.SensorEvaluationContext, datacloud: DataCloudResource
                ) -> dg.SensorResult:
         seen: dict[str, str] = json.loads(context.cursor or "{}")
-        events, problems = [], []
+        events, problems, deferred = [], [], []
         for spec in observed:
             key = source_key(spec)
             for r in plans[spec.name].ranges:
@@ -91,12 +99,19 @@ def source_changes_sensor(syncs: SyncSet, plans: dict[str, PartitionPlan],
                     continue
                 slot = f"{key.to_user_string()}/{r.key}"
                 known = seen.get(slot) or _recorded_version(context.instance, key, r.key)
-                seen[slot] = version
                 if known == version:
+                    seen[slot] = version
                     continue
+                if _loading(context.instance, asset_key(spec), r.key):
+                    deferred.append(f"{spec.name} {r.key}")  # look again once it has ended
+                    continue
+                seen[slot] = version
                 events.append(dg.AssetObservation(key, partition=r.key, metadata=meta,
                                                   tags={DATA_VERSION: version}))
-        skip = None if events else "; ".join(["no range changed", *problems])
+        skip = None if events else "; ".join([
+            "no range changed" if not deferred else
+            f"changed while being loaded, recorded once the run ends: {', '.join(deferred)}",
+            *problems])
         return dg.SensorResult(asset_events=events, cursor=json.dumps(seen), skip_reason=skip)
 
     return sensor

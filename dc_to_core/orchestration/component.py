@@ -11,8 +11,10 @@ way the error names the file, the line and the key.
 import datetime as dt
 import os
 import textwrap
+import zoneinfo
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string  # Dagster's own cron check
 from pydantic import BaseModel, PrivateAttr
 
 from ..sync.plan import load_plan, plans_dir
@@ -20,7 +22,7 @@ from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
 from .assets import build_sync_asset
 from .checks import build_checks
 from .conditions import sync_condition
-from .sources import source_asset, source_key
+from .sources import source_asset, source_key, source_owner
 
 
 class KeyMap(dg.Model):
@@ -121,14 +123,14 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         plan = load_plan(spec, plans_dir())
         parts = dg.StaticPartitionsDefinition(plan.keys)
         parent = syncs.syncs[spec.parent.sync] if spec.parent else None
-        readers = sorted(s.name for s in syncs.syncs.values() if s.source == spec.source)
-        first_reader = load_plan(syncs.syncs[readers[0]], plans_dir())  # its partitions
-        asset = build_sync_asset(spec, plan, parts, parent,
-                                 source_partitioned_alike=first_reader.keys == plan.keys)
-        sources = [source_asset(spec, plan, parts)] if readers[0] == spec.name else []
-        tz = os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
-        cron = self.nightly_cron or os.environ.get("DC_TO_CORE_NIGHTLY_CRON", "0 2 * * *")
-        condition = sync_condition(source_key(spec), cron, tz)
+        owner = source_owner(syncs, spec)
+        alike = owner.source_key == spec.source_key and (
+            load_plan(owner, plans_dir()).ranges == plan.ranges)
+        asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike)
+        sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
+        tz, cron = self.night(context, parent)
+        condition = sync_condition(source_key(spec), cron, tz,
+                                   watched=bool(spec.modified and owner.modified))
         freshness = dg.FreshnessPolicy.cron(
             deadline_cron=self.fresh_by_cron,
             lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours), timezone=tz)
@@ -136,6 +138,44 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
             freshness_policy=freshness, automation_condition=condition))
         return dg.Definitions.merge(sync, dg.Definitions(  # one source asset per object
             assets=sources, asset_checks=build_checks(spec, plan, parts)))
+
+    def night(self, context: dg.ComponentLoadContext, parent: SyncSpec | None
+              ) -> tuple[str, str]:
+        """(timezone, cron) of this sync's night, checked: a bad value is named where it is
+        set, and a child's night is its parent's (it waits for the parent's loads of the
+        night, so a later cron of its own would never see them)."""
+        tz = os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise dg.DagsterInvalidDefinitionError(
+                f"DC_TO_CORE_TIMEZONE={tz!r} is not a timezone; use an IANA name such as "
+                "Europe/Paris or UTC") from None
+        cron = nightly_cron(self)
+        if not is_valid_cron_string(cron) and not self.nightly_cron:
+            raise dg.DagsterInvalidDefinitionError(
+                f"DC_TO_CORE_NIGHTLY_CRON={cron!r} is not a cron expression; use five fields "
+                "such as '0 2 * * *' (02:00 every day)")
+        if not is_valid_cron_string(cron):
+            raise yaml_error(context, SyncConfigError(
+                f"{self._file}: nightly_cron {cron!r} is not a cron expression; use five "
+                "fields such as '0 2 * * *' (02:00 every day)", ("nightly_cron",),
+                f"{cron!r} is not a cron expression"))
+        if parent is not None:
+            theirs = next(c for c in context.component_tree.get_all_components(SalesforceSync)
+                          if c.name == parent.name)
+            if nightly_cron(theirs) != cron:
+                raise yaml_error(context, SyncConfigError(
+                    f"{self._file}: nightly_cron {cron!r} differs from parent sync "
+                    f"{parent.name}'s {nightly_cron(theirs)!r}; a child's night is its "
+                    "parent's (it starts once the parent's partitions of the night are "
+                    "loaded): remove it or make them equal", ("nightly_cron",),
+                    "a child's nightly_cron must equal its parent's"))
+        return tz, cron
+
+
+def nightly_cron(sync: "SalesforceSync") -> str:
+    return sync.nightly_cron or os.environ.get("DC_TO_CORE_NIGHTLY_CRON", "0 2 * * *")
 
 
 def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None) -> SyncSet:

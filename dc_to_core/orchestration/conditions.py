@@ -9,7 +9,8 @@ A partition of a sync is requested when no run is loading it and either
   ``AllPartitionMapping`` a child waits for all of them here); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
-  night), and no parent is being loaded (a child reads its parents' external ids in Core).
+  night), and no parent partition is being loaded or failed its latest run (a child resolves
+  its parents' external ids in Core). A sync without a last-modified column has no such part.
 
 The checks have no condition of their own, so they ride along: they run in the run that loads
 their partition (a condition on a check would make it a run, or a backfill, of its own).
@@ -20,18 +21,23 @@ import dagster as dg
 AC = dg.AutomationCondition
 
 
-def sync_condition(source: dg.AssetKey, cron: str, timezone: str) -> dg.AutomationCondition:
-    """The condition of a sync's asset whose Data Cloud object is ``source``."""
+def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool = True
+                   ) -> dg.AutomationCondition:
+    """The condition of a sync's asset whose Data Cloud object is ``source`` (``watched``:
+    the sync has a last-modified column, so its changes are followed)."""
     data_cloud = dg.AssetSelection.assets(source)
     tick = AC.cron_tick_passed(cron, timezone)
-    parents_tonight = ~AC.any_deps_match(
-        ~(AC.newly_updated().since(tick) | AC.will_be_requested())).ignore(data_cloud)
-    nightly = (AC.in_latest_time_window() & tick.since_last_handled()
+    parents_tonight = ~AC.any_deps_match(~AC.newly_updated().since(tick)).ignore(data_cloud)
+    nightly = (tick.since_last_handled()
                & parents_tonight.with_label("every parent partition loaded since the tick")
                ).with_label(f"nightly ({cron}, {timezone})")
+    not_loading = ~AC.in_progress().with_label("not being loaded")
+    if not watched:
+        return (nightly & not_loading).with_label("dc_to_core sync")
     source_changed = AC.any_deps_updated().allow(data_cloud).since(
         AC.newly_requested() | AC.newly_updated()).with_label("Data Cloud range changed")
-    changed = (source_changed & ~AC.missing() & ~AC.any_deps_in_progress()).with_label(
+    parents_settled = ~AC.any_deps_match(AC.in_progress() | AC.execution_failed()).ignore(
+        data_cloud).with_label("no parent partition loading or failed")
+    changed = (source_changed & ~AC.missing() & parents_settled).with_label(
         "changed in Data Cloud")
-    return ((nightly | changed) & ~AC.in_progress().with_label("not being loaded")
-            ).with_label("dc_to_core sync")
+    return ((nightly | changed) & not_loading).with_label("dc_to_core sync")

@@ -13,7 +13,7 @@ import dagster as dg
 
 from ..salesforce.errors import SalesforceError
 from ..sync.plan import KeyRange, PartitionPlan
-from ..sync.spec import SyncSpec
+from ..sync.spec import SyncSet, SyncSpec
 from .resources import DataCloudResource
 
 UNWATCHED = "unwatched"  # the data version of a sync without a last-modified column
@@ -22,6 +22,13 @@ UNWATCHED = "unwatched"  # the data version of a sync without a last-modified co
 def source_key(spec: SyncSpec) -> dg.AssetKey:
     """The Data Cloud object a sync reads, as the upstream asset of its Core object."""
     return dg.AssetKey(["datacloud", spec.source])
+
+
+def source_owner(syncs: SyncSet, spec: SyncSpec) -> SyncSpec:
+    """The sync whose partitions and last-modified column ``datacloud/<object>`` takes, of
+    those reading ``spec``'s object: the first by name that has a last-modified column."""
+    readers = [s for s in syncs.syncs.values() if s.source == spec.source]
+    return min(readers, key=lambda s: (s.modified is None, s.name))
 
 
 def range_state(datacloud: DataCloudResource, spec: SyncSpec, r: KeyRange
@@ -44,8 +51,8 @@ def source_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsD
     @dg.observable_source_asset(
         key=source_key(spec), partitions_def=partitions, group_name="datacloud",
         tags={"dagster/kind/salesforce": ""},
-        description=f"The Data Cloud object {spec.source}, read by sync {spec.name} (keyset "
-                    f"pages by {spec.source_key}); each partition's data version follows "
+        description=f"The Data Cloud object {spec.source}, partitioned by {spec.source_key} "
+                    f"ranges like sync {spec.name}; each partition's data version follows "
                     f"the range's row count and latest {spec.modified or '(not watched)'}.")
     def observe(context: dg.AssetExecutionContext, datacloud: DataCloudResource
                 ) -> dg.DataVersionsByPartition:

@@ -125,23 +125,55 @@ def test_a_changed_range_requests_only_its_partition(project):
         assert auto.tick() == {}  # requested once
 
 
-def test_a_partition_that_is_loading_is_requested_only_after_its_run_ends(project):
+def test_a_change_while_its_partition_loads_is_loaded_after_the_run(project):
+    """The run may have read the range before the change: the change is recorded, and its
+    partition requested, once the run has ended (here it succeeds)."""
     with dg.instance_for_test() as instance:
         auto = loaded_and_watched(project, instance)
         nightly = started_run(project, instance, "Opportunity", "p00")
         touch(project, "OPP-000000005")
-        auto.observe()
+        waiting = auto.observe()
+        assert not waiting.asset_events
+        assert waiting.skip_reason.skip_message == (
+            "changed while being loaded, recorded once the run ends: Opportunity p00")
+        assert auto.tick() == {}
+        instance.report_run_canceled(nightly)  # it ends, and a later run loads the partition:
+        assert project.run("Opportunity", "p00", instance).success
+        assert auto.tick() == {}
+        assert [e.partition for e in auto.observe().asset_events] == ["p00"]
+        assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]
+
+
+def test_a_changed_partition_being_loaded_is_requested_only_after_its_run_ends(project):
+    with dg.instance_for_test() as instance:
+        auto = loaded_and_watched(project, instance)
+        touch(project, "OPP-000000005")
+        auto.observe()  # recorded before the run started
+        nightly = started_run(project, instance, "Opportunity", "p00")
         assert auto.tick() == {}
         instance.report_run_canceled(nightly)
+        assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]
+
+
+def test_a_changed_child_waits_while_a_parent_partition_failed(project, monkeypatch):
+    with dg.instance_for_test() as instance:
+        auto = loaded_and_watched(project, instance)
+        monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "wrong-secret")
+        assert not project.run("Account", "p01", instance).success
+        monkeypatch.undo()
+        touch(project, "OPP-000000007", "2026-12-02T00:00:00.000+00:00")
+        auto.observe()
+        assert auto.tick() == {}
+        assert project.run("Account", "p01", instance).success
         assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]
 
 
 def test_a_changed_child_waits_while_a_parent_partition_is_loading(project):
     with dg.instance_for_test() as instance:
         auto = loaded_and_watched(project, instance)
-        backfill = started_run(project, instance, "Account", "p01")
         touch(project, "OPP-000000007", "2026-12-02T00:00:00.000+00:00")
         auto.observe()
+        backfill = started_run(project, instance, "Account", "p01")
         assert auto.tick() == {}
         instance.report_run_canceled(backfill)
         assert auto.tick()[OPPORTUNITY.to_user_string()] == ["p00"]

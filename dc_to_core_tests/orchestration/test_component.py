@@ -109,13 +109,22 @@ def test_scheduling_attributes_are_component_attributes_not_sync_keys(tmp_path):
     root = project_copy(tmp_path)
     break_yaml(root, "  owners:", "  fresh_by_cron: 30 5 * * *\n  fresh_within_hours: 3\n"
                "  nightly_cron: 15 1 * * *\n  owners:")
+    mismatch = run(root, script("dg"), "check", "defs")
+    said = mismatch.stdout + mismatch.stderr
+    assert mismatch.returncode != 0
+    assert "opportunity/defs.yaml:" in said and "attributes.nightly_cron" in said, said[-3000:]
+    assert "differs from parent sync Account's '0 2 * * *'" in said, said[-3000:]
+    account = root / "dc_to_core/defs/account/defs.yaml"
+    account.write_text(account.read_text().rstrip() + "\n  nightly_cron: 15 1 * * *\n")
     assert run(root, script("dg"), "check", "defs").returncode == 0
     probe = ("import dagster as dg; from dc_to_core.sync.spec import load_syncs; "
              "from dc_to_core.orchestration.project import build_definitions; "
              "print(sorted(load_syncs().syncs)); print(build_definitions().resolve_asset_graph()"
              ".get(dg.AssetKey(['core', 'Opportunity'])).freshness_policy.deadline_cron); "
-             "print(build_definitions().resolve_asset_graph().get(dg.AssetKey(['core', "
-             "'Opportunity'])).automation_condition.children[0].children[0].get_label())")
+             "f = lambda c: [c.get_label(), *(x for k in c.children for x in f(k))]; "
+             "print(next(x for x in f(build_definitions().resolve_asset_graph().get("
+             "dg.AssetKey(['core', 'Opportunity'])).automation_condition) "
+             "if x and x.startswith('nightly')))")
     listed = run(root, sys.executable, "-c", probe)
     assert listed.stdout.split("\n")[-4:-1] == ["['Account', 'Opportunity']", "30 5 * * *",
                                                 "nightly (15 1 * * *, UTC)"], \
