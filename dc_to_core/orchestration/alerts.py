@@ -12,14 +12,16 @@ threshold, by email and/or to a Slack or Teams incoming webhook, configured by e
 - ``DC_TO_CORE_ALERT_WEBHOOK_URL``: a Slack or Teams incoming webhook (unset: none).
 - ``DC_TO_CORE_ALERT_QUARANTINE_SHARE``: alert when a partition quarantines more than this
   share of its rows (0.01).
+- ``DC_TO_CORE_ALERT_QUEUED_MINUTES``: alert when a run has been queued this long (60).
 - ``DC_TO_CORE_WEBSERVER_URL``: the UI's base URL, for links in the alerts.
 
 Failed runs go through Dagster's own ``make_email_on_run_failure_sensor`` (email with a
 login; Dagster's always logs in, so without a password a ``run_failure_sensor`` of ours
 sends it) and a ``run_failure_sensor`` that posts to the webhook; checks and quarantine
 shares, which Dagster has no notification sensor for, go through the same two channels
-from ``failed_checks``. Every alert is also written to the run's log and as an ``alert``
-observation on the partition.
+from ``failed_checks``, and so does a stuck queue (``stuck_queue``: runs queued too long, with
+the pool slots held by runs that have ended). Every alert is also written to the run's log
+and as an ``alert`` observation on the partition.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class AlertChannels:
     smtp_user: str = ""
     webhook_url: str = ""
     quarantine_share: float = 0.01
+    queued_minutes: float = 60.0
     webserver_url: str = ""
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -67,7 +70,8 @@ class AlertChannels:
                                                               else 587)),
             smtp_type=smtp_type, smtp_user=env.get("DC_TO_CORE_SMTP_USER", sender),
             webhook_url=env.get("DC_TO_CORE_ALERT_WEBHOOK_URL", ""),
-            quarantine_share=float(env.get("DC_TO_CORE_ALERT_QUARANTINE_SHARE", "0.01")),
+            quarantine_share=_number(env, "DC_TO_CORE_ALERT_QUARANTINE_SHARE", "0.01"),
+            queued_minutes=_number(env, "DC_TO_CORE_ALERT_QUEUED_MINUTES", "60"),
             webserver_url=env.get("DC_TO_CORE_WEBSERVER_URL", "").rstrip("/"), env=env)
 
     def password(self) -> str:
@@ -128,6 +132,17 @@ def post_webhook(url: str, text: str) -> None:
                            ) from None
     if response.status_code >= 300:
         raise WebhookError(f"alert webhook at {host} answered {response.status_code}")
+
+
+def _number(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValueError(f"{name} must be a number of at least 0, got {raw!r}")
+    return value
 
 
 def _warn(log: object | None, message: str) -> None:
@@ -259,3 +274,52 @@ def failed_checks(context: dg.RunStatusSensorContext) -> None:
            [(k, p) for k, p, _, _ in quarantined])
     channels.send(f"dc_to_core: {len(lines)} problem(s) in run {run.run_id} ({run.job_name})",
                   "\n".join(lines) + channels.run_link(run.run_id), context.log)
+
+
+def _slots_of_ended_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Pool slots claimed by runs that have ended: nothing gives them back but run monitoring
+    (``free_slots_after_run_end_seconds``) or an operator."""
+    storage = instance.event_log_storage
+    held = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        for claim in storage.get_concurrency_info(pool).claimed_slots:
+            run = instance.get_run_by_id(claim.run_id)
+            if run is None or run.is_finished:
+                held.append(f"{pool} slot held by run {claim.run_id} ({claim.step_key}), "
+                            f"which {'ended ' + run.status.value if run else 'is gone'}")
+    return held
+
+
+@dg.sensor(name="stuck_queue", minimum_interval_seconds=300,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Alerts when runs have been queued longer than "
+                       "DC_TO_CORE_ALERT_QUEUED_MINUTES, naming pool slots held by ended runs.")
+def stuck_queue(context: dg.SensorEvaluationContext) -> dg.SkipReason | None:
+    channels = AlertChannels.from_env()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=channels.queued_minutes)
+    queued = context.instance.get_run_records(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.QUEUED], created_before=since))
+    alerted = set(context.cursor.split(",")) if context.cursor else set()
+    new = [r for r in queued if r.dagster_run.run_id not in alerted]
+    context.update_cursor(",".join(r.dagster_run.run_id for r in queued))  # still queued
+    if not new:
+        return dg.SkipReason(f"{len(queued)} run(s) queued longer than "
+                             f"{channels.queued_minutes:g} min, none new")
+    oldest = min(queued, key=lambda r: r.create_timestamp)
+    held = _slots_of_ended_runs(context.instance)
+    lines = [f"{len(queued)} run(s) queued longer than {channels.queued_minutes:g} min; the "
+             f"oldest, {oldest.dagster_run.run_id} ({oldest.dagster_run.job_name}), since "
+             f"{oldest.create_timestamp.isoformat(timespec='seconds')}.",
+             *held,
+             "Free those slots (Deployment > Concurrency in the UI) and turn on run monitoring "
+             "with free_slots_after_run_end_seconds (dagster.yaml)." if held else
+             "No slot is held by an ended run: the runs ahead of them are still running (a "
+             "night larger than max_concurrent_runs and the pools allow, or a hung run)."]
+    message = " ".join(lines)
+    context.log.error(message)
+    for record in new:
+        context.instance.report_engine_event(f"dc_to_core alert: {message}",
+                                             dagster_run=record.dagster_run)
+    channels.send(f"dc_to_core: {len(queued)} run(s) stuck in the queue", "\n".join(lines),
+                  context.log)
+    return None

@@ -8,6 +8,7 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from ..salesforce.errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
+from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass
 from ..sync.outcome import account, save_extract
 from ..sync.plan import PartitionPlan
@@ -75,6 +77,29 @@ def operator_errors(what: str) -> Iterator[None]:
                          "unreachable, check the network and re-run the partition.") from None
 
 
+STALE_LEASE = dt.timedelta(hours=12)  # run monitoring's max_runtime_seconds: no run is longer
+
+
+def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource, spec: SyncSpec
+                   ) -> None:
+    """Make this run the one loading the partition, or fail at once naming the run that is
+    (two runs of one partition would load its rows twice and both claim them)."""
+    def ended(lease: Lease) -> bool:
+        run = context.instance.get_run_by_id(lease.run_id)
+        if run is None:  # a run of another instance (a CLI run): trust it until it is stale
+            since = dt.datetime.fromisoformat(lease.acquired_at)
+            return dt.datetime.now(dt.UTC) - since > STALE_LEASE
+        return run.is_finished
+
+    held = ledger.acquire(spec.name, context.partition_key, context.run_id, ended)
+    if held is not None:
+        raise dg.Failure(
+            f"{spec.name} {context.partition_key} is being loaded by run {held.run_id} (since "
+            f"{held.acquired_at}); this run stops so the partition is not loaded twice. Re-run "
+            "it once that run has ended (a run that ended, however it ended, gives the "
+            "partition up).", allow_retries=False)
+
+
 def _stats(table: pa.Table) -> LoadStats:
     raw = (table.schema.metadata or {}).get(STATS)
     if not raw:
@@ -102,7 +127,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
            ins={"source": dg.In(dg.Nothing),
                 **({"after": dg.In(dg.Nothing)} if parent else {})},
            description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
-    def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource) -> pa.Table:
+    def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource,
+                ledger: LedgerResource) -> pa.Table:
+        hold_partition(context, ledger, spec)
         r = plan.range(context.partition_key)
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
@@ -130,6 +157,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
              ready: pa.Table) -> pa.Table:
+        hold_partition(context, ledger, spec)  # a retry from failure may start here
         stats = LoadStats()
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
             outcome = load_round(target(context, bulk, ledger, ready), ready, 0, stats)
@@ -182,6 +210,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                              "failed partitions) when the org is quieter.", metadata=meta,
                              allow_retries=False)
         _cleanup(settings, context.run_id)
+        ledger.release(spec.name, context.partition_key, context.run_id)
         yield dg.Output(None, metadata=meta)
 
     def wire(source: object) -> object:

@@ -23,7 +23,13 @@ import dagster as dg
 from ..salesforce.errors import SalesforceError
 from ..sync.plan import PartitionPlan, load_plan, plans_dir
 from ..sync.spec import SyncSet, SyncSpec
-from .alerts import AlertChannels, failed_checks, failed_runs, notification_sensors
+from .alerts import (
+    AlertChannels,
+    failed_checks,
+    failed_runs,
+    notification_sensors,
+    stuck_queue,
+)
 from .assets import asset_key
 from .component import project_syncs
 from .resources import DataCloudResource
@@ -134,5 +140,6 @@ class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
         every = self.automation_interval_s or int(os.environ.get(
             "DC_TO_CORE_AUTOMATION_INTERVAL_S", "30"))
         sensors = [sync_automation(syncs, every), source_changes_sensor(syncs, plans, change),
-                   failed_runs, failed_checks, *notification_sensors(AlertChannels.from_env())]
+                   failed_runs, failed_checks, stuck_queue,
+                   *notification_sensors(AlertChannels.from_env())]
         return dg.Definitions(jobs=list(sync_jobs(syncs).values()), sensors=sensors)

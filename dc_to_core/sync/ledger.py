@@ -1,4 +1,5 @@
-"""The load ledger: which Bulk jobs a partition's load has submitted, for which rows.
+"""The load ledger: which Bulk jobs a partition's load has submitted, for which rows, and
+which run is loading each partition (its lease).
 
 A load op records each job right after closing it. When the op is retried (in the same run,
 or by a run retry after its process was killed), it finds the jobs already submitted for the
@@ -6,11 +7,18 @@ same prepared rows (same fingerprint) and collects them instead of uploading aga
 retried on another host must find them, so in production the ledger lives in a database
 every run worker reaches (the Dagster instance's PostgreSQL by default); SQLite in the state
 dir for the embedded instance.
+
+A partition is loaded by one run at a time: a load takes the partition's lease first and
+gives it back when the partition is accounted for. A second run finds the lease held and is
+told which run holds it; a lease whose run has ended (failed, killed, canceled) passes to the
+next run that asks, so a run retry resumes where the crashed run stopped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, PrivateAttr
@@ -32,6 +40,22 @@ LEDGER = sa.Table(
     sa.Column("submitted_at", sa.String(32), nullable=False),
 )
 
+LEASE = sa.Table(
+    "dc_to_core_partition_lease", _META,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("partition_key", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("acquired_at", sa.String(32), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a partition's lease, since when."""
+
+    run_id: str
+    acquired_at: str
+
 
 class Ledger(BaseModel):
     """Where submitted jobs are recorded: a SQLAlchemy URL."""
@@ -52,8 +76,15 @@ class Ledger(BaseModel):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = sa.create_engine(self.engine_url())
-            _META.create_all(self._engine)
+            engine = sa.create_engine(self.engine_url())
+            for attempt in range(3):
+                try:
+                    _META.create_all(engine)
+                    break
+                except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                    if attempt == 2:  # two workers creating the tables at once on PostgreSQL:
+                        raise         # the loser sees them on its next look
+            self._engine = engine
         return self._engine
 
     def record(self, sync: str, partition: str, fingerprint: str, round_: int,
@@ -89,3 +120,47 @@ class Ledger(BaseModel):
             conn.execute(LEDGER.delete().where(
                 LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,
                 LEDGER.c.fingerprint == fingerprint, LEDGER.c.job_id == job_id))
+
+    def acquire(self, sync: str, partition: str, run_id: str,
+                ended: Callable[[Lease], bool]) -> Lease | None:
+        """Take the partition's lease for ``run_id``: None once it is this run's, else the
+        lease of the run that is still loading it (``ended(lease)`` tells whether its run has
+        ended; the lease of one that has passes to this run)."""
+        now = dt.datetime.now(dt.UTC).isoformat()
+        key = (LEASE.c.sync == sync) & (LEASE.c.partition_key == partition)
+        for _attempt in range(3):  # a race with another run taking it is decided by the row
+            with self.engine().connect() as conn:
+                row = conn.execute(sa.select(LEASE.c.run_id, LEASE.c.acquired_at).where(key)
+                                   ).first()
+            if row is not None and row.run_id == run_id:
+                return None
+            if row is not None and not ended(Lease(row.run_id, row.acquired_at)):
+                return Lease(row.run_id, row.acquired_at)
+            try:
+                with self.engine().begin() as conn:
+                    if row is None:
+                        conn.execute(LEASE.insert().values(sync=sync, partition_key=partition,
+                                                           run_id=run_id, acquired_at=now))
+                        return None
+                    taken = conn.execute(LEASE.update().where(
+                        key & (LEASE.c.run_id == row.run_id)).values(
+                        run_id=run_id, acquired_at=now)).rowcount
+                    if taken:
+                        return None
+            except sa.exc.IntegrityError:
+                pass  # another run inserted it first: look again
+        raise RuntimeError(f"{sync} {partition}: the partition's lease changed hands three "
+                           f"times while run {run_id} asked for it; re-run the partition")
+
+    def holder(self, sync: str, partition: str) -> Lease | None:
+        with self.engine().connect() as conn:
+            row = conn.execute(sa.select(LEASE.c.run_id, LEASE.c.acquired_at).where(
+                LEASE.c.sync == sync, LEASE.c.partition_key == partition)).first()
+        return Lease(row.run_id, row.acquired_at) if row else None
+
+    def release(self, sync: str, partition: str, run_id: str) -> None:
+        """Give the lease back (only the run holding it can)."""
+        with self.engine().begin() as conn:
+            conn.execute(LEASE.delete().where(
+                LEASE.c.sync == sync, LEASE.c.partition_key == partition,
+                LEASE.c.run_id == run_id))

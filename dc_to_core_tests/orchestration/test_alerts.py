@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+import uuid
 from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,10 +18,21 @@ import dagster as dg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import ensure_certificate
-from dc_to_core.orchestration.alerts import AlertChannels, failed_checks, notification_sensors
+from dc_to_core.orchestration.alerts import (
+    AlertChannels,
+    failed_checks,
+    notification_sensors,
+    stuck_queue,
+)
 from dc_to_core_tests.pipeline_support import make_project
 from dc_to_core_tests.support import OrgClient, csv_text
 
@@ -217,3 +229,47 @@ def test_a_relay_without_login_gets_the_failed_run_and_a_dead_webhook_is_named_n
     channels.send("subject", "body", Log())
     assert "alert webhook at 127.0.0.1 unreachable: ConnectError" in warned  # mail: relay gone
     assert "s3cret-token" not in logs + " ".join(warned)
+
+
+def queued_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    """A run the queued run coordinator holds (enqueued, not started)."""
+    origin = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(
+        code_location_origin=InProcessCodeLocationOrigin(loadable_target_origin=(
+            LoadableTargetOrigin(module_name="dc_to_core.definitions"))),
+        repository_name="__repository__"), job_name="load_Opportunity")
+    return instance.add_run(dg.DagsterRun(job_name="load_Opportunity", run_id=str(uuid.uuid4()),
+                                          status=dg.DagsterRunStatus.QUEUED,
+                                          remote_job_origin=origin))
+
+
+def test_a_stuck_queue_is_sent_once_naming_the_slot_an_ended_run_still_holds(
+        project, webhook, monkeypatch):
+    """Two runs queued past DC_TO_CORE_ALERT_QUEUED_MINUTES while a bulk_api slot is held by a
+    run that was killed (ended FAILURE): one alert says so and what to do; the next tick,
+    with nothing new queued, sends nothing."""
+    monkeypatch.setenv("DC_TO_CORE_ALERT_WEBHOOK_URL", webhook[1])
+    monkeypatch.setenv("DC_TO_CORE_ALERT_QUEUED_MINUTES", "0")
+    with dg.instance_for_test() as instance:
+        killed = instance.create_run_for_job(project.job("Opportunity"),
+                                             status=dg.DagsterRunStatus.STARTED)
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("bulk_api", 2)
+        assert storage.claim_concurrency_slot("bulk_api", killed.run_id,
+                                              "opportunity_partition.opportunity_load").is_claimed
+        instance.report_run_failed(killed)
+        queued = [queued_run(instance) for _ in range(2)]
+        context = dg.build_sensor_context(instance=instance)
+        assert stuck_queue(context) is None
+        again = stuck_queue(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    (posted,) = webhook[0]
+    assert "2 run(s) queued longer than 0 min" in posted["text"]
+    assert (f"bulk_api slot held by run {killed.run_id} (opportunity_partition.opportunity_load)"
+            ", which ended FAILURE") in posted["text"]
+    assert "Deployment > Concurrency" in posted["text"]
+    assert queued[0].run_id in posted["text"] or queued[1].run_id in posted["text"]
+    assert "none new" in again.skip_message
+
+
+def test_an_alert_threshold_that_is_no_number_is_named():
+    with pytest.raises(ValueError, match="DC_TO_CORE_ALERT_QUEUED_MINUTES must be a number"):
+        AlertChannels.from_env({"DC_TO_CORE_ALERT_QUEUED_MINUTES": "an hour"})
