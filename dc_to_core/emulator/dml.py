@@ -111,6 +111,8 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
         record = found.get(k) or (found_ci.get(k[:15]) if by_id and k else None)
         if record:
             out[p] = record
+        elif op == "upsert" and not by_id and k in ("", NA):  # #N/A is Bulk's null: no key
+            errors[p] = sf_error("MISSING_ARGUMENT", f"{plan.key_field} not specified")
         elif op in ("update", "delete", "hardDelete") or (by_id and op == "upsert" and k
                                                            and k != NA):
             errors[p] = sf_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")

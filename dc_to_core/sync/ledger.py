@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, PrivateAttr
@@ -76,7 +77,10 @@ class Ledger(BaseModel):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = sa.create_engine(self.engine_url())
+            url = sa.make_url(self.engine_url())
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # a new state dir
+            engine = sa.create_engine(url)
             for attempt in range(3):
                 try:
                     _META.create_all(engine)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..salesforce.bulk_csv import NA
 from ..salesforce.datacloud_arrow import UNPARSED, joined_text
 from .spec import FieldMap, SyncSpec
 
@@ -58,6 +59,10 @@ def quarantine_table(keys: list[str | None], codes: list[str], messages: list[st
     return pa.table([keys, codes, messages, [stage] * len(keys), rows], schema=QUARANTINE)
 
 
+NULL_MARKER_KEY = "EXTERNAL_ID_IS_NULL_MARKER"  # a key that is the text #N/A
+NULL_MARKER = "VALUE_IS_NULL_MARKER"  # a text value #N/A, which Bulk CSV would send as null
+
+
 def _coerce(f: FieldMap, col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, str]:
     """(value, bad mask, error code) of one mapped column."""
     arr = col.combine_chunks()
@@ -65,9 +70,9 @@ def _coerce(f: FieldMap, col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, str]
     if pa.types.is_string(arr.type) and f.empty_as_null:
         arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
     t = f.type
-    if t == "string":
-        return (arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string()),
-                no_problem, "")
+    if t == "string":  # Bulk CSV reads the text #N/A as null: it cannot be sent as text
+        text = arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string())
+        return text, pc.fill_null(pc.equal(text, NA), False), NULL_MARKER
     if not pa.types.is_string(arr.type):
         try:
             target = {"number": None, "int": pa.int64(), "date": pa.date32(),
@@ -141,6 +146,11 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
                                 ).to_pylist():
         reasons[i] = ("MISSING_EXTERNAL_ID", f"{spec.source_key} is empty; the row cannot be "
                       f"matched to a {spec.target} record")
+    for i in pc.indices_nonzero(pc.fill_null(pc.equal(key, NA), False)).to_pylist():
+        reasons[i] = reasons[i] or (NULL_MARKER_KEY, f"{spec.source_key} is the text '#N/A', "
+                                    "Bulk API's null marker: the row has no external id to "
+                                    "match (Salesforce refuses it, MISSING_ARGUMENT). Fix the "
+                                    "key in Data Cloud")
     counts = pc.value_counts(key)
     repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
     for i in pc.indices_nonzero(pc.fill_null(pc.is_in(key, value_set=repeated), False)
@@ -160,12 +170,21 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
         columns[f.target] = value
         for i in pc.indices_nonzero(bad).to_pylist():
             raw = source.column(f.source)[i].as_py()
-            reasons[i] = reasons[i] or (code, f"{f.source} value {str(raw)[:60]!r} is not a "
+            reasons[i] = reasons[i] or (code, f"{f.source} is the text '#N/A', Bulk API's null "
+                                        f"marker: sent, it would clear {spec.target}.{f.target}"
+                                        " instead of writing it; change the value in Data "
+                                        "Cloud" if code == NULL_MARKER else
+                                        f"{f.source} value {str(raw)[:60]!r} is not a "
                                         f"valid {f.type} for {spec.target}.{f.target}")
     if spec.parent:
         parent = pc.cast(source.column(spec.parent.source), pa.string()).combine_chunks()
         columns[spec.parent.relationship] = pc.if_else(pc.equal(parent, ""),
                                                        pa.scalar(None, pa.string()), parent)
+        for i in pc.indices_nonzero(pc.fill_null(pc.equal(parent, NA), False)).to_pylist():
+            reasons[i] = reasons[i] or (NULL_MARKER, f"{spec.parent.source} is the text "
+                                        "'#N/A', Bulk API's null marker: sent, it would "
+                                        f"clear the {spec.target}'s parent instead of setting "
+                                        "it; change the value in Data Cloud")
     columns[ROW] = pa.array(range(n), pa.int64())
     table = pa.table(columns)
     bad_rows = [i for i, r in enumerate(reasons) if r is not None]

@@ -126,6 +126,20 @@ def test_upsert_inserts_then_updates_and_na_clears_a_field(org, parents):
     assert rec["Account"]["External_Id__c"] == parents[1]
 
 
+def test_an_upsert_key_that_is_na_or_empty_is_missing_not_a_new_record(org, parents):
+    """``#N/A`` is Bulk's null marker in every cell, the external id's too: the row has no
+    key, and an upsert refuses it as Salesforce does (never an orphan record)."""
+    text = f"NA-text-{tag()}"
+    job = org.submit("Opportunity", csv_text(OPP, [
+        ["#N/A", text, "Prospecting", "2025-01-01", "1", parents[0]],
+        ["", text, "Prospecting", "2025-01-01", "1", parents[0]]]))
+    org.wait(job)
+    failed = org.results(job, "failedResults")
+    assert [f["sf__Error"] for f in failed] == [
+        "MISSING_ARGUMENT:External_Id__c not specified:--"] * 2
+    assert org.query(f"SELECT Id FROM Opportunity WHERE Name = '{text}'")["totalSize"] == 0
+
+
 @pytest.mark.parametrize(("row", "code"), [
     (["", "Prospecting", "2025-01-01", "1"], "REQUIRED_FIELD_MISSING"),
     (["x" * 121, "Prospecting", "2025-01-01", "1"], "STRING_TOO_LONG"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
@@ -20,7 +18,6 @@ def project(make_server, tmp_path):
 
 
 def test_a_second_run_of_a_partition_being_loaded_fails_at_once_naming_the_first(project):
-    Path(project.env["DC_TO_CORE_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
     ledger = project.live["ledger"]  # the one the runs use
     with dg.instance_for_test() as instance:
         first = instance.create_run_for_job(project.job("Account"),

@@ -88,3 +88,21 @@ def test_fingerprint_changes_with_the_rows():
     b = prepare(OPP, source([row("O2", "A"), row("O1", "A")]))
     c = prepare(OPP, source([row("O1", "A")]))
     assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_the_text_na_is_quarantined_as_bulks_null_marker_in_keys_values_and_parents():
+    """Bulk CSV reads ``#N/A`` as null: as a key it matches nothing, as a value it would clear
+    the field, as a parent it would clear the lookup. None of them can be sent as text."""
+    p = prepare(OPP, source([row("#N/A", "A1"), row("O2", "A1", Name__c="#N/A"),
+                             row("O3", "#N/A"), row("O4", "A1", Description__c="#N/A ok"),
+                             row("O5", "A1", Amount__c="#N/A")]))
+    assert p.ready.column("External_Id__c").to_pylist() == ["O4"]
+    got = dict(zip(p.rejected.column("key").to_pylist(),
+                   zip(p.rejected.column("error_code").to_pylist(),
+                       p.rejected.column("error_message").to_pylist(), strict=True), strict=True))
+    assert got["#N/A"][0] == "EXTERNAL_ID_IS_NULL_MARKER" and "MISSING_ARGUMENT" in got["#N/A"][1]
+    assert got["O2"] == ("VALUE_IS_NULL_MARKER", "Name__c is the text '#N/A', Bulk API's null "
+                         "marker: sent, it would clear Opportunity.Name instead of writing it; "
+                         "change the value in Data Cloud")
+    assert got["O3"][0] == "VALUE_IS_NULL_MARKER" and "parent" in got["O3"][1]
+    assert got["O5"][0] == "INVALID_NUMBER"  # not text: it does not coerce
