@@ -125,3 +125,14 @@ def test_bulk_csv_round_trips_any_text(rows):
     back = read_upload(data)
     assert back.column("A").to_pylist() == ["#N/A" if a is None else a for a, _ in rows]
     assert back.column("B").to_pylist() == ["#N/A" if b is None else b for _, b in rows]
+
+
+def test_an_empty_secret_says_not_set_not_refused(project, monkeypatch):
+    monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "")
+    with dg.instance_for_test() as instance:
+        result = project.run("Account", "p00", instance)
+    said = " ".join(failure_messages(result))
+    assert not result.success
+    assert "DC_TO_CORE_CLIENT_SECRET" in said and "not set" in said, said
+    assert "refused" not in said
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from .api import admin, bulk, bulkquery, datacloud, oauth, rest
 from .api.common import api_error_response
@@ -17,9 +20,23 @@ def create_app(org: Org) -> Guard:
     app = Starlette(
         routes=[*oauth.routes, *bulk.routes, *bulkquery.routes, *datacloud.routes, *rest.routes,
                 *admin.routes],
-        exception_handlers={ApiError: api_error_response},
+        exception_handlers={ApiError: api_error_response, HTTPException: http_error_response},
     )
     app.router.redirect_slashes = False
     app.state.org = org
     app.state.cursors = Cursors()
     return Guard(app, org)
+
+
+def http_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no route, a method a route lacks) in Salesforce's shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not "
+                         f"allowed. Allowed are {allowed.replace(', ', ',')}")
+    elif exc.status_code == 404:
+        error = ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+    else:
+        error = ApiError(exc.status_code, "API_ERROR", str(exc.detail))
+    return api_error_response(request, error)

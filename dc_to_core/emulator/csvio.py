@@ -27,6 +27,8 @@ def read_upload(data: bytes, delimiter: str = "COMMA") -> pa.Table:
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise CsvError(f"InvalidBatch : Duplicate field names in the header: {', '.join(dup)}")
+    if data.count(b'"') % 2:  # RFC 4180 doubles quotes inside values: an odd count is a
+        raise CsvError("InvalidBatch : Failed to parse CSV: a quoted value is never closed")
     if end < 0 or not data[end + 1:].strip():
         return pa.table({h: pa.array([], pa.string()) for h in header})
     try:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .clock import EmulatedClock
-from .csvio import DELIMITERS, read_upload, write_csv
+from .csvio import DELIMITERS, CsvError, read_upload, write_csv
 from .errors import ApiError, invalid_state, not_found
 from .ids import IdGenerator
 from .profile import OrgProfile
@@ -130,6 +130,11 @@ class JobStore:
             raise invalid_state(f"Invalid state {state!r}: use UploadComplete or Aborted")
         return self.info(job_id, full=False)
 
+    def fail(self, job_id: str, message: str) -> None:
+        """End a closed job as Failed before any row is processed (an unreadable upload)."""
+        now = self.clock.now()
+        self._update(job_id, state="Failed", error_message=message, ended_emu=now)
+
     def delete(self, job_id: str) -> None:
         row = self.row(job_id)
         if row["state"] not in DELETABLE:
@@ -171,7 +176,10 @@ class JobStore:
         return out
 
     def list(self, api_version: float, locator: str | None = None) -> dict:
-        offset = int(locator) if locator and locator.isdigit() else 0
+        if locator is not None and not (locator.isdigit() and int(locator) < 10**9):
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", f"invalid query locator: {locator[:40]}"
+                           " (take it from the previous page's nextRecordsUrl)")
+        offset = int(locator) if locator else 0
         rows = self.storage.reader().execute(
             f"SELECT {COLUMNS} FROM ingest_job WHERE deleted=0 ORDER BY seq LIMIT ? OFFSET ?",
             (LIST_PAGE + 1, offset)).fetchall()
@@ -208,7 +216,11 @@ class JobStore:
         if row["state"] not in TERMINAL:
             raise invalid_state(f"Job {job_id} is {row['state']}: results are available once "
                                 "it is JobComplete, Failed or Aborted")
-        return _result_csv(self.table(job_id), self._result_arrays(job_id), kind)
+        try:
+            data = self.table(job_id)
+        except CsvError:  # an upload the job could not read: it failed with no row processed
+            return b""
+        return _result_csv(data, self._result_arrays(job_id), kind)
 
     def _result_arrays(self, job_id: str) -> pa.Table:
         rows = self.storage.read_results(job_id)

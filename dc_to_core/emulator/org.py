@@ -6,7 +6,10 @@ import logging
 import secrets
 from pathlib import Path
 
+import pyarrow as pa
+
 from .clock import EmulatedClock
+from .csvio import CsvError
 from .dcquery import DataCloudQueries
 from .engine import Engine
 from .errors import ApiError
@@ -74,7 +77,9 @@ class Org:
             "('UploadComplete', 'InProgress') ORDER BY seq").fetchall()
         for (job_id,) in rows:
             done = {r[0] for r in self.storage.read_results(job_id)}
-            table = self.jobs.table(job_id)
+            table = self._readable(job_id)
+            if table is None:
+                continue
             remaining = [i for i in range(table.num_rows) if i not in done]
             log.info("resuming job %s: %d rows not yet processed", job_id, len(remaining))
             self.engine.submit(job_id, self._plan_args(job_id), table, remaining)
@@ -87,8 +92,20 @@ class Org:
     # -- job operations that involve the engine ------------------------------------------------
     def close_job(self, job_id: str) -> dict:
         info = self.jobs.transition(job_id, "UploadComplete")
-        self.engine.submit(job_id, self._plan_args(job_id), self.jobs.table(job_id))
+        table = self._readable(job_id)
+        if table is not None:
+            self.engine.submit(job_id, self._plan_args(job_id), table)
         return info
+
+    def _readable(self, job_id: str) -> pa.Table | None:
+        """The job's rows; a CSV that cannot be read fails the job with Salesforce's
+        ``InvalidBatch`` message (no row processed), as the org does after a close."""
+        try:
+            return self.jobs.table(job_id)
+        except CsvError as exc:
+            log.info("job %s failed: %s", job_id, exc)
+            self.jobs.fail(job_id, str(exc))
+            return None
 
     def abort_job(self, job_id: str) -> dict:
         info = self.jobs.transition(job_id, "Aborted")

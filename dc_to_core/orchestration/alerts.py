@@ -38,6 +38,8 @@ from email.message import EmailMessage
 import dagster as dg
 import httpx
 
+from .settings import env_number
+
 
 @dataclass(frozen=True)
 class AlertChannels:
@@ -70,8 +72,10 @@ class AlertChannels:
                                                               else 587)),
             smtp_type=smtp_type, smtp_user=env.get("DC_TO_CORE_SMTP_USER", sender),
             webhook_url=env.get("DC_TO_CORE_ALERT_WEBHOOK_URL", ""),
-            quarantine_share=_number(env, "DC_TO_CORE_ALERT_QUARANTINE_SHARE", "0.01"),
-            queued_minutes=_number(env, "DC_TO_CORE_ALERT_QUEUED_MINUTES", "60"),
+            quarantine_share=env_number(env, "DC_TO_CORE_ALERT_QUARANTINE_SHARE", "0.01",
+                                        zero_ok=True),
+            queued_minutes=env_number(env, "DC_TO_CORE_ALERT_QUEUED_MINUTES", "60",
+                                      zero_ok=True),
             webserver_url=env.get("DC_TO_CORE_WEBSERVER_URL", "").rstrip("/"), env=env)
 
     def password(self) -> str:
@@ -132,17 +136,6 @@ def post_webhook(url: str, text: str) -> None:
                            ) from None
     if response.status_code >= 300:
         raise WebhookError(f"alert webhook at {host} answered {response.status_code}")
-
-
-def _number(env: Mapping[str, str], name: str, default: str) -> float:
-    raw = env.get(name) or default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ValueError(f"{name} must be a number of at least 0, got {raw!r}")
-    return value
 
 
 def _warn(log: object | None, message: str) -> None:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.errors import (
     AuthenticationError,
+    ConfigurationError,
     JobRejectedError,
     OrgUnreachableError,
     SalesforceApiError,
@@ -54,6 +55,8 @@ def operator_errors(what: str) -> Iterator[None]:
     skip the op's retries."""
     try:
         yield
+    except ConfigurationError as exc:
+        raise dg.Failure(f"{what}: {exc}.", allow_retries=False) from None
     except AuthenticationError as exc:
         raise dg.Failure(f"{what}: Salesforce refused the login. {exc}. Check the connected "
                          "app credentials (DC_TO_CORE_CLIENT_ID, DC_TO_CORE_CLIENT_SECRET or "

@@ -33,6 +33,7 @@ from .alerts import (
 from .assets import asset_key
 from .component import project_syncs
 from .resources import DataCloudResource
+from .settings import env_number
 from .sources import range_state, source_key, source_owner
 
 AssetJob = Any  # what dg.define_asset_job returns (its class is not exported)
@@ -135,10 +136,10 @@ class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         syncs = project_syncs(context)
         plans = {s.name: load_plan(s, plans_dir()) for s in syncs.ordered()}
-        change = self.change_interval_s or int(os.environ.get("DC_TO_CORE_CHANGE_INTERVAL_S",
-                                                              "300"))
-        every = self.automation_interval_s or int(os.environ.get(
-            "DC_TO_CORE_AUTOMATION_INTERVAL_S", "30"))
+        change = self.change_interval_s or max(1, int(env_number(
+            os.environ, "DC_TO_CORE_CHANGE_INTERVAL_S", "300")))
+        every = self.automation_interval_s or max(1, int(env_number(
+            os.environ, "DC_TO_CORE_AUTOMATION_INTERVAL_S", "30")))
         sensors = [sync_automation(syncs, every), source_changes_sensor(syncs, plans, change),
                    failed_runs, failed_checks, stuck_queue,
                    *notification_sensors(AlertChannels.from_env())]

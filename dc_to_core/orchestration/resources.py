@@ -32,7 +32,7 @@ from ..salesforce.datacloud import DataCloud
 from ..salesforce.rest import RestApi
 from ..sync.ledger import Ledger
 from .io_manager import ArrowIOManager
-from .settings import PipelineSettings
+from .settings import PipelineSettings, env_number
 
 EMULATOR_URL = "https://127.0.0.1:8443"
 EMULATOR_CLIENT_ID = "dc-to-core-emulator"  # the local emulator's connected app (its default)
@@ -149,7 +149,7 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
     run: the plan command, the demo); otherwise they are EnvVars resolved at run time."""
     env = os.environ if env is None else env
     state = state_dir(env)
-    scale = float(env.get("DC_TO_CORE_TIME_SCALE", "1"))
+    scale = env_number(env, "DC_TO_CORE_TIME_SCALE", "1")
     auth = salesforce_auth(env, resolve)
     return {
         "datacloud": DataCloudResource(auth=auth, api=env.get("DC_TO_CORE_DC_API",

@@ -8,6 +8,7 @@ URL (``s3://bucket/prefix``, ``gs://…``, ``abfs://…``) every run worker and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +18,21 @@ from pydantic import Field
 from upath import UPath
 
 from ..sync.arrow_files import SUFFIX
+
+
+def env_number(env: Mapping[str, str], name: str, default: str, zero_ok: bool = False
+               ) -> float:
+    """A numeric setting from the environment; a value that is no number, or not above 0
+    (at least 0 with ``zero_ok``), is refused naming the variable."""
+    raw = env.get(name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0):  # NaN fails both
+        raise ValueError(f"{name} must be a number {'of at least' if zero_ok else 'above'} 0, "
+                         f"got {raw!r}")
+    return value
 
 
 class PipelineSettings(dg.ConfigurableResource):

@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -17,7 +18,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, Field, PrivateAttr
 
-from .errors import AuthenticationError, OrgUnreachableError
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    OrgUnreachableError,
+    tls_verification_failed,
+    untrusted_certificate,
+)
 
 log = logging.getLogger("dc_to_core.salesforce.auth")
 CDP_GRANT = "urn:salesforce:grant-type:external:cdp"
@@ -84,7 +91,17 @@ class SalesforceAuth(BaseModel):
                         "emulator", self.login_url)
             return False
         if self.ca_bundle:
-            return ssl.create_default_context(cafile=self.ca_bundle)
+            if not Path(self.ca_bundle).is_file():
+                raise ConfigurationError(
+                    f"DC_TO_CORE_CA_BUNDLE (ca_bundle) is {self.ca_bundle}, which is not a file; "
+                    "set it to the CA certificate (PEM) to trust, or unset it to trust the "
+                    "system's CAs")
+            try:
+                return ssl.create_default_context(cafile=self.ca_bundle)
+            except ssl.SSLError as exc:
+                raise ConfigurationError(
+                    f"DC_TO_CORE_CA_BUNDLE (ca_bundle) {self.ca_bundle} holds no readable PEM "
+                    f"certificate ({exc}); set it to the CA certificate to trust") from None
         return True
 
     def http(self) -> httpx.Client:
@@ -124,6 +141,8 @@ class SalesforceAuth(BaseModel):
         try:
             r = self.http().post(url, data=form)
         except httpx.HTTPError as exc:
+            if tls_verification_failed(exc):
+                raise untrusted_certificate(self.login_url, self.ca_bundle) from None
             raise OrgUnreachableError(f"cannot reach {self.login_url} for {where}: "
                                       f"{type(exc).__name__}: {exc}") from None
         try:
@@ -140,7 +159,8 @@ class SalesforceAuth(BaseModel):
         url = self.login_url.rstrip("/") + "/services/oauth2/token"
         if self.private_key:
             if not self.username:
-                raise AuthenticationError("the JWT bearer flow needs 'username'")
+                raise ConfigurationError("the JWT bearer flow needs a username: "
+                                         "DC_TO_CORE_USERNAME is not set")
             claims = {"iss": self.client_id, "sub": self.username, "aud": self._audience(),
                       "exp": int(time.time()) + 180}
             form = {"grant_type": JWT_GRANT, "assertion": sign_jwt(self.private_key, claims)}
@@ -148,8 +168,9 @@ class SalesforceAuth(BaseModel):
             form = {"grant_type": "client_credentials", "client_id": self.client_id,
                     "client_secret": self.client_secret}
         else:
-            raise AuthenticationError("configure client_secret (client credentials) or "
-                                      "private_key + username (JWT bearer)")
+            raise ConfigurationError("no credentials: DC_TO_CORE_CLIENT_SECRET (client "
+                                     "credentials) and DC_TO_CORE_PRIVATE_KEY (JWT bearer, with "
+                                     "DC_TO_CORE_USERNAME) are both not set; set one of them")
         body = self._post_token(url, form)
         return Session("core", body["instance_url"].rstrip("/"), body["access_token"])
 

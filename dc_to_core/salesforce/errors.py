@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 
 class SalesforceError(Exception):
     """Base of every error talking to Salesforce."""
@@ -31,6 +33,30 @@ class JobRejectedError(SalesforceError):
 
 class OrgUnreachableError(SalesforceError):
     """The org could not be reached (network, TLS, timeouts) after every retry."""
+
+
+class ConfigurationError(SalesforceError):
+    """A setting is missing or wrong (no credentials, a CA file that is not there, a
+    certificate that does not verify): retrying cannot help, the message says what to set."""
+
+
+def tls_verification_failed(exc: BaseException) -> bool:
+    """Whether a connection error is a certificate that did not verify (permanent)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or \
+                "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def untrusted_certificate(login_url: str, ca_bundle: str | None) -> ConfigurationError:
+    trusted = f"the CA file {ca_bundle}" if ca_bundle else "the system's CAs"
+    return ConfigurationError(
+        f"the certificate of {login_url} does not verify against {trusted}; set "
+        "DC_TO_CORE_CA_BUNDLE to the CA certificate (PEM) that signs it (for the emulator: "
+        "its tls/cert.pem). Retrying cannot help")
 
 
 class BulkJobError(SalesforceError):

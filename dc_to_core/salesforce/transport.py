@@ -14,7 +14,12 @@ from pydantic import BaseModel, Field, PrivateAttr
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from .auth import SalesforceAuth, Session
-from .errors import OrgUnreachableError, SalesforceApiError
+from .errors import (
+    OrgUnreachableError,
+    SalesforceApiError,
+    tls_verification_failed,
+    untrusted_certificate,
+)
 
 log = logging.getLogger("dc_to_core.salesforce.transport")
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -120,6 +125,8 @@ class ApiClient:
         try:
             response = self.auth.http().request(method, url, headers=headers, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if tls_verification_failed(exc):
+                raise untrusted_certificate(self.auth.login_url, self.auth.ca_bundle) from None
             raise _Retryable(f"cannot connect ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             if safe:

@@ -161,6 +161,7 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
                                                                                 "target")):
         raise _fail(where, "'key' needs {source: <Data Cloud column>, target: <external id "
                     "field>}", "key")
+    _only(where, "key", key, {"source", "target"})
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, dict) or not fields_raw:
         raise _fail(where, "'fields' must map at least one target field to a source column",
@@ -175,6 +176,7 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in (
                 "sync", "relationship", "source")):
             raise _fail(f"{where}, parent", "needs {sync, relationship, source}", "parent")
+        _only(where, "parent", p, {"sync", "relationship", "source"})
         if "." not in p["relationship"]:
             raise _fail(f"{where}, parent", f"relationship {p['relationship']!r} must look like "
                         "Account.External_Id__c", "parent", "relationship")
@@ -188,6 +190,14 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
     return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
                     raw.get("modified"), operation, file, tuple(owners))
+
+
+def _only(where: str, what: str, mapping: dict, allowed: set[str]) -> None:
+    """``mapping`` (the sync's ``what``) has no key but ``allowed``."""
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise _fail(f"{where}, {what}", f"unknown keys {unknown} (allowed: "
+                    f"{', '.join(sorted(allowed))})", what, unknown[0])
 
 
 def parse_sync(raw: object, file: str) -> SyncSpec:

@@ -47,3 +47,25 @@ def test_the_default_client_id_is_the_emulators():
     from dc_to_core.orchestration.resources import EMULATOR_CLIENT_ID
 
     assert EMULATOR_CLIENT_ID == DEFAULT_CLIENT_ID  # copied: the Dagster layer may not import it
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "-2"])
+def test_a_time_scale_that_is_no_positive_number_is_named(value):
+    with pytest.raises(ValueError, match=f"DC_TO_CORE_TIME_SCALE must be a number above 0, "
+                                         f"got '{value}'"):
+        resources_from_env({"DC_TO_CORE_TIME_SCALE": value})
+
+
+@pytest.mark.parametrize("name", ["DC_TO_CORE_CHANGE_INTERVAL_S",
+                                  "DC_TO_CORE_AUTOMATION_INTERVAL_S"])
+def test_an_automation_interval_that_is_no_number_is_named(name, monkeypatch):
+    from dc_to_core.orchestration.project import build_definitions
+
+    monkeypatch.setenv(name, "often")
+    with pytest.raises(Exception) as err:  # the component's error, with ours as its cause
+        build_definitions()
+    said, cause = [], err.value
+    while cause is not None:
+        said.append(str(cause))
+        cause = cause.__cause__
+    assert any(f"{name} must be a number above 0, got 'often'" in s for s in said), said

@@ -11,7 +11,11 @@ from dc_to_core.emulator import EmulatorConfig, EmulatorServer, load_profile
 from dc_to_core.emulator.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from dc_to_core.emulator.tokens import AppCredentials
 from dc_to_core.salesforce.auth import SalesforceAuth
-from dc_to_core.salesforce.errors import AuthenticationError, OrgUnreachableError
+from dc_to_core.salesforce.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    OrgUnreachableError,
+)
 from dc_to_core_tests.support import auth_for, rsa_pair
 
 
@@ -59,7 +63,7 @@ def test_unreachable_org(shared_server):
 def test_tls_is_verified_by_default(shared_server):
     auth = SalesforceAuth(login_url=shared_server.url, client_id=DEFAULT_CLIENT_ID,
                           client_secret=DEFAULT_CLIENT_SECRET)  # no CA bundle for the emulator
-    with pytest.raises(OrgUnreachableError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+    with pytest.raises(ConfigurationError, match="does not verify"):  # permanent: no retries
         auth.session("core")
 
 
@@ -68,3 +72,22 @@ def test_turning_verification_off_is_explicit_and_warns(shared_server, caplog):
     with caplog.at_level(logging.WARNING, logger="dc_to_core.salesforce.auth"):
         assert auth.session("core").token
     assert "TLS verification is OFF" in caplog.text
+
+
+def test_settings_that_cannot_work_fail_at_once_naming_the_setting(shared_server, tmp_path):
+    """Permanent mistakes are not retried as network trouble: a CA file that is not there or
+    holds no certificate, no credentials at all (a certificate that does not verify: above)."""
+    def auth(**kw: object) -> SalesforceAuth:
+        return SalesforceAuth(login_url=shared_server.url, client_id=DEFAULT_CLIENT_ID,
+                              **{"client_secret": DEFAULT_CLIENT_SECRET,
+                                 "ca_bundle": str(shared_server.ca_file), **kw})
+
+    missing = tmp_path / "nowhere" / "ca.pem"
+    with pytest.raises(ConfigurationError, match=f"DC_TO_CORE_CA_BUNDLE.*{missing}, which is "
+                                                 "not a file"):
+        auth(ca_bundle=str(missing)).session("core")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ConfigurationError, match="holds no readable PEM certificate"):
+        auth(ca_bundle=str(tmp_path / "junk.pem")).session("core")
+    with pytest.raises(ConfigurationError, match=r"DC_TO_CORE_CLIENT_SECRET .* not set"):
+        auth(client_secret=None).session("core")

@@ -34,6 +34,11 @@ def test_the_project_syncs_load_in_dependency_order():
      ("fields", "Ext__c")),
     ({"operation": "insert"}, "operation 'insert' is not supported", ("operation",)),
     ({"owners": "me"}, "'owners' must be a list", ("owners",)),
+    ({"key": {"source": "Id__c", "target": "Ext__c", "case": "upper"}},
+     "sync 'A', key: unknown keys ['case'] (allowed: source, target)", ("key", "case")),
+    ({"parent": {"sync": "B", "relationship": "B.Ext__c", "source": "B__c", "lock": True}},
+     "sync 'A', parent: unknown keys ['lock'] (allowed: relationship, source, sync)",
+     ("parent", "lock")),
 ])
 def test_mistakes_name_file_sync_field_and_key(change, message, path):
     with pytest.raises(SyncConfigError) as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import zlib
 
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +10,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError, not_found
-from .common import api_version, job_routes, json_body, negotiated, org_of
+from .common import (
+    api_version,
+    bounded_body,
+    job_routes,
+    json_body,
+    negotiated,
+    org_of,
+    too_large,
+)
 
 BASE = "/services/data/v{version}/jobs/ingest"
 RESULT_KINDS = ("successfulresults", "failedresults", "unprocessedrecords")
@@ -50,17 +57,40 @@ async def delete_job(request: Request) -> Response:
     return Response(status_code=204)
 
 
+UPLOAD = "the upload (the job limit, raw; 150 MB after base64)"
+
+
 async def upload(request: Request) -> Response:
     org, job_id = org_of(request), request.path_params["job_id"]
-    data = await request.body()
+    limit = org.profile.max_upload_bytes
+    data = await bounded_body(request, limit, UPLOAD)
     if "gzip" in request.headers.get("content-encoding", "").lower():
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ApiError(400, "API_ERROR", f"ClientInputError : invalid gzip body: {exc}") \
-                from None
+        data = await run_in_threadpool(gunzip, data, limit)
     await run_in_threadpool(org.jobs.upload, job_id, data)
     return Response(status_code=201)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """A gzip body decompressed in pieces, refused once it expands beyond ``limit``."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out, size = [], 0
+    try:
+        while data:
+            piece = inflater.decompress(data, 1 << 20)
+            size += len(piece)
+            if size > limit:
+                raise too_large(UPLOAD, limit)
+            out.append(piece)
+            data = inflater.unconsumed_tail
+        out.append(inflater.flush())
+        if size + len(out[-1]) > limit:
+            raise too_large(UPLOAD, limit)
+        if not inflater.eof:
+            raise zlib.error("truncated gzip stream")
+    except zlib.error as exc:
+        raise ApiError(400, "API_ERROR", f"ClientInputError : invalid gzip body: {exc}") \
+            from None
+    return b"".join(out)
 
 
 async def results(request: Request) -> Response:

@@ -44,8 +44,27 @@ async def negotiated(request: Request, response: Response) -> Response:
     return response
 
 
+SMALL_BODY = 1 << 20  # any request body but an upload's
+
+
+def too_large(what: str, limit: int) -> ApiError:
+    return ApiError(400, "API_ERROR", f"ClientInputError : {what} exceeds {limit} bytes")
+
+
+async def bounded_body(request: Request, limit: int = SMALL_BODY,
+                       what: str = "the request body") -> bytes:
+    """The request body, read in pieces and refused once it exceeds ``limit``."""
+    parts, size = [], 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise too_large(what, limit)
+        parts.append(piece)
+    return b"".join(parts)
+
+
 async def json_body(request: Request) -> dict:
-    raw = await request.body()
+    raw = await bounded_body(request)
     try:
         body = json.loads(raw or b"{}")
     except json.JSONDecodeError as exc:
@@ -60,7 +79,8 @@ async def form_params(request: Request) -> dict[str, str]:
     """Parameters from the query string and a form-encoded body (clients use either)."""
     params = dict(request.query_params)
     if "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
-        params.update(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+        params.update(parse_qsl((await bounded_body(request)).decode("utf-8", "replace"),
+                                keep_blank_values=True))
     return params
 
 
