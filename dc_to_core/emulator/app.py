@@ -6,6 +6,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from .api import admin, bulk, bulkquery, datacloud, oauth, rest
 from .api.common import api_error_response
@@ -32,9 +33,11 @@ def http_error_response(request: Request, exc: Exception) -> Response:
     """Starlette's own answers (no route, a method a route lacks) in Salesforce's shape."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        allowed = sorted({m for route in request.app.routes
+                          if route.matches(request.scope)[0] != Match.NONE
+                          for m in (getattr(route, "methods", None) or ()) if m != "HEAD"})
         error = ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not "
-                         f"allowed. Allowed are {allowed.replace(', ', ',')}")
+                         f"allowed. Allowed are {','.join(allowed)}")
     elif exc.status_code == 404:
         error = ApiError(404, "NOT_FOUND", "The requested resource does not exist")
     else:

@@ -27,8 +27,8 @@ def read_upload(data: bytes, delimiter: str = "COMMA") -> pa.Table:
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise CsvError(f"InvalidBatch : Duplicate field names in the header: {', '.join(dup)}")
-    if data.count(b'"') % 2:  # RFC 4180 doubles quotes inside values: an odd count is a
-        raise CsvError("InvalidBatch : Failed to parse CSV: a quoted value is never closed")
+    if b'"' in data:
+        _check_quotes(data, sep)
     if end < 0 or not data[end + 1:].strip():
         return pa.table({h: pa.array([], pa.string()) for h in header})
     try:
@@ -42,6 +42,19 @@ def read_upload(data: bytes, delimiter: str = "COMMA") -> pa.Table:
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise CsvError(f"InvalidBatch : Failed to parse CSV: {exc}") from exc
+
+
+def _check_quotes(data: bytes, sep: str) -> None:
+    """Refuse what pyarrow would read leniently: a quote inside an unquoted value, text after
+    a closing quote, a quoted value never closed (RFC 4180, as Salesforce reads it)."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
+    reader = csv.reader(text, delimiter=sep, strict=True)
+    try:
+        for _row in reader:
+            pass
+    except csv.Error as exc:
+        raise CsvError(f"InvalidBatch : Failed to parse CSV: line {reader.line_num}: Found "
+                       f"unescaped quote or an unclosed quoted value ({exc})") from None
 
 
 def write_csv(table: pa.Table, delimiter: str = ",", line_ending: str = "LF") -> bytes:

@@ -304,8 +304,9 @@ def stuck_queue(context: dg.SensorEvaluationContext) -> dg.SkipReason | None:
              f"oldest, {oldest.dagster_run.run_id} ({oldest.dagster_run.job_name}), since "
              f"{oldest.create_timestamp.isoformat(timespec='seconds')}.",
              *held,
-             "Free those slots (Deployment > Concurrency in the UI) and turn on run monitoring "
-             "with free_slots_after_run_end_seconds (dagster.yaml)." if held else
+             "Free those slots (Deployment > Concurrency in the UI) and check that run "
+             "monitoring frees them (run_monitoring.free_slots_after_run_end_seconds in "
+             "dagster.yaml; the daemon must be running)." if held else
              "No slot is held by an ended run: the runs ahead of them are still running (a "
              "night larger than max_concurrent_runs and the pools allow, or a hung run)."]
     message = " ".join(lines)

@@ -81,12 +81,14 @@ def operator_errors(what: str) -> Iterator[None]:
 
 
 STALE_LEASE = dt.timedelta(hours=12)  # run monitoring's max_runtime_seconds: no run is longer
+LEASE_POLL_S = 2.0
 
 
-def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource, spec: SyncSpec
-                   ) -> None:
-    """Make this run the one loading the partition, or fail at once naming the run that is
-    (two runs of one partition would load its rows twice and both claim them)."""
+def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource,
+                   settings: PipelineSettings, spec: SyncSpec) -> None:
+    """Make this run the one loading the partition until it ends: two runs of one partition
+    would load its rows twice and both claim them. While another run holds it, wait for that
+    run to end (at most ``lease_wait_s``), then fail naming it."""
     def ended(lease: Lease) -> bool:
         run = context.instance.get_run_by_id(lease.run_id)
         if run is None:  # a run of another instance (a CLI run): trust it until it is stale
@@ -94,13 +96,25 @@ def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource, spec:
             return dt.datetime.now(dt.UTC) - since > STALE_LEASE
         return run.is_finished
 
-    held = ledger.acquire(spec.name, context.partition_key, context.run_id, ended)
-    if held is not None:
-        raise dg.Failure(
-            f"{spec.name} {context.partition_key} is being loaded by run {held.run_id} (since "
-            f"{held.acquired_at}); this run stops so the partition is not loaded twice. Re-run "
-            "it once that run has ended (a run that ended, however it ended, gives the "
-            "partition up).", allow_retries=False)
+    waited, told = 0.0, False
+    while (held := ledger.acquire(spec.name, context.partition_key, context.run_id,
+                                  ended)) is not None:
+        if waited >= settings.lease_wait_s:
+            raise dg.Failure(
+                f"{spec.name} {context.partition_key} is being loaded by run {held.run_id} "
+                f"(since {held.acquired_at}); this run waited {waited:.0f} s for it to end and "
+                "stops so the partition is not loaded twice. Re-run it once that run has "
+                "ended (however a run ends, it gives the partition up).", allow_retries=False)
+        if not told:
+            context.log.warning(f"{spec.name} {context.partition_key} is being loaded by run "
+                                f"{held.run_id}: waiting for it to end (at most "
+                                f"{settings.lease_wait_s:.0f} s)")
+            told = True
+        time.sleep(LEASE_POLL_S)
+        waited += LEASE_POLL_S
+    if told:
+        context.log.info(f"the other run ended: this run now loads {spec.name} "
+                         f"{context.partition_key}")
 
 
 def _stats(table: pa.Table) -> LoadStats:
@@ -131,8 +145,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                 **({"after": dg.In(dg.Nothing)} if parent else {})},
            description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource,
-                ledger: LedgerResource) -> pa.Table:
-        hold_partition(context, ledger, spec)
+                ledger: LedgerResource, settings: PipelineSettings) -> pa.Table:
+        hold_partition(context, ledger, settings, spec)
         r = plan.range(context.partition_key)
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
@@ -159,8 +173,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
-             ready: pa.Table) -> pa.Table:
-        hold_partition(context, ledger, spec)  # a retry from failure may start here
+             settings: PipelineSettings, ready: pa.Table) -> pa.Table:
+        hold_partition(context, ledger, settings, spec)  # a retry from failure may start here
         stats = LoadStats()
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
             outcome = load_round(target(context, bulk, ledger, ready), ready, 0, stats)
@@ -172,6 +186,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     def repass_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
                   ledger: LedgerResource, settings: PipelineSettings, ready: pa.Table,
                   outcome: pa.Table) -> pa.Table:
+        hold_partition(context, ledger, settings, spec)  # ... or here
         stats = _stats(outcome)
         t = target(context, bulk, ledger, ready)
         with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
@@ -185,6 +200,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                  ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
                  rejected: pa.Table, ready: pa.Table, outcome: pa.Table
                  ) -> Iterator[dg.Output]:
+        hold_partition(context, ledger, settings, spec)  # ... or here
         # every job of this load is collected now: a later run of the partition must send the
         # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
         ledger.forget(spec.name, context.partition_key,
@@ -213,7 +229,6 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                              "failed partitions) when the org is quieter.", metadata=meta,
                              allow_retries=False)
         _cleanup(settings, context.run_id)
-        ledger.release(spec.name, context.partition_key, context.run_id)
         yield dg.Output(None, metadata=meta)
 
     def wire(source: object) -> object:

@@ -159,6 +159,8 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "core": RestApiResource(auth=auth),
         "ledger": ledger(env, state, resolve),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale,
-                                     quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL")),
+                                     quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL"),
+                                     lease_wait_s=env_number(env, "DC_TO_CORE_LEASE_WAIT_S",
+                                                             "3600", zero_ok=True)),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
     }

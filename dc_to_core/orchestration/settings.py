@@ -8,6 +8,7 @@ URL (``s3://bucket/prefix``, ``gs://…``, ``abfs://…``) every run worker and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,14 +23,14 @@ from ..sync.arrow_files import SUFFIX
 
 def env_number(env: Mapping[str, str], name: str, default: str, zero_ok: bool = False
                ) -> float:
-    """A numeric setting from the environment; a value that is no number, or not above 0
-    (at least 0 with ``zero_ok``), is refused naming the variable."""
+    """A numeric setting from the environment; a value that is no finite number, or not above
+    0 (at least 0 with ``zero_ok``), is refused naming the variable."""
     raw = env.get(name) or default
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not (value >= 0 if zero_ok else value > 0):  # NaN fails both
+    if not math.isfinite(value) or not (value >= 0 if zero_ok else value > 0):
         raise ValueError(f"{name} must be a number {'of at least' if zero_ok else 'above'} 0, "
                          f"got {raw!r}")
     return value
@@ -41,6 +42,8 @@ class PipelineSettings(dg.ConfigurableResource):
                                "failures (UNABLE_TO_LOCK_ROW, unprocessed).")
     repass_backoff_s: float = Field(default=20.0, ge=0, description="Wait before the first "
                                     "re-pass (doubles each round, with jitter).")
+    lease_wait_s: float = Field(default=3600.0, ge=0, description="How long a run of a "
+                                "partition another run is loading waits for it to end.")
     time_scale: float = Field(default=1.0, gt=0, description="Divide client waits by this "
                               "(set to the emulator's time_scale; 1 against a real org).")
     intermediate_retention_days: float = Field(default=7.0, description="Keep intermediates of "

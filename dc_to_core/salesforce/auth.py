@@ -98,10 +98,11 @@ class SalesforceAuth(BaseModel):
                     "system's CAs")
             try:
                 return ssl.create_default_context(cafile=self.ca_bundle)
-            except ssl.SSLError as exc:
+            except (ssl.SSLError, OSError) as exc:  # no PEM in it, or it cannot be read
                 raise ConfigurationError(
                     f"DC_TO_CORE_CA_BUNDLE (ca_bundle) {self.ca_bundle} holds no readable PEM "
-                    f"certificate ({exc}); set it to the CA certificate to trust") from None
+                    f"certificate or cannot be read ({exc}); set it to the CA certificate to trust"
+                ) from None
         return True
 
     def http(self) -> httpx.Client:
@@ -141,8 +142,9 @@ class SalesforceAuth(BaseModel):
         try:
             r = self.http().post(url, data=form)
         except httpx.HTTPError as exc:
-            if tls_verification_failed(exc):
-                raise untrusted_certificate(self.login_url, self.ca_bundle) from None
+            why = tls_verification_failed(exc)
+            if why:
+                raise untrusted_certificate(urlparse(url).netloc, why, self.ca_bundle) from None
             raise OrgUnreachableError(f"cannot reach {self.login_url} for {where}: "
                                       f"{type(exc).__name__}: {exc}") from None
         try:

@@ -40,23 +40,24 @@ class ConfigurationError(SalesforceError):
     certificate that does not verify): retrying cannot help, the message says what to set."""
 
 
-def tls_verification_failed(exc: BaseException) -> bool:
-    """Whether a connection error is a certificate that did not verify (permanent)."""
+def tls_verification_failed(exc: BaseException) -> str | None:
+    """Why a connection error is a certificate that did not verify (permanent), or None."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or \
-                "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return str(seen)
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
-def untrusted_certificate(login_url: str, ca_bundle: str | None) -> ConfigurationError:
+def untrusted_certificate(host: str, why: str, ca_bundle: str | None) -> ConfigurationError:
     trusted = f"the CA file {ca_bundle}" if ca_bundle else "the system's CAs"
     return ConfigurationError(
-        f"the certificate of {login_url} does not verify against {trusted}; set "
-        "DC_TO_CORE_CA_BUNDLE to the CA certificate (PEM) that signs it (for the emulator: "
-        "its tls/cert.pem). Retrying cannot help")
+        f"the certificate of {host} does not verify against {trusted} ({why}); if the "
+        "org's certificate is signed by a private CA, set DC_TO_CORE_CA_BUNDLE to that CA "
+        "certificate (PEM; for the emulator: its tls/cert.pem). Retrying cannot help")
 
 
 class BulkJobError(SalesforceError):

@@ -125,8 +125,10 @@ class ApiClient:
         try:
             response = self.auth.http().request(method, url, headers=headers, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            if tls_verification_failed(exc):
-                raise untrusted_certificate(self.auth.login_url, self.auth.ca_bundle) from None
+            why = tls_verification_failed(exc)
+            if why:
+                raise untrusted_certificate(httpx.URL(url).host, why, self.auth.ca_bundle
+                                            ) from None
             raise _Retryable(f"cannot connect ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             if safe:

@@ -8,10 +8,11 @@ retried on another host must find them, so in production the ledger lives in a d
 every run worker reaches (the Dagster instance's PostgreSQL by default); SQLite in the state
 dir for the embedded instance.
 
-A partition is loaded by one run at a time: a load takes the partition's lease first and
-gives it back when the partition is accounted for. A second run finds the lease held and is
-told which run holds it; a lease whose run has ended (failed, killed, canceled) passes to the
-next run that asks, so a run retry resumes where the crashed run stopped.
+A partition is loaded by one run at a time: each step of a load takes the partition's lease
+first (a retry from failure may start at any step), and the run holds it until it ends, its
+checks included. A second run finds the lease held and is told which run holds it; the lease
+of a run that has ended (succeeded, failed, killed, canceled) passes to the next run that
+asks, so a run retry resumes where the crashed run stopped.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ class Ledger(BaseModel):
             with self.engine().connect() as conn:
                 row = conn.execute(sa.select(LEASE.c.run_id, LEASE.c.acquired_at).where(key)
                                    ).first()
-            if row is not None and row.run_id == run_id:
+            if row is not None and row.run_id == run_id:  # already this run's: renewed
+                with self.engine().begin() as conn:
+                    conn.execute(LEASE.update().where(key & (LEASE.c.run_id == run_id)).values(
+                        acquired_at=now))
                 return None
             if row is not None and not ended(Lease(row.run_id, row.acquired_at)):
                 return Lease(row.run_id, row.acquired_at)
@@ -161,10 +165,3 @@ class Ledger(BaseModel):
             row = conn.execute(sa.select(LEASE.c.run_id, LEASE.c.acquired_at).where(
                 LEASE.c.sync == sync, LEASE.c.partition_key == partition)).first()
         return Lease(row.run_id, row.acquired_at) if row else None
-
-    def release(self, sync: str, partition: str, run_id: str) -> None:
-        """Give the lease back (only the run holding it can)."""
-        with self.engine().begin() as conn:
-            conn.execute(LEASE.delete().where(
-                LEASE.c.sync == sync, LEASE.c.partition_key == partition,
-                LEASE.c.run_id == run_id))

@@ -14,6 +14,8 @@ from dc_to_core_tests.support import OrgClient, V
 HEADER = "External_Id__c,Name\n"
 MALFORMED = {
     "unbalanced quote": (HEADER + 'A-1,"never closed\nA-2,b\n').encode(),
+    "two unclosed quotes": (HEADER + 'A-1,"x\nA-2,"y\n').encode(),  # pyarrow: one row
+    "text after a closing quote": (HEADER + 'A-1,"ab"c\n').encode(),
     "ragged rows": (HEADER + "A-1,a,extra\nA-2\n").encode(),
     "duplicate header": b"External_Id__c,Name,Name\nA-1,a,b\n",
     "invalid UTF-8": HEADER.encode() + b"A-1,caf\xe9\n",
@@ -54,6 +56,11 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(make_server):
     assert answer.status_code == 400
     assert answer.json()[0]["message"].startswith("ClientInputError : the upload") and \
         f"exceeds {10 << 20} bytes" in answer.json()[0]["message"]
+    two = gzip.compress(HEADER.encode() + b"A-1,a\n") + gzip.compress(b"A-2,b\n")
+    assert org.upload(job, two, **{"Content-Encoding": "gzip"}).status_code == 201
+    assert org.close(job).status_code == 200
+    assert org.wait(job)["numberRecordsProcessed"] == 2  # both members, as gzip reads them
+    job = org.create_job("Account")
     plain = org.upload(job, b"x" * ((10 << 20) + 1))
     assert plain.status_code == 400 and plain.json()[0]["errorCode"] == "API_ERROR"
     big_json = org.http.post(f"{V}/jobs/ingest", content=b'{"object": "' + b"x" * (2 << 20)
@@ -69,7 +76,8 @@ def test_errors_have_salesforces_shape_everywhere(make_server):
                                "errorCode": "NOT_FOUND"}]
     wrong_method = org.http.put(f"{V}/jobs/ingest")
     assert wrong_method.status_code == 405
-    assert wrong_method.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
+    assert wrong_method.json() == [{"errorCode": "METHOD_NOT_ALLOWED", "message":
+                                    "HTTP Method 'PUT' not allowed. Allowed are GET,POST"}]
     for locator in ("9" * 40, "not-a-locator", "-1"):
         listed = org.get(f"{V}/jobs/ingest", params={"queryLocator": locator})
         assert listed.status_code == 400, listed.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import dagster as dg
 import pytest
 
@@ -17,22 +19,39 @@ def project(make_server, tmp_path):
     return make_project(server, tmp_path)
 
 
-def test_a_second_run_of_a_partition_being_loaded_fails_at_once_naming_the_first(project):
-    ledger = project.live["ledger"]  # the one the runs use
+def holding_run(project, instance: dg.DagsterInstance, sync: str, partition: str
+                ) -> dg.DagsterRun:
+    """A started run of ``sync`` that holds ``partition``'s lease, as a loading run does."""
+    run = instance.create_run_for_job(project.job(sync), status=dg.DagsterRunStatus.STARTED,
+                                      tags={"dagster/partition": partition})
+    assert project.live["ledger"].acquire(sync, partition, run.run_id,
+                                          lambda lease: False) is None
+    return run
+
+
+def test_a_second_run_of_a_partition_waits_for_the_first_to_end(project):
     with dg.instance_for_test() as instance:
-        first = instance.create_run_for_job(project.job("Account"),
-                                            status=dg.DagsterRunStatus.STARTED,
-                                            tags={"dagster/partition": "p00"})
-        assert ledger.acquire("Account", "p00", first.run_id, lambda lease: False) is None
+        first = holding_run(project, instance, "Account", "p00")
+        ends = threading.Timer(3.0, instance.report_run_canceled, args=(first,))
+        ends.start()  # the first run ends while the second waits
+        second = project.run("Account", "p00", instance)
+        ends.join()
+        assert second.success
+        said = [e.user_message for e in instance.all_logs(second.run_id)]
+        assert any(f"is being loaded by run {first.run_id}: waiting for it to end" in m
+                   for m in said), said
+        assert project.live["ledger"].holder("Account", "p00").run_id == second.run_id
+
+
+def test_a_run_that_waited_too_long_fails_naming_the_run_that_holds_the_partition(
+        project, monkeypatch):
+    monkeypatch.setenv("DC_TO_CORE_LEASE_WAIT_S", "0")
+    project = make_project(project.server, project.root, DC_TO_CORE_LEASE_WAIT_S="0")
+    with dg.instance_for_test() as instance:
+        first = holding_run(project, instance, "Account", "p00")
         second = project.run("Account", "p00", instance)
         assert not second.success
         said = " ".join(failure_messages(second))
         assert f"Account p00 is being loaded by run {first.run_id}" in said, said
-        assert "once that run has ended" in said
+        assert "stops so the partition is not loaded twice" in said
         assert OrgClient(project.server).query("SELECT COUNT() FROM Account")["totalSize"] == 0
-        assert not second.asset_materializations_for_node("account_partition")
-
-        instance.report_run_canceled(first)  # however a run ends, it gives the partition up
-        third = project.run("Account", "p00", instance)
-        assert third.success
-        assert ledger.holder("Account", "p00") is None  # given back once accounted for

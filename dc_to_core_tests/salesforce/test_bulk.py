@@ -55,7 +55,7 @@ KINDS = {
     "bad_date": ("Prospecting", "1600-01-01", "FIELD_INTEGRITY_EXCEPTION"),
     "orphan": ("Prospecting", "2025-01-01", "INVALID_CROSS_REFERENCE_KEY"),
     "dup": ("Prospecting", "2025-01-01", "DUPLICATE_EXTERNAL_ID"),
-    "blank": ("Prospecting", "2025-01-01", None),
+    "blank": ("Prospecting", "2025-01-01", "MISSING_ARGUMENT"),  # no key: refused, no orphan
 }
 
 

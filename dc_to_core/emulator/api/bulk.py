@@ -71,22 +71,28 @@ async def upload(request: Request) -> Response:
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
-    """A gzip body decompressed in pieces, refused once it expands beyond ``limit``."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out, size = [], 0
+    """A gzip body (one member or several, as ``gzip.decompress`` takes it) inflated in
+    pieces and refused once it expands beyond ``limit``."""
+    out: list[bytes] = []
+    size = 0
+
+    def take(piece: bytes) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > limit:
+            raise too_large(UPLOAD, limit)
+        out.append(piece)
+
     try:
         while data:
-            piece = inflater.decompress(data, 1 << 20)
-            size += len(piece)
-            if size > limit:
-                raise too_large(UPLOAD, limit)
-            out.append(piece)
-            data = inflater.unconsumed_tail
-        out.append(inflater.flush())
-        if size + len(out[-1]) > limit:
-            raise too_large(UPLOAD, limit)
-        if not inflater.eof:
-            raise zlib.error("truncated gzip stream")
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while data:
+                take(inflater.decompress(data, 1 << 20))
+                data = inflater.unconsumed_tail
+            take(inflater.flush())
+            if not inflater.eof:
+                raise zlib.error("truncated gzip stream")
+            data = inflater.unused_data  # the next member, if any
     except zlib.error as exc:
         raise ApiError(400, "API_ERROR", f"ClientInputError : invalid gzip body: {exc}") \
             from None
