@@ -124,8 +124,8 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         parts = dg.StaticPartitionsDefinition(plan.keys)
         parent = syncs.syncs[spec.parent.sync] if spec.parent else None
         owner = source_owner(syncs, spec)
-        alike = owner.source_key == spec.source_key and (
-            load_plan(owner, plans_dir()).ranges == plan.ranges)
+        alike = owner.name == spec.name or (owner.source_key == spec.source_key and (
+            load_plan(owner, plans_dir()).ranges == plan.ranges))  # its plan is read once
         asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike)
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         tz, cron = self.night(context, parent)
