@@ -23,6 +23,7 @@ import pyarrow as pa
 from .clock import EmulatedClock
 from .errors import ApiError
 from .schema import DcColumn
+from .storage import dc_functions
 
 V2_TYPES = {"VARCHAR": ("VARCHAR", 12), "DECIMAL": ("DECIMAL", 3), "TIMESTAMP": ("TIMESTAMP", 93),
             "DATE": ("DATE", 91), "BOOLEAN": ("BOOLEAN", 16), "BIGINT": ("BIGINT", -5),
@@ -128,8 +129,8 @@ class DataCloudQueries:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True,
-                                   check_same_thread=False)
+            conn = dc_functions(sqlite3.connect(f"file:{self._path}?mode=ro", uri=True,
+                                                check_same_thread=False))
             self._local.conn = conn
         return conn
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .clock import EmulatedClock
 from .ids import IdGenerator
-from .storage import Storage, quote_ident
+from .storage import Storage, nocase, quote_ident
 from .validation import NA, UNCHANGED, HeaderPlan, RowBlock, sf_error
 
 LOCK_ERROR = sf_error("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
@@ -33,16 +33,24 @@ class TxnPlan:
         return sorted({k for keys in self.row_locks.values() for k in keys})
 
 
-def lookup(conn: sqlite3.Connection, obj: str, key: str, values: Iterable[str]) -> dict[str, str]:
-    """{key value: Id} of the records of ``obj`` whose ``key`` is one of ``values``."""
+def lookup(conn: sqlite3.Connection, obj: str, key: str, values: Iterable[str],
+           folds_case: bool = False) -> dict[str, str]:
+    """{requested value: Id} of the records of ``obj`` whose ``key`` is one of ``values``;
+    a key that is not case-sensitive matches ignoring case (``opp-1`` finds ``OPP-1``)."""
     wanted = list(values)
+    fold = nocase if folds_case else None
     out: dict[str, str] = {}
     for i in range(0, len(wanted), 500):
         part = wanted[i:i + 500]
         marks = ",".join("?" * len(part))
         sql = (f"SELECT {quote_ident(key)}, Id FROM {quote_ident(obj)} "
                f"WHERE {quote_ident(key)} IN ({marks})")
-        out.update(conn.execute(sql, part).fetchall())
+        found = dict(conn.execute(sql, part).fetchall())
+        if fold is None:
+            out.update(found)
+        else:
+            ids = {fold(k): v for k, v in found.items()}
+            out.update((v, ids[fold(v)]) for v in part if fold(v) in ids)
     return out
 
 
@@ -63,7 +71,7 @@ def plan_txn(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock,
         found = parents.setdefault((ref.target, ref.key), {})
         missing = {values[p] for p in live if values[p] not in ("", NA)} - found.keys()
         if missing:
-            found.update(lookup(conn, ref.target, ref.key, missing))
+            found.update(lookup(conn, ref.target, ref.key, missing, ref.folds_case))
         ids: dict[int, str | None] = {}
         for p in live:
             v = values[p]
@@ -102,8 +110,12 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
         return {}
     by_id = op != "upsert" or (plan.key_field or "").lower() == "id"
     wanted = {keys[p] for p in live if keys[p] and keys[p] != NA}
-    found = lookup(conn, obj.name, "Id", wanted) if by_id else lookup(
-        conn, obj.name, plan.key_field or "", wanted)
+    if by_id:
+        found = lookup(conn, obj.name, "Id", wanted)
+    else:
+        key_field = obj.field(plan.key_field or "")
+        found = lookup(conn, obj.name, plan.key_field or "", wanted,
+                       key_field is not None and key_field.folds_case)
     found_ci = {k[:15]: v for k, v in found.items()} if by_id else {}
     out = {}
     for p in live:

@@ -87,7 +87,7 @@ class Org:
     def _plan_args(self, job_id: str) -> tuple:
         row = self.jobs.row(job_id)
         obj = self.schema.core[row["object"]]
-        return (obj, row["operation"], row["external_id_field"])
+        return (self.schema, obj, row["operation"], row["external_id_field"])
 
     # -- job operations that involve the engine ------------------------------------------------
     def close_job(self, job_id: str) -> dict:

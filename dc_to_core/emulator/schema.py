@@ -14,6 +14,7 @@ CORE_TYPES = {
     "string", "textarea", "picklist", "date", "datetime", "double", "currency", "percent",
     "int", "boolean", "reference",
 }
+TEXT_TYPES = {"string", "textarea", "picklist"}
 DC_TYPE = re.compile(r"^(VARCHAR|DECIMAL|TIMESTAMP|DATE|BOOLEAN|BIGINT|DOUBLE)(\((\d+),(\d+)\))?$")
 SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
 
@@ -37,6 +38,12 @@ class CoreField:
     to: str | None = None
     relationship: str | None = None
     locks_parent: bool = False
+    case_sensitive: bool = False  # text compares, sorts and is unique ignoring case unless set
+
+    @property
+    def folds_case(self) -> bool:
+        """Text Salesforce compares ignoring case: every text field but a case-sensitive one."""
+        return self.type in TEXT_TYPES and not self.case_sensitive
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class CoreObject:
     name: str
     key_prefix: str
     fields: dict[str, CoreField]
+
+    def field(self, name: str) -> CoreField | None:
+        """Case-insensitive field lookup, as Salesforce resolves field names."""
+        return next((f for f in self.fields.values() if f.name.lower() == name.lower()), None)
 
     @property
     def external_ids(self) -> list[str]:

@@ -4,7 +4,9 @@
   plus ``dc_column`` recording each column's declared Data Cloud type.
 - ``core.db``: Core sObject tables (unique index on every external id), ingest jobs and their
   per-row results, tokens, usage counters and the clock origin. One file, so a transaction that
-  writes records also writes their results atomically.
+  writes records also writes their results atomically. Text columns that are not
+  case-sensitive are ``COLLATE NOCASE``, so SOQL comparisons, ordering and the unique index
+  ignore case as Salesforce does (ASCII letters only: SQLite's NOCASE folds no others).
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def unicode_lower(value: object) -> object:
+    """SQL ``LOWER`` as Data Cloud computes it, for every letter (SQLite's folds ASCII only);
+    one code point per code point, as Arrow's ``utf8_lower`` does."""
+    if not isinstance(value, str):
+        return value
+    if value.isascii():
+        return value.lower()
+    return "".join(ch.lower()[0] for ch in value)  # İ → i, not i + combining dot
+
+
+def dc_functions(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Give a ``datacloud.db`` connection Data Cloud's ``LOWER`` (also what the folded-key
+    index is built from, so every connection to that file needs it)."""
+    conn.create_function("lower", 1, unicode_lower, deterministic=True)
+    return conn
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection tuned for one writer and many readers (WAL, autocommit mode)."""
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -80,8 +99,18 @@ def connect(path: Path) -> sqlite3.Connection:
 def core_columns(obj: CoreObject) -> list[tuple[str, str]]:
     """(column, SQLite type) of an sObject table: system fields first, then its fields."""
     cols = [("Id", "TEXT NOT NULL PRIMARY KEY")] + [(f, "TEXT") for f in SYSTEM_FIELDS[1:]]
-    cols += [(f.name, CORE_AFFINITY.get(f.type, "TEXT")) for f in obj.fields.values()]
+    cols += [(f.name, CORE_AFFINITY.get(f.type, "TEXT") + " COLLATE NOCASE" * f.folds_case)
+             for f in obj.fields.values()]
     return cols
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def nocase(value: str) -> str:
+    """The form SQLite's NOCASE collation compares (ASCII letters folded to lower case): how
+    the emulated org matches values of a text field that is not case-sensitive."""
+    return value.translate(_ASCII_LOWER)
 
 
 class Storage:
@@ -96,7 +125,7 @@ class Storage:
         self.dc_path = self.data_dir / "datacloud.db"
         self.write_lock = threading.RLock()
         self.core = connect(self.core_path)
-        self.dc = connect(self.dc_path)
+        self.dc = dc_functions(connect(self.dc_path))
         self._local = threading.local()
         self.core.executescript(ORG_DDL)
         self.dc.executescript(DC_DDL)
@@ -110,7 +139,8 @@ class Storage:
         """A read connection private to the calling thread."""
         conns = self._local.__dict__.setdefault("conns", {})
         if db not in conns:
-            conns[db] = connect(self.core_path if db == "core" else self.dc_path)
+            conns[db] = connect(self.core_path) if db == "core" else dc_functions(
+                connect(self.dc_path))
         return conns[db]
 
     def close(self) -> None:
@@ -149,6 +179,9 @@ class Storage:
                 index, column = quote_ident(f"ix_{table}_{key}"), quote_ident(key)
                 self.dc.execute(
                     f"CREATE INDEX IF NOT EXISTS {index} ON {quote_ident(table)} ({column})")
+                folded = quote_ident(f"ix_{table}_{key}_folded")  # ranges of a folded key
+                self.dc.execute(f"CREATE INDEX IF NOT EXISTS {folded} ON {quote_ident(table)} "
+                                f"(lower({column}))")
             self.dc.execute("COMMIT")
 
     def dc_columns(self) -> dict[str, dict[str, DcColumn]]:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import CoreField, CoreObject
+from .schema import CoreField, CoreObject, OrgSchema
+from .storage import nocase
 
 UNCHANGED = object()  # empty CSV cell: leave the field as it is (null on insert)
 NA = "#N/A"
@@ -43,6 +44,7 @@ class Reference:
     field: CoreField   # e.g. Opportunity.AccountId
     target: str        # e.g. Account
     key: str           # e.g. External_Id__c (or Id)
+    folds_case: bool = False  # the key matches ignoring case (not a case-sensitive field)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class HeaderPlan:
     id_column: str | None = None
 
 
-def plan_header(obj: CoreObject, operation: str, key: str | None, columns: list[str]) -> HeaderPlan:
+def plan_header(schema: OrgSchema, obj: CoreObject, operation: str, key: str | None,
+                columns: list[str]) -> HeaderPlan:
     """Check a CSV header against the object; raise :class:`JobError` as Salesforce would."""
     fields: dict[str, CoreField] = {}
     refs: dict[str, Reference] = {}
@@ -71,7 +74,9 @@ def plan_header(obj: CoreObject, operation: str, key: str | None, columns: list[
             ref = obj.relationship(rel_name)
             if ref is None:
                 raise JobError(f"InvalidBatch : Field name not found : {col}")
-            refs[col] = Reference(ref, ref.to or "", target_key)
+            target = schema.object(ref.to or "")
+            by = target.field(target_key) if target is not None else None
+            refs[col] = Reference(ref, ref.to or "", target_key, by is not None and by.folds_case)
             continue
         match = next((f for f in obj.fields.values() if f.name.lower() == col.lower()), None)
         if match is None:
@@ -277,8 +282,9 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
                 if v in ("", NA):
                     required_missing.setdefault(i, []).append(ref.field.name)
     if duplicates and plan.operation == "upsert":
+        fold = nocase if _key_folds_case(plan) else str
         for i, k in enumerate(keys):
-            if k in duplicates:
+            if k is not None and fold(k) in duplicates:
                 errors.setdefault(i, sf_error("DUPLICATE_EXTERNAL_ID",
                                               f"Duplicate external id specified: {k}",
                                               [plan.key_field or ""]))
@@ -295,18 +301,27 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
 
 
 def find_duplicates(table: pa.Table, plan: HeaderPlan) -> frozenset[str]:
-    """Upsert key values that occur more than once in the job (non-blank)."""
+    """Upsert key values that occur more than once in the job (non-blank); for a key that
+    is not case-sensitive, in folded form (``OPP-X`` and ``opp-x`` are one key)."""
     if plan.operation != "upsert" or not plan.key_field:
         return frozenset()
     col = next((c for c, f in plan.fields.items() if f.name.lower() == plan.key_field.lower()),
                plan.id_column)
     if col is None:
         return frozenset()
-    counts = pc.value_counts(table.column(col).combine_chunks())
+    keys = table.column(col).combine_chunks()
+    if _key_folds_case(plan):
+        keys = pc.ascii_lower(keys)  # byte for byte SQLite's NOCASE fold on UTF-8
+    counts = pc.value_counts(keys)
     values, n = counts.field("values"), counts.field("counts")
-    blank = pc.is_in(values, pa.array(["", NA]))
+    blank = pc.is_in(values, pa.array(["", NA, nocase(NA)]))  # no key, not a shared one
     dup = pc.filter(values, pc.and_(pc.greater(n, 1), pc.invert(blank)))
     return frozenset(dup.to_pylist())
+
+
+def _key_folds_case(plan: HeaderPlan) -> bool:
+    key = plan.obj.field(plan.key_field or "")
+    return key is not None and key.folds_case
 
 
 def is_valid_id(value: str, prefix: str) -> bool:

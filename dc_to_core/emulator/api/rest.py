@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from ..errors import ApiError, not_found
 from ..org import Org
-from ..schema import CoreField
+from ..schema import TEXT_TYPES, CoreField
 from ..soql import Compiled, compile_soql
 from .common import api_version, org_of
 
@@ -132,6 +132,7 @@ def _describe_field(f: CoreField) -> dict:
             "length": f.length or 0, "precision": f.precision or 0, "scale": f.scale or 0,
             "nillable": not f.required, "externalId": f.external_id, "unique": f.external_id,
             "idLookup": f.external_id, "createable": True, "updateable": True,
+            "caseSensitive": f.type in TEXT_TYPES and f.case_sensitive,
             "restrictedPicklist": f.restricted,
             "picklistValues": [{"value": v, "label": v, "active": True} for v in f.values],
             "referenceTo": [f.to] if f.to else [], "relationshipName": f.relationship}
@@ -143,7 +144,8 @@ async def describe(request: Request) -> Response:
     if obj is None:
         raise not_found()
     system = [{"name": n, "type": "id" if n == "Id" else "datetime", "nillable": n != "Id",
-               "externalId": False, "createable": False, "updateable": False, "length": 18}
+               "externalId": False, "caseSensitive": False, "createable": False,
+               "updateable": False, "length": 18}
               for n in ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")]
     return JSONResponse({"name": obj.name, "keyPrefix": obj.key_prefix, "createable": True,
                          "updateable": True, "fields": system + [_describe_field(f) for f in
