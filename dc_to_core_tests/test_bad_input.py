@@ -36,6 +36,8 @@ BAD = {  # key → the reason it cannot load
     "BAD-no-parent": "INVALID_CROSS_REFERENCE_KEY",
     "BAD-bad-date": "INVALID_SOURCE_VALUE",
     "BAD-dup": "DUPLICATE_EXTERNAL_ID_IN_SOURCE",
+    "BAD-Twin": "DUPLICATE_EXTERNAL_ID_IN_SOURCE",  # ... and bad-twin: one case-insensitive key
+    "bad-twin": "DUPLICATE_EXTERNAL_ID_IN_SOURCE",
     None: "MISSING_EXTERNAL_ID",
     "#N/A": "EXTERNAL_ID_IS_NULL_MARKER",  # Bulk's null marker: no key (never an orphan)
     "BAD-na-name": "VALUE_IS_NULL_MARKER",  # ... the text would arrive as null
@@ -53,7 +55,8 @@ def bad_rows() -> list[list]:
     rows += [_row("BAD-long-name", name="x" * 121), _row("BAD-picklist", stage="Nope"),
              _row("BAD-no-parent", parent="ACC-NOT-THERE"), _row("BAD-bad-date",
                                                                     date="2025-13-45"),
-             _row("BAD-dup"), _row("BAD-dup", name="second"), _row(None), _row("#N/A"),
+             _row("BAD-dup"), _row("BAD-dup", name="second"), _row("BAD-Twin"),
+             _row("bad-twin", name="twin"), _row(None), _row("#N/A"),
              _row("BAD-na-name", name="#N/A")]
     return rows
 

@@ -95,7 +95,8 @@ def assert_matches_the_org(ui: DagsterUI, stack: OperatorStack, live: dict, sync
         if key not in partitions:
             continue
         meta = materialized[key]["metadata"]
-        in_dc = live["datacloud"].count_range(spec.source, spec.source_key, start, end)
+        in_dc = live["datacloud"].count_range(spec.source, spec.source_key, start, end,
+                                              spec.folds_key)
         in_core = live["core"].count_range(spec.target, spec.target_key, start, end)
         assert meta["rows_extracted"] == in_dc, (sync, key, meta)
         assert meta["rows_loaded"] + meta["rows_quarantined"] == in_dc, (sync, key, meta)
@@ -115,7 +116,8 @@ def valid_key_in(stack: OperatorStack, live: dict, sync: str, partition: str) ->
     start, end = ranges(stack, sync)[partition]
     spec = load_syncs().syncs[sync]
     bad = {k for keys in stack.seed.bad_rows.values() for k in keys}
-    table = live["datacloud"].read_range(spec.source, [], spec.source_key, start, end, 200)
+    table = live["datacloud"].read_range(spec.source, [], spec.source_key, start, end, 200,
+                                         fold=spec.folds_key)
     keys = next(iter(table))[spec.source_key].to_pylist()
     return next(k for k in keys[50:] if k not in bad)
 

@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
-from dc_to_core_tests.pipeline_support import failure_messages, make_project
+from dc_to_core.sync.plan import load_plan
+from dc_to_core.sync.spec import load_syncs
+from dc_to_core_tests.pipeline_support import (
+    assert_reconciled,
+    failure_messages,
+    make_project,
+    outcomes,
+)
 from dc_to_core_tests.support import OrgClient, V, csv_text, set_faults
 
 
@@ -25,7 +32,7 @@ def project(make_server, tmp_path):
 
 
 def dc_count(project, obj: str, start, end) -> int:
-    return project.live["datacloud"].count_range(obj, "ExternalId__c", start, end)
+    return project.live["datacloud"].count_range(obj, "ExternalId__c", start, end, fold=True)
 
 
 def test_partitions_account_for_every_row_and_checks_pass(project):
@@ -210,3 +217,48 @@ def test_checks_on_another_worker_read_the_quarantine_from_shared_storage(make_s
     assert check_metadata(alone, "counts_reconcile")[0]  # the quarantined keys are accounted
     for worker in ("a", "b"):
         assert not (tmp_path / worker / "state" / "quarantine").exists()
+
+
+def test_keys_that_differ_in_case_at_range_boundaries_load_once_and_reconcile(make_server,
+                                                                               tmp_path):
+    """External_Id__c ignores case (Salesforce's default, and the emulated org's). Around
+    every boundary of a 3-partition plan, Data Cloud gets keys whose case puts them on the
+    other side of the boundary in byte order, and a pair of keys differing only in case.
+    Each key falls in one partition on both sides, the pair is quarantined there as one
+    record, Core holds every other key once, and all the checks agree."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=5, opportunities=300, seed=5))
+    project = make_project(server, tmp_path, partitions=3)
+    plan = load_plan(load_syncs().syncs["Opportunity"], tmp_path / "plans")
+    bounds = [r.start for r in plan.ranges if r.start is not None]
+    assert len(bounds) == 2 and all(b == b.lower() for b in bounds)
+    extra = []
+    for b in bounds:  # b is a folded seed key, e.g. opp-000000101
+        extra += [b.upper() + "a",                        # above b folded, far below in bytes
+                  "Opp" + b[3:-1] + chr(ord(b[-1]) - 1) + "ZZ"]  # just below b folded
+    twins = [bounds[0].upper() + "-TWIN", bounds[0] + "-twin"]
+    rows = [[k, f"n {k}", "Prospecting", "2025-01-02", 1.0, "", "ACC-0000001",
+             "2025-01-01T00:00:00Z"] for k in extra + twins]
+    server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", [
+        "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
+        "Description__c", "AccountExternalId__c", "LastModifiedDate__c"], rows)
+    with dg.instance_for_test() as instance:
+        results = [project.run("Account", p, instance) for p in project.partitions("Account")]
+        opportunities = [project.run("Opportunity", p, instance)
+                         for p in project.partitions("Opportunity")]
+        done = outcomes(project, results + opportunities)
+        for result in opportunities:
+            checks = project.checks(result)
+            assert checks["counts_reconcile"] and checks["fields_match"], checks
+            assert checks["no_duplicate_external_ids"], checks
+    assert_reconciled(project, done)
+    quarantined = {}
+    for _, meta in done:
+        for row in pq.read_table(meta["quarantine_path"]).to_pylist():
+            quarantined[row["key"]] = (meta["range_start"], row["error_code"])
+    assert {k: quarantined[k][1] for k in twins} == {
+        k: "DUPLICATE_EXTERNAL_ID_IN_SOURCE" for k in twins}
+    assert quarantined[twins[0]][0] == quarantined[twins[1]][0] == bounds[0]  # together
+    core = project.live["bulk"].query("SELECT External_Id__c FROM Opportunity")
+    held = core.column(0).to_pylist()
+    assert all(held.count(k) == 1 for k in extra) and not set(twins) & set(held)

@@ -150,7 +150,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         r = plan.range(context.partition_key)
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
-                                                spec.source_key, r.start, r.end))
+                                                spec.source_key, r.start, r.end,
+                                                fold=spec.folds_key))
         table = combine(batches, spec.source_columns)
         context.log.info(f"extracted {table.num_rows} rows of {spec.source} {r.label}")
         return table
@@ -211,7 +212,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                          _stats(outcome), time.time() - started)
         with operator_errors(f"counting {spec.source} {r.label}"):
             result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
-                                                        r.end)
+                                                        r.end, spec.folds_key)
         save_extract(settings.extract_path(spec.name, context.partition_key), source, ready,
                      context.run_id, result.source_count)
         path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,

@@ -24,8 +24,10 @@ from typing import Generic, TypeVar
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..salesforce.datacloud_arrow import combine
+from ..sync.keys import SettledRange, as_array, settle_core_range
 from ..sync.outcome import SAMPLE_ROWS, run_extract
 from ..sync.plan import KeyRange, PartitionPlan
 from ..sync.prepare import QUARANTINE, prepare
@@ -94,7 +96,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                                 else [])
 
     reads: RangeReads[SourceRows] = RangeReads()
-    core_reads: RangeReads[pa.Table] = RangeReads()
+    core_reads: RangeReads[SettledRange] = RangeReads()
 
     def source(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                settings: PipelineSettings, r: KeyRange) -> SourceRows:
@@ -105,17 +107,27 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                   saved.ready)
             with operator_errors(f"reading {spec.source} {r.label}"):
                 table = combine(list(datacloud.read_range(
-                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end)),
-                    spec.source_columns)
+                    spec.source, spec.source_columns[1:], spec.source_key, r.start, r.end,
+                    fold=spec.folds_key)), spec.source_columns)
             return SourceRows(table, "Data Cloud, read by the check", table.num_rows)
         return reads.get(context.run.run_id, ("dc", r.key), read)
 
-    def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource, r: KeyRange
-                ) -> pa.Table:
-        def read() -> pa.Table:  # a Bulk API 2.0 query job: CSV pages, one call per page
+    def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource,
+                datacloud: DataCloudResource, settings: PipelineSettings, r: KeyRange
+                ) -> SettledRange:
+        def read() -> SettledRange:  # Bulk API 2.0 query jobs: CSV pages, one call per page
+            columns = [spec.target_key, *fields]
+            src = source(context, datacloud, settings, r)
+            q = _quarantine(settings, spec, context.partition_key)
+            key = as_array(src.table.column(spec.source_key))
+            expected = key.filter(pc.invert(pc.is_in(key, value_set=as_array(q.column("key")))))
             with operator_errors(f"reading {spec.target} {r.label}"):
-                return bulk.read_range(spec.target, [spec.target_key, *fields],
-                                       spec.target_key, r.start, r.end)
+                return settle_core_range(
+                    bulk.read_range(spec.target, columns, spec.target_key, r.start, r.end),
+                    spec.target_key, r, spec.folds_key, expected,
+                    lambda keys: bulk.read_keys(spec.target, columns, spec.target_key, keys),
+                    lambda keys: datacloud.keys_present(spec.source, spec.source_key, keys,
+                                                        spec.folds_key))
         return core_reads.get(context.run.run_id, ("core", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
@@ -126,13 +138,20 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         r = plan.range(context.partition_key)
         src = source(context, datacloud, settings, r)
         q = _quarantine(settings, spec, context.partition_key)
+        core = records(context, bulk, datacloud, settings, r)
         rec = reconcile(src.table.column(spec.source_key),
-                        records(context, bulk, r).column(spec.target_key), q.column("key"),
-                        q.num_rows)
+                        core.records.column(spec.target_key), q.column("key"), q.num_rows,
+                        spec.folds_key)
         changed = src.count_now is not None and src.count_now != rec.dc_rows
         meta = {"range": r.label, "datacloud_rows": rec.dc_rows, "datacloud_read": src.origin,
                 "core_records": rec.core_rows, "quarantined_rows": rec.quarantined,
-                "missing_in_core": len(rec.missing), "unexpected_in_core": len(rec.unexpected)}
+                "missing_in_core": len(rec.missing), "unexpected_in_core": len(rec.unexpected),
+                "keys_compared": "ignoring case" if spec.folds_key else "case-sensitive"}
+        if core.outside or core.looked_up:  # the org's SOQL range and ours differ near edges
+            meta |= {"core_returned_outside_range": core.outside,
+                     "looked_up_by_key": core.looked_up, "found_by_key": core.found_by_key}
+        if core.unverified:
+            meta["missing_not_looked_up"] = core.unverified
         if changed:  # rows came or went after the extract: Core is behind Data Cloud
             meta["datacloud_rows_after_load"] = src.count_now
         if rec.missing:
@@ -157,10 +176,11 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
-                                  bulk: BulkApiResource) -> dg.AssetCheckResult:
-        in_core = records(context, bulk, plan.range(context.partition_key)).column(
-            spec.target_key)
-        dup = duplicates(in_core)
+                                  bulk: BulkApiResource, datacloud: DataCloudResource,
+                                  settings: PipelineSettings) -> dg.AssetCheckResult:
+        in_core = records(context, bulk, datacloud, settings,
+                          plan.range(context.partition_key)).records.column(spec.target_key)
+        dup = duplicates(in_core, spec.folds_key)
         meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
         if dup:
             meta["duplicates_sample"] = _sample(list(dup.items()), ["key", "records"])
@@ -173,11 +193,11 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                      bulk: BulkApiResource, settings: PipelineSettings
                      ) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
-        rows = records(context, bulk, r)
+        rows = records(context, bulk, datacloud, settings, r).records
         src = source(context, datacloud, settings, r)
         ready = src.ready if src.ready is not None else prepare(spec, src.table).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
-        cmp = compare_fields(ready, rows, spec.target_key, fields, skip)
+        cmp = compare_fields(ready, rows, spec.target_key, fields, skip, fold=spec.folds_key)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
                 "core_checksum": cmp.core_checksum, "mismatched_values": cmp.mismatched}
         if cmp.mismatches:

@@ -28,6 +28,7 @@ from .sources import source_asset, source_key, source_owner
 class KeyMap(dg.Model):
     source: str   # the Data Cloud column holding the external id
     target: str   # the Core external id field
+    case_sensitive: bool = False  # as the field is declared in Salesforce (default: ignores)
 
 
 class FieldMap(dg.Model):

@@ -38,7 +38,7 @@ def range_state(datacloud: DataCloudResource, spec: SyncSpec, r: KeyRange
     if not spec.modified:
         return UNWATCHED, {}
     count, latest = datacloud.range_stats(spec.source, spec.source_key, r.start, r.end,
-                                          spec.modified)
+                                          spec.modified, spec.folds_key)
     stamp = latest.isoformat() if latest else ""
     version = hashlib.sha256(f"{count}|{stamp}".encode()).hexdigest()[:16]
     return version, {"source_rows": count, "source_last_modified": stamp}

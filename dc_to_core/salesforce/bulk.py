@@ -32,7 +32,7 @@ from .bulk_results import (
     read_result_csv,
 )
 from .errors import BulkJobError, OrgUnreachableError, SalesforceApiError
-from .rest import range_soql
+from .rest import keys_soql, range_soql
 from .transport import SalesforceApi
 
 log = logging.getLogger("dc_to_core.salesforce.bulk")
@@ -204,6 +204,17 @@ class BulkApi(SalesforceApi):
                    end: str | None) -> pa.Table:
         """The given fields (as text) of the records in a key range, ordered by key."""
         return self.query(range_soql(object_name, fields, key, start, end), fields)
+
+    def read_keys(self, object_name: str, fields: list[str], key: str, values: list[str],
+                  per_query: int = 500) -> pa.Table:
+        """The given fields (as text) of the records whose ``key`` is one of ``values`` (as
+        the org matches them: ignoring case unless the field is case-sensitive), one query
+        job per ``per_query`` values (a SOQL statement stays well under 100,000 characters)."""
+        parts = [self.query(keys_soql(object_name, fields, key, values[i:i + per_query]),
+                            fields) for i in range(0, len(values), per_query)]
+        if not parts:
+            return pa.table({f: pa.array([], pa.string()) for f in fields})
+        return pa.concat_tables(parts)
 
     # -- whole tables ---------------------------------------------------------------------------
     def submit(self, object_name: str, external_id_field: str | None, table: pa.Table,

@@ -29,14 +29,29 @@ FINISHED = {"FINISHED", "RESULTSPRODUCED"}
 FAILED = {"FAILED", "ERROR", "CANCELLED", "CANCELED"}
 
 
-def range_condition(key: str, start: str | None, end: str | None) -> str:
-    """``[start, end)`` over ``key``; an open start also takes rows whose key is NULL, so
-    together the ranges of a plan cover every row."""
+FOLDED = "dc_to_core__key_folded"  # alias of a page's folded key, dropped from what is read
+
+
+def key_expression(key: str, fold: bool = False) -> str:
+    """The key as ranges compare it: the column itself, or ``LOWER(column)`` for an external
+    id that Salesforce matches ignoring case (so ``OPP-X`` and ``opp-x`` fall together)."""
     k = sql_identifier(key)
-    parts = ([f"{k} >= {sql_literal(start)}"] if start is not None else []) + (
-        [f"{k} < {sql_literal(end)}"] if end is not None else [])
-    bounded = " AND ".join(parts) or "1 = 1"
-    return f"({k} IS NULL OR ({bounded}))" if start is None else f"({bounded})"
+    return f"LOWER({k})" if fold else k
+
+
+def range_condition(key: str, start: str | None, end: str | None, fold: bool = False) -> str:
+    """``[start, end)`` over ``key`` (folded when ``fold``); an open start also takes rows
+    whose key is NULL, so together the ranges of a plan cover every row."""
+    bounded = _bounds(key, start, end, fold)
+    return f"({sql_identifier(key)} IS NULL OR {bounded})" if start is None else bounded
+
+
+def _bounds(key: str, start: str | None, end: str | None, fold: bool) -> str:
+    """``[start, end)`` over the key's non-null values."""
+    e = key_expression(key, fold)
+    parts = ([f"{e} >= {sql_literal(start)}"] if start is not None else []) + (
+        [f"{e} < {sql_literal(end)}"] if end is not None else [])
+    return "(" + (" AND ".join(parts) or "1 = 1") + ")"
 
 
 class DataCloud(SalesforceApi):
@@ -113,45 +128,62 @@ class DataCloud(SalesforceApi):
 
     # -- ranges -----------------------------------------------------------------------------------
     def read_range(self, object_name: str, columns: list[str], key: str, start: str | None,
-                   end: str | None, page_rows: int | None = None) -> Iterator[pa.RecordBatch]:
-        """Rows of ``object_name`` with ``start <= key < end`` (NULL keys when start is open),
-        in key order, keyset-paged (``key > last``, never OFFSET). Rows sharing a key are
-        never split or lost across pages."""
+                   end: str | None, page_rows: int | None = None, fold: bool = False
+                   ) -> Iterator[pa.RecordBatch]:
+        """Rows of ``object_name`` with ``start <= key < end`` (the key folded to lower case
+        when ``fold``; NULL keys when start is open), in key order, keyset-paged
+        (``key > last``, never OFFSET). Rows sharing a key are never split or lost across
+        pages."""
         size = page_rows or self.page_rows
         cols = list(dict.fromkeys([key, *columns]))
         select = ", ".join(sql_identifier(c) for c in cols)
         table, k = sql_identifier(object_name), sql_identifier(key)
-        where = range_condition(key, start, end)
+        e = key_expression(key, fold)
+        where = _bounds(key, start, end, fold)  # NULL keys are read on their own, first
         if start is None:
             yield from self.query(f"SELECT {select} FROM {table} WHERE {k} IS NULL")
         last: str | None = None
         while True:
-            after = f" AND {k} > {sql_literal(last)}" if last is not None else ""
-            page = self.query_table(f"SELECT {select} FROM {table} WHERE {where} AND {k} IS NOT "
-                                    f"NULL{after} ORDER BY {k} LIMIT {size}")
+            after = f" AND {e} > {sql_literal(last)}" if last is not None else ""
+            page = self.query_table(f"SELECT {select}, {e} AS {sql_identifier(FOLDED)} FROM "
+                                    f"{table} WHERE {where} AND {k} IS NOT NULL{after} "
+                                    f"ORDER BY {e} LIMIT {size}")
             if page.num_rows == 0:
                 return
-            last = page.column(key)[page.num_rows - 1].as_py()
+            last = page.column(FOLDED)[page.num_rows - 1].as_py()
             keep = cols + [UNPARSED] * (UNPARSED in page.column_names)  # flags travel along
             if page.num_rows < size:
                 yield from page.select(keep).to_batches()
                 return
             # the page may end inside a run of equal keys: re-read that key whole
-            head = page.filter(pc.not_equal(page.column(key), last))
+            head = page.filter(pc.not_equal(page.column(FOLDED), last))
             yield from head.select(keep).to_batches()
-            yield from self.query(f"SELECT {select} FROM {table} WHERE {k} = {sql_literal(last)}")
+            yield from self.query(f"SELECT {select} FROM {table} WHERE {e} = "
+                                  f"{sql_literal(last)}")
 
-    def count_range(self, object_name: str, key: str, start: str | None, end: str | None
-                    ) -> int:
+    def keys_present(self, object_name: str, key: str, keys: list[str], fold: bool = False
+                     ) -> set[str]:
+        """Which of ``keys`` (folded when ``fold``) Data Cloud holds, in any range."""
+        found: set[str] = set()
+        e = key_expression(key, fold)
+        for i in range(0, len(keys), 500):
+            values = ", ".join(sql_literal(v) for v in keys[i:i + 500])
+            sql = (f"SELECT DISTINCT {e} AS k FROM {sql_identifier(object_name)} "
+                   f"WHERE {e} IN ({values})")
+            found.update(self.query_table(sql).column("k").to_pylist())
+        return found
+
+    def count_range(self, object_name: str, key: str, start: str | None, end: str | None,
+                    fold: bool = False) -> int:
         sql = (f"SELECT COUNT(*) AS n FROM {sql_identifier(object_name)} "
-               f"WHERE {range_condition(key, start, end)}")
+               f"WHERE {range_condition(key, start, end, fold)}")
         return int(self.query_table(sql).column("n")[0].as_py())
 
     def range_stats(self, object_name: str, key: str, start: str | None, end: str | None,
-                    modified: str) -> tuple[int, dt.datetime | None]:
+                    modified: str, fold: bool = False) -> tuple[int, dt.datetime | None]:
         """(row count, latest ``modified`` value) of a range: what a change sensor watches."""
         sql = (f"SELECT COUNT(*) AS n, MAX({sql_identifier(modified)}) AS m FROM "
-               f"{sql_identifier(object_name)} WHERE {range_condition(key, start, end)}")
+               f"{sql_identifier(object_name)} WHERE {range_condition(key, start, end, fold)}")
         row = self.query_table(sql).to_pylist()[0]
         latest = row["m"]
         if isinstance(latest, str):
@@ -159,25 +191,27 @@ class DataCloud(SalesforceApi):
                 latest = pc.cast(pa.array([latest]).cast(pa.string()),
                                  pa.timestamp("us", tz="UTC"))[0].as_py()
             except (pa.ArrowInvalid, ValueError):
-                raise self._bad_value(object_name, key, start, end, modified, latest) from None
+                raise self._bad_value(object_name, key, start, end, modified, latest,
+                                      fold) from None
         return int(row["n"]), latest
 
     def _bad_value(self, object_name: str, key: str, start: str | None, end: str | None,
-                   column: str, value: str) -> SourceValueError:
+                   column: str, value: str, fold: bool) -> SourceValueError:
         sql = (f"SELECT {sql_identifier(key)} AS k FROM {sql_identifier(object_name)} WHERE "
-               f"{range_condition(key, start, end)} AND {sql_identifier(column)} = "
+               f"{range_condition(key, start, end, fold)} AND {sql_identifier(column)} = "
                f"{sql_literal(value)} LIMIT 1")
         keys = self.query_table(sql).column("k").to_pylist() if value else []
         return SourceValueError(
             f"{object_name}.{column} holds {value!r}, which is not a timestamp (row "
             f"{key} = {keys[0] if keys else '?'!r}); fix the value in Data Cloud")
 
-    def quantiles(self, object_name: str, key: str, n: int) -> list[str]:
-        """``n - 1`` boundaries splitting the non-null keys into ``n`` near-equal ranges."""
+    def quantiles(self, object_name: str, key: str, n: int, fold: bool = False) -> list[str]:
+        """``n - 1`` boundaries splitting the non-null keys (folded when ``fold``) into ``n``
+        near-equal ranges."""
         if n < 2:
             return []
-        k = sql_identifier(key)
-        sql = (f"SELECT MIN(k) AS b FROM (SELECT {k} AS k, NTILE({int(n)}) OVER (ORDER BY {k}) "
+        k, e = sql_identifier(key), key_expression(key, fold)
+        sql = (f"SELECT MIN(k) AS b FROM (SELECT {e} AS k, NTILE({int(n)}) OVER (ORDER BY {e}) "
                f"AS t FROM {sql_identifier(object_name)} WHERE {k} IS NOT NULL) s GROUP BY t "
                "ORDER BY b")
         starts = [v for v in self.query_table(sql).column("b").to_pylist() if v is not None]

@@ -31,6 +31,13 @@ def range_soql(object_name: str, fields: list[str], key: str, start: str | None,
             + (f" WHERE {where}" if where else "") + f" ORDER BY {soql_identifier(key)}")
 
 
+def keys_soql(object_name: str, fields: list[str], key: str, values: list[str]) -> str:
+    """``SELECT fields FROM object WHERE key IN (values)``."""
+    listed = ", ".join(soql_literal(v) for v in values)
+    return (f"SELECT {', '.join(soql_identifier(f) for f in fields)} FROM "
+            f"{soql_identifier(object_name)} WHERE {soql_identifier(key)} IN ({listed})")
+
+
 def _flatten(record: dict, prefix: str = "") -> dict:
     out = {}
     for name, value in record.items():

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
+from .keys import folded
 from .ledger import Ledger
 from .prepare import ROW
 from .spec import SyncSpec
@@ -62,7 +63,7 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
     n = table.num_rows
     if parent is None or n == 0 or parent not in table.column_names:
         return [pa.array(range(n), pa.int64())]
-    keys = table.column(parent).to_pylist()
+    keys = folded(table.column(parent), True).to_pylist()  # the org finds ACC-1 as acc-1
     rank, start = [0] * n, 0
     for i in range(1, n + 1):
         if i == n or keys[i] != keys[start] or keys[i] is None:

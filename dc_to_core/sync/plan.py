@@ -1,5 +1,8 @@
 """Partition plans: each sync's external id space cut into ordered ``[start, end)`` ranges.
 
+For an external id Salesforce matches ignoring case (the default), the ranges cut the
+lower-cased key space, so ``OPP-X`` and ``opp-x`` always fall in one partition.
+
 The first range is open below (and takes rows whose key is NULL, so they are quarantined
 rather than lost), the last open above, and each range starts where the previous one ends, so
 every row falls in exactly one partition. ``dc-to-core plan SYNC --partitions N`` computes the
@@ -143,9 +146,22 @@ def load_plan(spec: SyncSpec, directory: Path | None = None) -> PartitionPlan:
                         "partitions: [{key, start, end}, ...]") from None
     if doc.get("sync", spec.name) != spec.name:
         raise PlanError(f"{path}: written for sync {doc.get('sync')!r}, not {spec.name!r}")
+    if spec.folds_key:  # ranges cut the folded key space: OPP-X and opp-x fall together
+        ranges = tuple(KeyRange(r.key, _fold(r.start), _fold(r.end)) for r in ranges)
     plan = PartitionPlan(spec.name, ranges, doc.get("source_rows"), doc.get("computed_at"))
-    validate(plan, str(path))
+    try:
+        validate(plan, str(path))
+    except PlanError as exc:
+        if not spec.folds_key:
+            raise
+        raise PlanError(f"{exc}. {spec.target}.{spec.target_key} ignores case, so the "
+                        "boundaries are compared in lower case; re-plan with dc-to-core plan "
+                        f"{spec.name}") from None
     return plan
+
+
+def _fold(bound: str | None) -> str | None:
+    return None if bound is None else bound.lower()
 
 
 def save_plan(plan: PartitionPlan, directory: Path | None = None) -> Path:
@@ -161,7 +177,8 @@ def save_plan(plan: PartitionPlan, directory: Path | None = None) -> Path:
 
 def compute_plan(datacloud: DataCloud, spec: SyncSpec, partitions: int
                  ) -> PartitionPlan:
-    """Boundaries at Data Cloud quantiles of the external id: near-equal partitions."""
-    boundaries = datacloud.quantiles(spec.source, spec.source_key, partitions)
+    """Boundaries at Data Cloud quantiles of the external id (folded unless it is
+    case-sensitive): near-equal partitions."""
+    boundaries = datacloud.quantiles(spec.source, spec.source_key, partitions, spec.folds_key)
     rows = datacloud.count_range(spec.source, spec.source_key, None, None)
     return plan_from_boundaries(spec.name, boundaries, rows)

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..salesforce.bulk_csv import NA
 from ..salesforce.datacloud_arrow import UNPARSED, joined_text
+from .keys import folded
 from .spec import FieldMap, SyncSpec
 
 ROW = "__source_row"   # position of the row in the extracted table
@@ -133,6 +134,18 @@ def parent_order(parent: pa.Array, salt: str) -> pa.Array:
     return pc.fill_null(pc.take(ranks, pc.index_in(parent, value_set=distinct)), -1)
 
 
+def _duplicate(spec: SyncSpec, spellings: list[str]) -> tuple[str, str]:
+    """The quarantine reason of a row whose key another row of the source also holds."""
+    if len(spellings) == 1:
+        return ("DUPLICATE_EXTERNAL_ID_IN_SOURCE", f"{spec.source_key} {spellings[0]!r} "
+                "appears more than once in Data Cloud; none of the copies is loaded")
+    shown = " and ".join(repr(s) for s in spellings[:3])
+    return ("DUPLICATE_EXTERNAL_ID_IN_SOURCE", f"{spec.source_key} values {shown} differ only "
+            f"in case, and Salesforce matches {spec.target}.{spec.target_key} ignoring case: "
+            "they are one record, so none of the copies is loaded. Make the keys distinct in "
+            "Data Cloud (or declare key.case_sensitive: true if the field is case-sensitive)")
+
+
 def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
     """Map, coerce, pre-validate and order one extracted partition (``salt``, the partition,
     shuffles the order of the parents)."""
@@ -151,13 +164,16 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
                                     "Bulk API's null marker: the row has no external id to "
                                     "match (Salesforce refuses it, MISSING_ARGUMENT). Fix the "
                                     "key in Data Cloud")
-    counts = pc.value_counts(key)
+    same = folded(key, spec.folds_key)  # OPP-X and opp-x are one record unless case-sensitive
+    counts = pc.value_counts(same)
     repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    for i in pc.indices_nonzero(pc.fill_null(pc.is_in(key, value_set=repeated), False)
-                                ).to_pylist():
-        reasons[i] = reasons[i] or ("DUPLICATE_EXTERNAL_ID_IN_SOURCE",
-                                    f"{spec.source_key} {key[i].as_py()!r} appears more than "
-                                    "once in Data Cloud; none of the copies is loaded")
+    dup_rows = pc.indices_nonzero(pc.fill_null(pc.is_in(same, value_set=repeated), False))
+    spellings: dict[str, set[str]] = {}
+    for raw, one in zip(key.take(dup_rows).to_pylist(), same.take(dup_rows).to_pylist(),
+                        strict=True):
+        spellings.setdefault(one, set()).add(raw)
+    for i, one in zip(dup_rows.to_pylist(), same.take(dup_rows).to_pylist(), strict=True):
+        reasons[i] = reasons[i] or _duplicate(spec, sorted(spellings[one]))
     if UNPARSED in source.column_names:  # values Data Cloud returned against their type
         flags = source.column(UNPARSED)
         for i in pc.indices_nonzero(pc.is_valid(flags)).to_pylist():
@@ -193,8 +209,8 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
     order: list[tuple[str, str, str]] = []
     if spec.parent:
         rel = spec.parent.relationship
-        ready = ready.append_column(RANK, parent_order(ready.column(rel).combine_chunks(),
-                                                       salt))
+        ready = ready.append_column(RANK, parent_order(folded(ready.column(rel), True),
+                                                       salt))  # one lock: ACC-1 and acc-1
         order = [(RANK, "ascending", "at_start"), (rel, "ascending", "at_start")]
     ready = ready.take(pc.sort_indices(ready, [*order, (spec.target_key, "ascending",
                                                         "at_start")]))

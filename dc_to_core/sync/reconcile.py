@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.datacloud_arrow import joined_text
+from .keys import Keys, as_array, folded
 from .outcome import SAMPLE_ROWS
 
 MICRO = 1_000_000.0
-Keys = pa.Array | pa.ChunkedArray | list[str | None]
 
 
 @dataclass
@@ -33,29 +33,28 @@ class Reconciliation:
 
 
 def reconcile(dc_keys: Keys, core_keys: Keys, quarantined_keys: Keys,
-              quarantined_rows: int) -> Reconciliation:
+              quarantined_rows: int, fold: bool = False) -> Reconciliation:
     """Missing: a Data Cloud key neither quarantined nor in Core; unexpected: a Core key
-    Data Cloud's range does not have (both distinct and sorted; null keys never match)."""
-    dc, core, quarantined = _keys(dc_keys), _keys(core_keys), _keys(quarantined_keys)
+    Data Cloud's range does not have (each listed once, sorted; null keys never match).
+    With ``fold``, keys match ignoring case, as the org matches its external id."""
+    dc, core, quarantined = as_array(dc_keys), as_array(core_keys), as_array(quarantined_keys)
     known, listed = pc.unique(dc.drop_null()), pc.unique(core.drop_null())
-    missing = known.filter(pc.invert(pc.or_(pc.is_in(known, value_set=listed),
-                                            pc.is_in(known, value_set=quarantined))))
-    unexpected = listed.filter(pc.invert(pc.is_in(listed, value_set=known)))
+    known_f, listed_f = folded(known, fold), folded(listed, fold)
+    missing = known.filter(pc.invert(pc.or_(
+        pc.is_in(known_f, value_set=listed_f),
+        pc.is_in(known_f, value_set=folded(quarantined, fold)))))
+    unexpected = listed.filter(pc.invert(pc.is_in(listed_f, value_set=known_f)))
     return Reconciliation(len(dc), len(core), quarantined_rows, _sorted(missing),
                           _sorted(unexpected))
 
 
-def duplicates(keys: Keys) -> dict[str, int]:
-    counts = pc.value_counts(_keys(keys).drop_null())
+def duplicates(keys: Keys, fold: bool = False) -> dict[str, int]:
+    """Keys held by more than one record ({key: records}); with ``fold``, keys that differ
+    only in case are one key (shown folded)."""
+    counts = pc.value_counts(folded(keys, fold).drop_null())
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     return dict(zip(dup.field("values").to_pylist(), dup.field("counts").to_pylist(),
                     strict=True))
-
-
-def _keys(keys: Keys) -> pa.Array:
-    if isinstance(keys, pa.ChunkedArray):
-        return keys.combine_chunks()
-    return keys if isinstance(keys, pa.Array) else pa.array(keys, pa.string())
 
 
 def _sorted(keys: pa.Array) -> list[str]:
@@ -125,14 +124,16 @@ def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
 
 
 def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
-                   skip: set[str], sample: int = SAMPLE_ROWS) -> FieldsComparison:
+                   skip: set[str], sample: int = SAMPLE_ROWS, fold: bool = False
+                   ) -> FieldsComparison:
     """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised:
-    each Data Cloud row meets the first Core record with its key (duplicates have their own
-    check), in key order."""
+    each Data Cloud row meets the first Core record with its key (folded when ``fold``;
+    duplicates have their own check), in key order."""
     dc = dc.select([key, *fields])
     if skip:
         dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
-    at = pc.index_in(dc.column(key), value_set=_keys(core.column(key)), skip_nulls=True)
+    at = pc.index_in(folded(dc.column(key), fold), value_set=folded(core.column(key), fold),
+                     skip_nulls=True)
     dc, at = dc.filter(pc.is_valid(at)), at.drop_null()
     order = pc.sort_indices(dc.column(key))
     dc, at = dc.take(order), at.take(order)

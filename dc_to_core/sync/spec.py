@@ -66,6 +66,13 @@ class SyncSpec:
     operation: str = "upsert"
     file: str = ""
     owners: tuple[str, ...] = ()
+    key_case_sensitive: bool = False  # as the target's external id field is declared
+
+    @property
+    def folds_key(self) -> bool:
+        """Keys match ignoring case (Salesforce's default for an external id): ``OPP-X`` and
+        ``opp-x`` are one record, so ranges, duplicates and checks compare keys folded."""
+        return not self.key_case_sensitive
 
     @property
     def source_columns(self) -> list[str]:
@@ -82,6 +89,8 @@ class SyncSpec:
         mapping = [self.source, self.target, self.source_key, self.target_key, self.operation,
                    [(f.target, f.source, f.type, f.empty_as_null) for f in self.fields],
                    [self.parent.relationship, self.parent.source] if self.parent else None]
+        if self.key_case_sensitive:  # appended, so the default leaves versions as they were
+            mapping.append("case-sensitive key")
         return hashlib.sha256(json.dumps(mapping).encode()).hexdigest()[:16]
 
     @property
@@ -161,7 +170,12 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
                                                                                 "target")):
         raise _fail(where, "'key' needs {source: <Data Cloud column>, target: <external id "
                     "field>}", "key")
-    _only(where, "key", key, {"source", "target"})
+    _only(where, "key", key, {"source", "target", "case_sensitive"})
+    case_sensitive = key.get("case_sensitive", False)
+    if not isinstance(case_sensitive, bool):
+        raise _fail(f"{where}, key", f"case_sensitive must be true or false (as the "
+                    f"{target}.{key['target']} field is declared in Salesforce), got "
+                    f"{case_sensitive!r}", "key", "case_sensitive")
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, dict) or not fields_raw:
         raise _fail(where, "'fields' must map at least one target field to a source column",
@@ -189,7 +203,7 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
     return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
-                    raw.get("modified"), operation, file, tuple(owners))
+                    raw.get("modified"), operation, file, tuple(owners), case_sensitive)
 
 
 def _only(where: str, what: str, mapping: dict, allowed: set[str]) -> None:

@@ -79,6 +79,8 @@ def test_dg_lists_and_checks_the_project(tmp_path):
      "Account, Opportunity)"),
     ("source: Opportunity_Staging__dlm", "source: Opportunity_Staging", "opportunity/defs.yaml:6",
      "'source' must be a Data Cloud object"),
+    ("target: External_Id__c}", "target: External_Id__c, case_sensitive: sometimes}",
+     "opportunity/defs.yaml:8", "case_sensitive"),
 ])
 def test_a_broken_sync_yaml_names_file_line_and_key(tmp_path, old, new, where, says):
     root = project_copy(tmp_path)

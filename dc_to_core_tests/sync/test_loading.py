@@ -26,6 +26,13 @@ def test_waves_split_heavy_parents():
     assert len(waves(table, None, 10)) == 1
 
 
+def test_a_parent_spelled_in_two_cases_is_one_parent_for_its_waves():
+    """The org finds ACC-1 for acc-1 (a case-insensitive external id): one lock."""
+    parents = ["ACC-1"] * 6 + ["acc-1"] * 6
+    got = [w.to_pylist() for w in waves(pa.table({"P": parents}), "P", 10)]
+    assert [len(w) for w in got] == [10, 2]
+
+
 def test_gaps():
     jobs = [SubmittedJob("x", 0, 10), SubmittedJob("y", 20, 30)]
     assert _gaps(jobs, 40) == [(10, 20), (30, 40)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -22,13 +23,28 @@ OPP = load_syncs().syncs["Opportunity"]
 
 
 def test_boundaries_become_contiguous_ranges(tmp_path):
-    plan = plan_from_boundaries("Opportunity", ["OPP-1", "OPP-5"], 100)
+    plan = plan_from_boundaries("Opportunity", ["opp-1", "opp-5"], 100)
     assert plan.keys == ["p00", "p01", "p02"]
-    assert [(r.start, r.end) for r in plan.ranges] == [(None, "OPP-1"), ("OPP-1", "OPP-5"),
-                                                       ("OPP-5", None)]
+    assert [(r.start, r.end) for r in plan.ranges] == [(None, "opp-1"), ("opp-1", "opp-5"),
+                                                       ("opp-5", None)]
     save_plan(plan, tmp_path)
     assert load_plan(OPP, tmp_path).ranges == plan.ranges
-    assert plan.range("p01").label == "[OPP-1, OPP-5)"
+    assert plan.range("p01").label == "[opp-1, opp-5)"
+
+
+def test_a_key_that_ignores_case_cuts_the_folded_key_space(tmp_path):
+    """External_Id__c is case-insensitive (the default): bounds are read lower-cased, so
+    OPP-X and opp-x fall in one range; bounds that are no longer ordered ask for a re-plan."""
+    folding = replace(OPP, key_case_sensitive=False)
+    save_plan(plan_from_boundaries("Opportunity", ["OPP-1", "OPP-5"], 100), tmp_path)
+    assert [(r.start, r.end) for r in load_plan(folding, tmp_path).ranges] == [
+        (None, "opp-1"), ("opp-1", "opp-5"), ("opp-5", None)]
+    assert load_plan(replace(OPP, key_case_sensitive=True), tmp_path).range("p01").start == (
+        "OPP-1")
+    save_plan(plan_from_boundaries("Opportunity", ["B", "a"], 100), tmp_path)
+    with pytest.raises(PlanError, match="compared in lower case; re-plan with dc-to-core plan "
+                                        "Opportunity"):
+        load_plan(folding, tmp_path)
 
 
 def test_a_sync_without_a_plan_file_has_one_partition(tmp_path):

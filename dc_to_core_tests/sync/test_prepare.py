@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -81,6 +82,26 @@ def test_rows_that_cannot_load_are_quarantined_with_reasons():
     assert "CloseDate__c value '2025-02-30'" in bad_date["error_message"]
     assert json.loads(bad_date["row"])["ExternalId__c"] == "X"
     assert all(r["stage"] == "prepare" for r in q)
+
+
+def test_keys_that_differ_only_in_case_are_one_record_unless_the_field_is_case_sensitive():
+    rows = [row("OPP-X", "A"), row("opp-x", "A"), row("Opp-X", "B"), row("OPP-Y", "A")]
+    p = prepare(OPP, source(rows))
+    assert p.ready.column("External_Id__c").to_pylist() == ["OPP-Y"]
+    q = p.rejected.to_pylist()
+    assert {r["error_code"] for r in q} == {"DUPLICATE_EXTERNAL_ID_IN_SOURCE"} and len(q) == 3
+    assert ("values 'OPP-X' and 'Opp-X' and 'opp-x' differ only in case, and Salesforce "
+            "matches Opportunity.External_Id__c ignoring case") in q[0]["error_message"]
+    sensitive = prepare(replace(OPP, key_case_sensitive=True), source(rows))
+    assert sensitive.rejected.num_rows == 0 and sensitive.ready.num_rows == 4
+
+
+def test_parents_that_differ_only_in_case_are_one_lock_group():
+    rows = [row(f"K{i}", parent) for i, parent in enumerate(["ACC-1", "B", "acc-1", "b",
+                                                             "Acc-1"])]
+    ready = prepare(OPP, source(rows), salt="s").ready
+    parents = [p.lower() for p in ready.column("Account.External_Id__c").to_pylist()]
+    assert parents in (["acc-1"] * 3 + ["b"] * 2, ["b"] * 2 + ["acc-1"] * 3)
 
 
 def test_fingerprint_changes_with_the_rows():

@@ -35,7 +35,10 @@ def test_the_project_syncs_load_in_dependency_order():
     ({"operation": "insert"}, "operation 'insert' is not supported", ("operation",)),
     ({"owners": "me"}, "'owners' must be a list", ("owners",)),
     ({"key": {"source": "Id__c", "target": "Ext__c", "case": "upper"}},
-     "sync 'A', key: unknown keys ['case'] (allowed: source, target)", ("key", "case")),
+     "sync 'A', key: unknown keys ['case'] (allowed: case_sensitive, source, target)",
+     ("key", "case")),
+    ({"key": {"source": "Id__c", "target": "Ext__c", "case_sensitive": "yes"}},
+     "sync 'A', key: case_sensitive must be true or false", ("key", "case_sensitive")),
     ({"parent": {"sync": "B", "relationship": "B.Ext__c", "source": "B__c", "lock": True}},
      "sync 'A', parent: unknown keys ['lock'] (allowed: relationship, source, sync)",
      ("parent", "lock")),
@@ -45,6 +48,13 @@ def test_mistakes_name_file_sync_field_and_key(change, message, path):
         parse_sync({**GOOD, **change}, "f.yaml")
     assert message in str(err.value)
     assert err.value.path == path
+
+
+def test_an_external_id_ignores_case_unless_declared_case_sensitive():
+    assert parse_sync(GOOD, "f.yaml").folds_key
+    sensitive = parse_sync({**GOOD, "key": {**GOOD["key"], "case_sensitive": True}}, "f.yaml")
+    assert not sensitive.folds_key
+    assert sensitive.mapping_fingerprint != parse_sync(GOOD, "f.yaml").mapping_fingerprint
 
 
 def test_unknown_parents_cycles_and_duplicates_name_the_file():
