@@ -20,7 +20,7 @@ from dc_to_core.emulator import EmulatorServer
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
 from dc_to_core.orchestration.project import build_definitions
 from dc_to_core.orchestration.resources import resources_from_env
-from dc_to_core.sync.plan import compute_plan, save_plan
+from dc_to_core.sync.plan import compute_plan, plan_from_boundaries, save_plan
 from dc_to_core.sync.spec import load_syncs
 
 
@@ -72,7 +72,10 @@ def defs_package(root: Path, syncs: dict[str, str]) -> ModuleType:
 
 
 def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
-                 defs_module: ModuleType | None = None, **env: str) -> Project:
+                 defs_module: ModuleType | None = None,
+                 boundaries: dict[str, list[str]] | None = None, **env: str) -> Project:
+    """A project on ``server``: plans of ``partitions`` ranges at Data Cloud's quantiles (or
+    at the given ``boundaries`` per sync), definitions built on them."""
     os.environ.setdefault("DC_TO_CORE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     settings = {"DC_TO_CORE_LOGIN_URL": server.url,
                 "DC_TO_CORE_CA_BUNDLE": str(server.ca_file),
@@ -83,7 +86,9 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
                               resolve=True)
     syncs = load_syncs(Path(defs_module.__file__).parent if defs_module else None)
     for spec in syncs.ordered():
-        save_plan(compute_plan(live["datacloud"], spec, partitions), root / "plans")
+        given = (boundaries or {}).get(spec.name)
+        save_plan(compute_plan(live["datacloud"], spec, partitions) if given is None else
+                  plan_from_boundaries(spec.name, given), root / "plans")
     defs = build_definitions(plans_dir=root / "plans", resources=resources_from_env(settings),
                              defs_module=defs_module)
     return Project(server, root, settings, defs, live)

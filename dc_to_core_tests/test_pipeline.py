@@ -237,8 +237,8 @@ def test_keys_that_differ_in_case_at_range_boundaries_load_once_and_reconcile(ma
         extra += [b.upper() + "a",                        # above b folded, far below in bytes
                   "Opp" + b[3:-1] + chr(ord(b[-1]) - 1) + "ZZ"]  # just below b folded
     twins = [bounds[0].upper() + "-TWIN", bounds[0] + "-twin"]
-    rows = [[k, f"n {k}", "Prospecting", "2025-01-02", 1.0, "", "ACC-0000001",
-             "2025-01-01T00:00:00Z"] for k in extra + twins]
+    rows = [[k, f"n {k}", "Prospecting", "2025-01-02", 1.0, "", "acc-0000001",  # the org
+             "2025-01-01T00:00:00Z"] for k in extra + twins]               # finds ACC-0000001
     server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", [
         "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
         "Description__c", "AccountExternalId__c", "LastModifiedDate__c"], rows)
@@ -262,3 +262,33 @@ def test_keys_that_differ_in_case_at_range_boundaries_load_once_and_reconcile(ma
     core = project.live["bulk"].query("SELECT External_Id__c FROM Opportunity")
     held = core.column(0).to_pylist()
     assert all(held.count(k) == 1 for k in extra) and not set(twins) & set(held)
+
+
+def test_where_the_orgs_soql_orders_keys_unlike_data_cloud_the_checks_still_agree(make_server,
+                                                                               tmp_path):
+    """The emulated org folds ASCII letters only (SQLite's NOCASE) where Data Cloud's LOWER
+    folds É to é: with a boundary at ``opp-é``, Data Cloud puts ``OPP-Éa`` above it and the
+    org's SOQL range puts it below. The check of the upper range (loaded first) looks it up
+    by key; the lower range's gets it from the org and drops it (Data Cloud has it): both
+    pass, and the metadata says what happened."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=3, opportunities=60, seed=3))
+    keys = ["OPP-Éa", "opp-éb", "OPP-E"]
+    server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", [
+        "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
+        "AccountExternalId__c", "LastModifiedDate__c"], [
+        [k, f"n {k}", "Prospecting", "2025-01-02", 1.0, "ACC-0000001", "2025-01-01T00:00:00Z"]
+        for k in keys])
+    project = make_project(server, tmp_path, partitions=1,
+                           boundaries={"Opportunity": ["opp-é"]})
+    with dg.instance_for_test() as instance:
+        assert project.run("Account", "p00", instance).success
+        results = [project.run("Opportunity", p, instance) for p in ("p01", "p00")]
+        checks = [{e.check_name: e for e in r.get_asset_check_evaluations()} for r in results]
+    for c in checks:
+        assert all(e.passed for e in c.values() if e.check_name != "no_quarantined_rows"), {
+            e.check_name: e.metadata for e in c.values()}
+    high, low = (c["counts_reconcile"].metadata for c in checks)  # p01 was loaded first
+    assert (high["looked_up_by_key"].value, high["found_by_key"].value) == (1, 1)  # OPP-Éa
+    assert low["core_returned_outside_range"].value == 1  # ... which the org ranks below é
+    assert (low["datacloud_rows"].value, low["core_records"].value) == (61, 61)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .schema import SYSTEM_FIELDS, CoreObject, DcColumn, OrgSchema
+from .schema import SYSTEM_FIELDS, CoreObject, DcColumn, OrgSchema, SchemaError
 
 SQLITE_AFFINITY = {
     "VARCHAR": "TEXT", "DECIMAL": "NUMERIC", "TIMESTAMP": "TEXT", "DATE": "TEXT",
@@ -151,8 +151,14 @@ class Storage:
     def _create_core_table(self, obj: CoreObject) -> None:
         cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in core_columns(obj))
         table = quote_ident(obj.name)
+        ddl = f"CREATE TABLE {table} ({cols})"
         with self.write_lock:
-            self.core.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+            found = self.core.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                                      "name = ?", (obj.name,)).fetchone()
+            if found is None:
+                self.core.execute(ddl)
+            elif found[0] != ddl:  # a data dir of another schema (fields, case sensitivity)
+                self._rebuild_core_table(obj, ddl)
             for ext in obj.external_ids:
                 index = quote_ident(f"ux_{obj.name}_{ext}")
                 self.core.execute(
@@ -160,6 +166,28 @@ class Storage:
                 )
             # No index on reference fields: reads go by external id, and a random-order
             # index on AccountId would halve the insert rate of the emulated org.
+
+    def _rebuild_core_table(self, obj: CoreObject, ddl: str) -> None:
+        """Bring a table written under another schema to this one, keeping its records (SQLite
+        cannot change a column's collation in place)."""
+        table, old = quote_ident(obj.name), quote_ident(f"{obj.name}__previous")
+        had = {r[1] for r in self.core.execute(f"PRAGMA table_info({table})")}
+        kept = ", ".join(quote_ident(c) for c, _ in core_columns(obj) if c in had)
+        self.core.execute("BEGIN")
+        try:
+            self.core.execute(f"ALTER TABLE {table} RENAME TO {old}")
+            self.core.execute(ddl)
+            self.core.execute(f"INSERT INTO {table} ({kept}) SELECT {kept} FROM {old}")
+            self.core.execute(f"DROP TABLE {old}")
+            for ext in obj.external_ids:
+                index = quote_ident(f"ux_{obj.name}_{ext}")
+                self.core.execute(f"CREATE UNIQUE INDEX {index} ON {table} ({quote_ident(ext)})")
+            self.core.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            self.core.execute("ROLLBACK")
+            raise SchemaError(f"{self.core_path}: {obj.name} holds external ids that differ "
+                              f"only in case, which its schema now declares one key ({exc}); "
+                              "start this org on a new data dir") from None
 
     def create_dc_table(self, table: str, columns: Sequence[DcColumn]) -> None:
         """Create a Data Cloud object (idempotent) and record its declared column types."""

@@ -284,7 +284,7 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
     if duplicates and plan.operation == "upsert":
         fold = nocase if _key_folds_case(plan) else str
         for i, k in enumerate(keys):
-            if k is not None and fold(k) in duplicates:
+            if k not in (None, "", NA) and fold(k) in duplicates:
                 errors.setdefault(i, sf_error("DUPLICATE_EXTERNAL_ID",
                                               f"Duplicate external id specified: {k}",
                                               [plan.key_field or ""]))
@@ -310,12 +310,12 @@ def find_duplicates(table: pa.Table, plan: HeaderPlan) -> frozenset[str]:
     if col is None:
         return frozenset()
     keys = table.column(col).combine_chunks()
+    keys = keys.filter(pc.invert(pc.is_in(keys, pa.array(["", NA]))))  # no key: not shared
     if _key_folds_case(plan):
         keys = pc.ascii_lower(keys)  # byte for byte SQLite's NOCASE fold on UTF-8
     counts = pc.value_counts(keys)
     values, n = counts.field("values"), counts.field("counts")
-    blank = pc.is_in(values, pa.array(["", NA, nocase(NA)]))  # no key, not a shared one
-    dup = pc.filter(values, pc.and_(pc.greater(n, 1), pc.invert(blank)))
+    dup = pc.filter(values, pc.greater(n, 1))
     return frozenset(dup.to_pylist())
 
 

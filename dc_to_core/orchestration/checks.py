@@ -79,24 +79,28 @@ def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
         schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in names]))
 
 
-def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
-                 ) -> list[dg.AssetChecksDefinition]:
+def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
+                 parent: SyncSpec | None = None) -> list[dg.AssetChecksDefinition]:
     """The four checks of a sync, partitioned like its asset (a preview feature of Dagster
     1.13 that works as documented for one-partition runs; its warning is silenced here).
     They have no automation condition: they run with the load of their partition."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return _build_checks(spec, plan, partitions)
+        return _build_checks(spec, plan, partitions, parent)
 
 
-def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition
-                  ) -> list[dg.AssetChecksDefinition]:
+def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
+                  parent: SyncSpec | None) -> list[dg.AssetChecksDefinition]:
     key = asset_key(spec)
     fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
                                                 else [])
+    # the org finds the parent by either case and answers with the parent's own spelling
+    folded_fields = {spec.parent.relationship} if spec.parent and (
+        parent is None or parent.folds_key) else set()
 
     reads: RangeReads[SourceRows] = RangeReads()
-    core_reads: RangeReads[SettledRange] = RangeReads()
+    core_reads: RangeReads[pa.Table] = RangeReads()
+    settled_reads: RangeReads[SettledRange] = RangeReads()
 
     def source(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                settings: PipelineSettings, r: KeyRange) -> SourceRows:
@@ -112,23 +116,31 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             return SourceRows(table, "Data Cloud, read by the check", table.num_rows)
         return reads.get(context.run.run_id, ("dc", r.key), read)
 
+    columns = [spec.target_key, *fields]
+
+    def core_range(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource,
+                   r: KeyRange) -> pa.Table:
+        def read() -> pa.Table:  # a Bulk API 2.0 query job: CSV pages, one call per page
+            with operator_errors(f"reading {spec.target} {r.label}"):
+                return bulk.read_range(spec.target, columns, spec.target_key, r.start, r.end)
+        return core_reads.get(context.run.run_id, ("core", r.key), read)
+
     def records(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource,
                 datacloud: DataCloudResource, settings: PipelineSettings, r: KeyRange
                 ) -> SettledRange:
-        def read() -> SettledRange:  # Bulk API 2.0 query jobs: CSV pages, one call per page
-            columns = [spec.target_key, *fields]
+        """Core's records of the range by Data Cloud's rule (see ``settle_core_range``)."""
+        def read() -> SettledRange:
             src = source(context, datacloud, settings, r)
             q = _quarantine(settings, spec, context.partition_key)
             key = as_array(src.table.column(spec.source_key))
             expected = key.filter(pc.invert(pc.is_in(key, value_set=as_array(q.column("key")))))
             with operator_errors(f"reading {spec.target} {r.label}"):
                 return settle_core_range(
-                    bulk.read_range(spec.target, columns, spec.target_key, r.start, r.end),
-                    spec.target_key, r, spec.folds_key, expected,
+                    core_range(context, bulk, r), spec.target_key, r, spec.folds_key, expected,
                     lambda keys: bulk.read_keys(spec.target, columns, spec.target_key, keys),
                     lambda keys: datacloud.keys_present(spec.source, spec.source_key, keys,
                                                         spec.folds_key))
-        return core_reads.get(context.run.run_id, ("core", r.key), read)
+        return settled_reads.get(context.run.run_id, ("settled", r.key), read)
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
@@ -176,10 +188,10 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
-                                  bulk: BulkApiResource, datacloud: DataCloudResource,
-                                  settings: PipelineSettings) -> dg.AssetCheckResult:
-        in_core = records(context, bulk, datacloud, settings,
-                          plan.range(context.partition_key)).records.column(spec.target_key)
+                                  bulk: BulkApiResource) -> dg.AssetCheckResult:
+        # Core's own range: keys equal ignoring case sort together in any such collation
+        in_core = core_range(context, bulk, plan.range(context.partition_key)).column(
+            spec.target_key)
         dup = duplicates(in_core, spec.folds_key)
         meta: dict = {"core_records": len(in_core), "duplicated_keys": len(dup)}
         if dup:
@@ -197,7 +209,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         src = source(context, datacloud, settings, r)
         ready = src.ready if src.ready is not None else prepare(spec, src.table).ready
         skip = set(_quarantine(settings, spec, context.partition_key).column("key").to_pylist())
-        cmp = compare_fields(ready, rows, spec.target_key, fields, skip, fold=spec.folds_key)
+        cmp = compare_fields(ready, rows, spec.target_key, fields, skip, fold=spec.folds_key,
+                             folded_fields=folded_fields)
         meta = {"rows_compared": cmp.compared, "datacloud_checksum": cmp.dc_checksum,
                 "core_checksum": cmp.core_checksum, "mismatched_values": cmp.mismatched}
         if cmp.mismatches:

@@ -125,8 +125,9 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         parts = dg.StaticPartitionsDefinition(plan.keys)
         parent = syncs.syncs[spec.parent.sync] if spec.parent else None
         owner = source_owner(syncs, spec)
-        alike = owner.name == spec.name or (owner.source_key == spec.source_key and (
-            load_plan(owner, plans_dir()).ranges == plan.ranges))  # its plan is read once
+        alike = owner.name == spec.name or (
+            owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
+            and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
         asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike)
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         tz, cron = self.night(context, parent)
@@ -138,7 +139,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         sync = dg.Definitions(assets=[asset]).map_asset_specs(func=lambda a: a.replace_attributes(
             freshness_policy=freshness, automation_condition=condition))
         return dg.Definitions.merge(sync, dg.Definitions(  # one source asset per object
-            assets=sources, asset_checks=build_checks(spec, plan, parts)))
+            assets=sources, asset_checks=build_checks(spec, plan, parts, parent)))
 
     def night(self, context: dg.ComponentLoadContext, parent: SyncSpec | None
               ) -> tuple[str, str]:

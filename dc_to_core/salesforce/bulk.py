@@ -33,6 +33,7 @@ from .bulk_results import (
 )
 from .errors import BulkJobError, OrgUnreachableError, SalesforceApiError
 from .rest import keys_soql, range_soql
+from .sqltext import soql_literal
 from .transport import SalesforceApi
 
 log = logging.getLogger("dc_to_core.salesforce.bulk")
@@ -206,12 +207,21 @@ class BulkApi(SalesforceApi):
         return self.query(range_soql(object_name, fields, key, start, end), fields)
 
     def read_keys(self, object_name: str, fields: list[str], key: str, values: list[str],
-                  per_query: int = 500) -> pa.Table:
+                  soql_chars: int = 90_000) -> pa.Table:
         """The given fields (as text) of the records whose ``key`` is one of ``values`` (as
         the org matches them: ignoring case unless the field is case-sensitive), one query
-        job per ``per_query`` values (a SOQL statement stays well under 100,000 characters)."""
-        parts = [self.query(keys_soql(object_name, fields, key, values[i:i + per_query]),
-                            fields) for i in range(0, len(values), per_query)]
+        job per statement of at most ``soql_chars`` characters (SOQL's limit is 100,000)."""
+        parts, batch, size = [], [], 0
+        base = len(keys_soql(object_name, fields, key, []))
+        for v in values:
+            cost = len(soql_literal(v)) + 2
+            if batch and base + size + cost > soql_chars:
+                parts.append(self.query(keys_soql(object_name, fields, key, batch), fields))
+                batch, size = [], 0
+            batch.append(v)
+            size += cost
+        if batch:
+            parts.append(self.query(keys_soql(object_name, fields, key, batch), fields))
         if not parts:
             return pa.table({f: pa.array([], pa.string()) for f in fields})
         return pa.concat_tables(parts)

@@ -35,12 +35,13 @@ def folded(keys: Keys, fold: bool) -> pa.Array:
 def in_range(keys: Keys, r: KeyRange, fold: bool) -> pa.Array:
     """Which keys belong to ``r`` by the rule Data Cloud reads use (NULL keys: the first)."""
     k = folded(keys, fold)
-    inside = pa.array([True] * len(k), pa.bool_())
+    inside = pc.is_valid(k)
     if r.start is not None:
         inside = pc.and_(inside, pc.greater_equal(k, pa.scalar(r.start)))
     if r.end is not None:
         inside = pc.and_(inside, pc.less(k, pa.scalar(r.end)))
-    return pc.fill_null(inside, r.start is None)
+    return pc.or_(pc.fill_null(inside, False), pc.and_(pc.is_null(k), pa.scalar(
+        r.start is None)))
 
 
 @dataclass
@@ -62,8 +63,9 @@ def settle_core_range(core: pa.Table, key: str, r: KeyRange, fold: bool, expecte
     come back in the neighbouring range. Records outside ``r`` are dropped unless Data Cloud
     has no such key at all (then they stay, to be reported as unexpected here); the
     ``expected`` keys (Data Cloud's, minus the quarantined) that Core did not return are
-    looked up by key (up to ``verify_at_most``), so a record is never reported missing only
-    because the org's SOQL put it next door."""
+    looked up by key (up to ``verify_at_most``; ``unverified`` counts the rest, which stay
+    missing), so below that cap a record is never reported missing only because the org's
+    SOQL put it next door."""
     inside = in_range(core.column(key), r, fold)
     mine, strays = core.filter(inside), core.filter(pc.invert(inside))
     kept = [mine]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from .spec import CONFIG_DIR, SyncSpec
@@ -161,7 +163,8 @@ def load_plan(spec: SyncSpec, directory: Path | None = None) -> PartitionPlan:
 
 
 def _fold(bound: str | None) -> str | None:
-    return None if bound is None else bound.lower()
+    """A boundary as the pipeline folds keys (Arrow's ``utf8_lower``)."""
+    return None if bound is None else pc.utf8_lower(pa.scalar(bound)).as_py()
 
 
 def save_plan(plan: PartitionPlan, directory: Path | None = None) -> Path:

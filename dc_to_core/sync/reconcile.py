@@ -124,11 +124,12 @@ def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
 
 
 def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
-                   skip: set[str], sample: int = SAMPLE_ROWS, fold: bool = False
-                   ) -> FieldsComparison:
+                   skip: set[str], sample: int = SAMPLE_ROWS, fold: bool = False,
+                   folded_fields: set[str] | frozenset[str] = frozenset()) -> FieldsComparison:
     """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised:
     each Data Cloud row meets the first Core record with its key (folded when ``fold``;
-    duplicates have their own check), in key order."""
+    duplicates have their own check), in key order. ``folded_fields`` (a parent's external
+    id the org matches ignoring case) compare ignoring case."""
     dc = dc.select([key, *fields])
     if skip:
         dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
@@ -144,6 +145,8 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
         like = dc.schema.field(f).type
         a = _canonical(dc.column(f).combine_chunks(), like)
         b = _canonical(right.column(f).combine_chunks(), like)
+        if f in folded_fields:
+            a, b = folded(a, True), folded(b, True)
         if a.type != b.type:
             a, b = _text(a), _text(b)
         left_cols.append(a)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dc_to_core.emulator.profile import load_profile
-from dc_to_core.emulator.schema import DEMO_SCHEMA
+from dc_to_core.emulator.schema import DEMO_SCHEMA, SchemaError, load_schema, parse_schema
 from dc_to_core.emulator.server import EmulatorConfig, EmulatorServer
+from dc_to_core.emulator.storage import Storage
 from dc_to_core_tests.support import OrgClient, V, csv_text
 
 ACC = ["External_Id__c", "Name"]
@@ -86,3 +88,37 @@ def test_a_case_sensitive_external_id_keeps_the_cases_apart(tmp_path: Path) -> N
         org.http.close()
     finally:
         server.stop()
+
+
+def test_na_is_no_key_but_other_cases_of_it_are_keys(org: OrgClient) -> None:
+    """Only ``#N/A`` is Bulk's null marker: two rows keyed ``#n/a`` share a key (it folds to
+    itself), and a ``#N/A`` row beside them is still a row without one."""
+    parent = f"ACC-{tag()}"
+    org.run_job("Account", csv_text(ACC, [[parent, "P"]]))
+    info = org.run_job("Opportunity", csv_text(OPP, [
+        ["#n/a", "a", "Prospecting", "2025-01-01", parent],
+        ["#N/a", "b", "Prospecting", "2025-01-01", parent],
+        ["#N/A", "c", "Prospecting", "2025-01-01", parent]]))
+    errors = sorted(f["sf__Error"].split(":")[0] for f in org.results(info["id"],
+                                                                     "failedResults"))
+    assert errors == ["DUPLICATE_EXTERNAL_ID", "DUPLICATE_EXTERNAL_ID", "MISSING_ARGUMENT"]
+
+
+def test_a_data_dir_of_a_case_sensitive_schema_is_rebuilt_ignoring_case(tmp_path: Path) -> None:
+    doc = yaml.safe_load(DEMO_SCHEMA.read_text())
+    doc["core"]["Account"]["fields"]["External_Id__c"]["case_sensitive"] = True
+    sensitive = parse_schema(doc)
+    old = Storage(tmp_path / "a", sensitive)
+    old.core.execute("INSERT INTO Account (Id, Name, External_Id__c) VALUES "
+                     "('001A', 'one', 'ACC-1'), ('001B', 'two', 'ACC-2')")
+    old.close()
+    new = Storage(tmp_path / "a", load_schema())
+    rows = new.core.execute("SELECT Name FROM Account WHERE External_Id__c = 'acc-1'").fetchall()
+    assert rows == [("one",)]
+    new.close()
+    twins = Storage(tmp_path / "b", sensitive)
+    twins.core.execute("INSERT INTO Account (Id, Name, External_Id__c) VALUES "
+                       "('001A', 'one', 'ACC-1'), ('001B', 'two', 'acc-1')")
+    twins.close()
+    with pytest.raises(SchemaError, match="differ only in case"):
+        Storage(tmp_path / "b", load_schema())

@@ -174,3 +174,26 @@ def test_a_failed_job_leaves_rows_unprocessed(make_server):
     out = bulk_for(server).upsert("Account", ACC, accounts("JF", 12))
     assert out.unprocessed == 12 and out.jobs[0]["state"] == "Failed"
     assert out.jobs[0]["errorMessage"]
+
+
+def test_read_keys_finds_records_by_key_ignoring_case_in_statements_under_the_limit(
+        shared_server):
+    """Long keys (77 characters) are asked for in several query jobs, each SOQL statement
+    under the budget; the org matches them ignoring case."""
+    statements: list[int] = []
+
+    class Counting(BulkApi):
+        def query(self, soql: str, fields: list[str] | None = None) -> pa.Table:
+            statements.append(len(soql))
+            return super().query(soql, fields)
+
+    bulk = Counting(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    prefix = f"RK-{uuid.uuid4().hex[:6]}-" + "x" * 64
+    table = accounts(prefix, 12)
+    assert bulk.upsert("Account", ACC, table).loaded == 12
+    asked = [k.lower() for k in table.column(ACC).to_pylist()] + [prefix + "-none"]
+    got = bulk.read_keys("Account", [ACC, "Name"], ACC, asked, soql_chars=400)
+    assert len(statements) >= 4 and max(statements) <= 400, statements
+    assert sorted(got.column(ACC).to_pylist()) == sorted(table.column(ACC).to_pylist())
+    assert got.column_names == [ACC, "Name"]
+    assert bulk.read_keys("Account", [ACC], ACC, []).num_rows == 0

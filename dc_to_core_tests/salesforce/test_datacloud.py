@@ -135,6 +135,15 @@ def test_keyset_paging_over_arbitrary_keys(shared_server, keys, page, cuts, api,
                for s, e in itertools.pairwise(edges)) == len(keys)
 
 
+def test_keys_present_matches_folded_keys_in_any_range(shared_server):
+    name = make_table(shared_server, ["OPP-Éa", "opp-b", "it's", None])
+    dc = dc_for(shared_server)
+    assert dc.keys_present(name, "ExternalId__c", ["opp-éa", "OPP-B", "it's", "nope"],
+                           fold=True) == {"opp-éa", "it's"}  # folded: asked as folded
+    assert dc.keys_present(name, "ExternalId__c", ["OPP-Éa", "opp-éa"]) == {"OPP-Éa"}
+    assert dc.keys_present(name, "ExternalId__c", []) == set()
+
+
 @pytest.mark.parametrize("api", ["query-sql", "v2"])
 def test_token_expiry_mid_read_is_recovered(make_server, api):
     server = make_server(dc_v2_batch_rows=5, dc_sql_max_rows=5)

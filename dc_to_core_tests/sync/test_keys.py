@@ -105,4 +105,11 @@ def test_checks_compare_keys_ignoring_case_when_the_field_does():
     cmp = compare_fields(dc, core, "External_Id__c", ["Name"], set(), fold=True)
     assert cmp.compared == 1 and cmp.passed
     assert compare_fields(dc, core, "External_Id__c", ["Name"], set()).compared == 0
+    # the org answers a parent found by acc-1 with the parent's own spelling, ACC-1
+    rel = "Account.External_Id__c"
+    dc, core = dc.append_column(rel, pa.array(["acc-1"])), core.append_column(
+        rel, pa.array(["ACC-1"]))
+    assert not compare_fields(dc, core, "External_Id__c", ["Name", rel], set(), fold=True).passed
+    assert compare_fields(dc, core, "External_Id__c", ["Name", rel], set(), fold=True,
+                          folded_fields={rel}).passed
     assert pc.sum(in_range(["a"], R, True)).as_py() == 0
