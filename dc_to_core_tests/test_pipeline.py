@@ -11,6 +11,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from dc_to_core.emulator.csvio import read_upload
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.sync.plan import load_plan
 from dc_to_core.sync.spec import load_syncs
@@ -79,7 +80,10 @@ def test_a_bad_row_is_quarantined_with_its_code_and_the_check_warns(project):
     assert org.query("SELECT COUNT() FROM Opportunity")["totalSize"] == meta["rows_loaded"]
 
 
-def test_a_second_run_changes_nothing_and_duplicates_nothing(project):
+def test_a_second_run_sends_only_rows_whose_error_can_heal(project):
+    """Nothing changed in Data Cloud: the rows Core holds are not sent again, nor those the
+    org refused for their content; only the rows whose parent was not found go again (the
+    parent may have arrived), counted as retried. Every check still passes."""
     with dg.instance_for_test() as instance:
         for p in project.partitions("Account"):
             assert project.run("Account", p, instance).success
@@ -87,9 +91,16 @@ def test_a_second_run_changes_nothing_and_duplicates_nothing(project):
         first = project.materialization(project.run("Opportunity", p, instance))
         second_result = project.run("Opportunity", p, instance)
         second = project.materialization(second_result)
-    assert second["rows_created"] == 0 and second["rows_updated"] == first["rows_loaded"]
+    healable = first.get("quarantined_invalid_cross_reference_key", 0)
+    assert first["rows_unchanged"] == 0 and first["rows_sent"] > first["rows_loaded"]
+    assert second["rows_unchanged"] == first["rows_loaded"] and second["rows_created"] == 0
+    assert second["rows_sent"] == second["rows_retried"] == healable > 0
     assert second["rows_loaded"] == first["rows_loaded"]
-    assert project.checks(second_result)["no_duplicate_external_ids"]
+    assert second["rows_quarantined"] == first["rows_quarantined"]
+    assert second["bulk_jobs"] == 1  # the healable rows only
+    checks = project.checks(second_result)
+    assert checks["counts_reconcile"] and checks["fields_match"]
+    assert checks["no_duplicate_external_ids"]
     core = project.live["core"]
     assert core.count("SELECT COUNT() FROM Opportunity") == first["rows_loaded"]
 
@@ -292,3 +303,64 @@ def test_where_the_orgs_soql_orders_keys_unlike_data_cloud_the_checks_still_agre
     assert (high["looked_up_by_key"].value, high["found_by_key"].value) == (1, 1)  # OPP-Éa
     assert low["core_returned_outside_range"].value == 1  # ... which the org ranks below é
     assert (low["datacloud_rows"].value, low["core_records"].value) == (61, 61)
+
+
+def ingest_jobs(server) -> set[str]:
+    return {r[0] for r in server.org.storage.core.execute("SELECT id FROM ingest_job")}
+
+
+def sent_keys(server, jobs: set[str]) -> list[str]:
+    """The external ids the org received in those ingest jobs (their uploaded CSVs)."""
+    keys = []
+    for job in jobs:
+        keys += read_upload(server.org.jobs.csv_path(job).read_bytes()).column(
+            "External_Id__c").to_pylist()
+    return sorted(keys)
+
+
+def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_path):
+    """Night 1 loads everything; night 2, with nothing changed, creates no Bulk job at all;
+    night 3 sends exactly the rows updated and added in Data Cloud (asserted by external id
+    from the org's own job records), and every check passes every night."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=8, opportunities=900, seed=21))
+    project = make_project(server, tmp_path, partitions=2)
+
+    def night(instance: dg.DagsterInstance) -> list[dict]:
+        out = []
+        for sync in ("Account", "Opportunity"):
+            for p in project.partitions(sync):
+                result = project.run(sync, p, instance)
+                assert result.success, failure_messages(result)
+                assert all(project.checks(result).values()), project.checks(result)
+                out.append(project.materialization(result))
+        return out
+
+    with dg.instance_for_test() as instance:
+        first = night(instance)
+        assert sum(m["rows_sent"] for m in first) == 908
+        before = ingest_jobs(server)
+        second = night(instance)
+        assert ingest_jobs(server) == before  # not one job, not one batch
+        assert sum(m["rows_unchanged"] for m in second) == 908
+        assert sum(m["rows_sent"] for m in second) == 0
+        dc = server.org.storage.dc
+        changed = [r[0] for r in dc.execute('SELECT "ExternalId__c" FROM '
+                                            '"Opportunity_Staging__dlm" ORDER BY 1 LIMIT 3')]
+        dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = "Name__c" || \' v2\' '
+                   f'WHERE "ExternalId__c" IN ({",".join("?" * 3)})', changed)
+        added = ["OPP-NEW-1", "opp-new-2"]
+        server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", [
+            "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
+            "AccountExternalId__c", "LastModifiedDate__c"], [
+            [k, "new", "Prospecting", "2025-01-02", 5.0, "ACC-0000001", "2025-01-01T00:00:00Z"]
+            for k in added])
+        third = night(instance)
+    assert sent_keys(server, ingest_jobs(server) - before) == sorted(changed + added)
+    assert sum(m["rows_sent"] for m in third) == 5
+    assert sum(m["rows_created"] for m in third) == 2
+    assert sum(m["rows_updated"] for m in third) == 3
+    assert sum(m["rows_unchanged"] for m in third) == 908 - 3
+    names = project.live["bulk"].read_keys("Opportunity", ["External_Id__c", "Name"],
+                                           "External_Id__c", changed)
+    assert all(n.endswith(" v2") for n in names.column("Name").to_pylist())

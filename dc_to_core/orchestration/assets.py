@@ -1,9 +1,11 @@
 """The op graph that materializes one partition of a sync, and the asset factory.
 
 extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate,
-order by parent) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass
-(transient failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize
-(every row loaded or quarantined; metadata; the extract kept for the checks of the run).
+order by parent) → changes (against the sync state: only new, changed and retryable rows go
+on) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
+failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize (every row
+loaded, unchanged or quarantined; the state written from the org's results; metadata; the
+extract kept for the checks of the run).
 Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
@@ -25,12 +27,14 @@ from ..salesforce.errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
+from ..sync.changes import changes, kept_rows, recorded
 from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass
 from ..sync.outcome import account, save_extract
 from ..sync.plan import PartitionPlan
-from ..sync.prepare import prepare
+from ..sync.prepare import fingerprint, prepare
 from ..sync.spec import SyncSpec
+from ..sync.state import SyncState
 from .io_manager import ArrowIOManager
 from .metadata import metadata
 from .resources import BulkApiResource, DataCloudResource, LedgerResource
@@ -43,6 +47,8 @@ POOL = "bulk_api"
 REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind the next loads
 READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
+RETRIED = b"dc_to_core.retried"
+FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
 def asset_key(spec: SyncSpec) -> dg.AssetKey:
@@ -166,50 +172,76 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                          "upload")
         return ready, p.rejected
 
+    @dg.op(name=f"{name}_changes", out={"send": io, "kept": io},
+           description="Compare the prepared rows with what Core holds (the sync state): "
+                       "new, changed and retryable rows go on, unchanged ones do not.")
+    def changes_op(context: dg.OpExecutionContext, ledger: LedgerResource, ready: pa.Table
+                   ) -> tuple[pa.Table, pa.Table]:
+        full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+        state = SyncState(ledger).read_range(
+            spec.name, plan.range(context.partition_key), spec.folds_key,
+            spec.mapping_fingerprint)
+        c = changes(spec, ready, state, full_refresh=full)
+        send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
+                                               RETRIED: str(c.retried).encode()})
+        context.log.info(
+            f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried), "
+            f"{c.unchanged_rows} unchanged, {c.refused.num_rows} refused before and unchanged"
+            + (" (full refresh: the state is not read)" if full else
+               f"; {state.num_rows} rows known in the range"))
+        return send, kept_rows(spec, c)
+
     def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
-               ready: pa.Table) -> LoadTarget:
-        fp = (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode()
+               send: pa.Table) -> LoadTarget:
+        fp = (send.schema.metadata or {}).get(FINGERPRINT, b"").decode()
         return LoadTarget(spec, context.partition_key, fp, bulk, ledger, context.run_id)
 
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
-             settings: PipelineSettings, ready: pa.Table) -> pa.Table:
+             settings: PipelineSettings, send: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # a retry from failure may start here
         stats = LoadStats()
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
-            outcome = load_round(target(context, bulk, ledger, ready), ready, 0, stats)
+            outcome = load_round(target(context, bulk, ledger, send), send, 0, stats)
         context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
         return _with_stats(outcome, stats)
 
     @dg.op(name=f"{name}_repass", pool=REPASS_POOL, retry_policy=RETRY, out=io,
            description="Resubmit rows that failed transiently, by parent, with backoff.")
     def repass_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
-                  ledger: LedgerResource, settings: PipelineSettings, ready: pa.Table,
+                  ledger: LedgerResource, settings: PipelineSettings, send: pa.Table,
                   outcome: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # ... or here
         stats = _stats(outcome)
-        t = target(context, bulk, ledger, ready)
+        t = target(context, bulk, ledger, send)
         with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
-            final = repass(t, ready, outcome, settings.repass_rounds,
+            final = repass(t, send, outcome, settings.repass_rounds,
                            settings.wall(settings.repass_backoff_s), stats)
         return _with_stats(final, stats)
 
     @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),
-           description="Account for every row (loaded or quarantined) and report.")
+           description="Record what Core holds; account for every row (loaded, unchanged or "
+                       "quarantined) and report.")
     def finalize(context: dg.OpExecutionContext, datacloud: DataCloudResource,
                  ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
-                 rejected: pa.Table, ready: pa.Table, outcome: pa.Table
-                 ) -> Iterator[dg.Output]:
+                 rejected: pa.Table, ready: pa.Table, send: pa.Table, kept: pa.Table,
+                 outcome: pa.Table) -> Iterator[dg.Output]:
         hold_partition(context, ledger, settings, spec)  # ... or here
+        # what Core holds now, from the org's own results (one transaction): a crash before
+        # it leaves these rows unrecorded, so the next run sends them again
+        written = SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
+                                           recorded(spec, send, outcome))
         # every job of this load is collected now: a later run of the partition must send the
         # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
         ledger.forget(spec.name, context.partition_key,
-                      (ready.schema.metadata or {}).get(FINGERPRINT, b"").decode())
+                      (send.schema.metadata or {}).get(FINGERPRINT, b"").decode())
         r = plan.range(context.partition_key)
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
-        result = account(spec, r, context.partition_key, source, rejected, ready, outcome,
-                         _stats(outcome), time.time() - started)
+        result = account(spec, r, context.partition_key, source, rejected, send, outcome, kept,
+                         _stats(outcome), time.time() - started,
+                         int((send.schema.metadata or {}).get(RETRIED, b"0")))
+        context.log.info(f"sync state: {written} rows recorded from the org's results")
         with operator_errors(f"counting {spec.source} {r.label}"):
             result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
                                                         r.end, spec.folds_key)
@@ -234,8 +266,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
     def wire(source: object) -> object:
         ready, rejected = prepare_op(source)
-        final = repass_op(ready, load(ready))
-        return finalize(source, rejected, ready, final)
+        send, kept = changes_op(ready)
+        final = repass_op(send, load(send))
+        return finalize(source, rejected, ready, send, kept, final)
 
     if parent:
         @dg.graph(name=f"{name}_partition")

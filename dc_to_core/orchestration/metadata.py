@@ -30,7 +30,8 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
         "range_end": result.range.end or "",
         "rows_extracted": result.extracted, "rows_loaded": result.loaded,
         "rows_created": result.created, "rows_updated": result.updated,
-        "rows_quarantined": result.quarantined,
+        "rows_quarantined": result.quarantined, "rows_sent": result.sent,
+        "rows_unchanged": result.unchanged, "rows_retried": result.retried,
         "dagster/partition_row_count": result.loaded,  # the rows this run loaded into Core
         "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
         "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,

@@ -26,7 +26,7 @@ from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
 from .keys import folded
 from .ledger import Ledger
-from .prepare import ROW
+from .prepare import HASH, ROW
 from .spec import SyncSpec
 
 TRANSIENT_CODES = ("UNABLE_TO_LOCK_ROW", "NOT_REPORTED")
@@ -77,11 +77,15 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
 
 
 def _upload_columns(table: pa.Table) -> pa.Table:
-    return table.drop_columns([ROW]) if ROW in table.column_names else table
+    """The columns the org gets: the sync's, not the pipeline's bookkeeping."""
+    return table.drop_columns([c for c in (ROW, HASH) if c in table.column_names])
 
 
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
-    """Load ``table`` (already ordered) as one round; an OUTCOME row per input row."""
+    """Load ``table`` (already ordered) as one round; an OUTCOME row per input row. Nothing
+    to send costs nothing: no job, no batch."""
+    if table.num_rows == 0:
+        return OUTCOME.empty_table()
     spec = target.spec
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []

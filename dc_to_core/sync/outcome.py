@@ -37,12 +37,15 @@ class PartitionResult:
     partition: str
     range: KeyRange
     extracted: int
-    loaded: int
+    loaded: int              # rows Core holds as the source has them: sent now or unchanged
     created: int
     quarantine: pa.Table
     stats: LoadStats = field(default_factory=LoadStats)
     duration_s: float = 0.0
     source_count: int | None = None
+    sent: int = 0            # rows uploaded (first attempts; re-passes are in the stats)
+    unchanged: int = 0       # rows Core already held as they are: not sent
+    retried: int = 0         # rows sent again because their last error can heal
 
     @property
     def quarantined(self) -> int:
@@ -50,7 +53,7 @@ class PartitionResult:
 
     @property
     def updated(self) -> int:
-        return self.loaded - self.created
+        return self.loaded - self.created - self.unchanged
 
     @property
     def by_code(self) -> dict[str, int]:
@@ -67,26 +70,40 @@ class PartitionResult:
 
 
 def account(spec: SyncSpec, key_range: KeyRange, partition: str, source: pa.Table,
-            rejected: pa.Table, ready: pa.Table, outcome: pa.Table, stats: LoadStats,
-            duration_s: float) -> PartitionResult:
+            rejected: pa.Table, sent: pa.Table, outcome: pa.Table, kept: pa.Table,
+            stats: LoadStats, duration_s: float, retried: int = 0) -> PartitionResult:
+    """The partition's result from the prepare rejects, the rows ``sent`` with their
+    ``outcome``, and the rows ``kept`` back (``sync.changes.kept_rows``): unchanged rows
+    count as loaded, rows the org refused before and that did not change are quarantined
+    again with the org's code."""
     loaded_mask = pc.equal(outcome.column("status"), LOADED)
     failed = pc.indices_nonzero(pc.invert(loaded_mask)).to_pylist()
-    rows = ready.column(ROW).to_pylist()
+    rows = sent.column(ROW).to_pylist()
     codes = outcome.column("error_code").to_pylist()
     messages = outcome.column("error_message").to_pylist()
     statuses = outcome.column("status").to_pylist()
-    keys = ready.column(spec.target_key).to_pylist()
+    keys = sent.column(spec.target_key).to_pylist()
     load_quarantine = quarantine_table(
         [keys[i] for i in failed],
         [codes[i] or statuses[i].upper() for i in failed],
         [messages[i] or f"the org left this row {statuses[i]}" for i in failed],
         "load", source_rows_json(source, [rows[i] for i in failed]))
-    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine])
-    loaded = int(pc.sum(loaded_mask).as_py() or 0)
+    refused = kept.filter(pc.equal(kept.column("kind"), "refused"))
+    refused_codes = refused.column("error_code").to_pylist()
+    still_refused = quarantine_table(
+        refused.column("key").to_pylist(), refused_codes,
+        [f"the org refused this row ({code}) when it was last sent, and its Data Cloud row "
+         "has not changed since, so it was not sent again; fix the row in Data Cloud"
+         for code in refused_codes],
+        "unchanged", source_rows_json(source, refused.column(ROW).to_pylist()))
+    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine, still_refused])
+    unchanged = kept.num_rows - refused.num_rows
+    loaded = int(pc.sum(loaded_mask).as_py() or 0) + unchanged
     created = int(pc.sum(pc.and_(loaded_mask, pc.fill_null(outcome.column("created"), False))
                          ).as_py() or 0)
     return PartitionResult(spec.name, partition, key_range, source.num_rows, loaded, created,
-                           quarantine, stats, duration_s)
+                           quarantine, stats, duration_s, sent=sent.num_rows,
+                           unchanged=unchanged, retried=retried)
 
 
 def save_extract(path: Path, source: pa.Table, ready: pa.Table, run_id: str,

@@ -28,6 +28,7 @@ from .spec import FieldMap, SyncSpec
 
 ROW = "__source_row"   # position of the row in the extracted table
 RANK = "__parent_rank"
+HASH = "__row_hash"  # the row's hash (``sync.changes``); travels with rows to send, not sent
 QUARANTINE = pa.schema([("key", pa.string()), ("error_code", pa.string()),
                         ("error_message", pa.string()), ("stage", pa.string()),
                         ("row", pa.string())])

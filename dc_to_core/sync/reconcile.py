@@ -61,25 +61,25 @@ def _sorted(keys: pa.Array) -> list[str]:
     return keys.take(pc.sort_indices(keys)).to_pylist()
 
 
-def _canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
+def canonical(arr: pa.Array, like: pa.DataType) -> pa.Array:
     """One comparable form for a column whichever side it came from (Arrow as prepared, or
     Core's text): numbers as integer millionths, dates as ``YYYY-MM-DD``, datetimes
     as UTC ``YYYY-MM-DDTHH:MM:SS``, booleans as bool, other text with empty meaning null."""
     try:
         if _is_number(like):  # integer millionths: float noise (…19000000001) compares equal
-            number = pc.cast(_text(arr) if _is_text(arr) else arr, pa.float64())
+            number = pc.cast(text_of(arr) if _is_text(arr) else arr, pa.float64())
             return pc.cast(pc.round(pc.multiply(number, MICRO)), pa.int64())
         if pa.types.is_boolean(like):
             return arr if pa.types.is_boolean(arr.type) else pc.is_in(
-                pc.utf8_lower(_text(arr)), pa.array(["true", "1"]))
+                pc.utf8_lower(text_of(arr)), pa.array(["true", "1"]))
         if pa.types.is_timestamp(like):
-            text = _text(arr) if _is_text(arr) else pc.strftime(arr, "%Y-%m-%dT%H:%M:%S")
+            text = text_of(arr) if _is_text(arr) else pc.strftime(arr, "%Y-%m-%dT%H:%M:%S")
             return pc.utf8_slice_codeunits(text, 0, 19)
         if pa.types.is_date(like):
-            return pc.utf8_slice_codeunits(_text(arr), 0, 10)
+            return pc.utf8_slice_codeunits(text_of(arr), 0, 10)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a value that does not parse: compared as text, so it shows as a mismatch
-    text = _text(arr)
+    text = text_of(arr)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
@@ -98,7 +98,7 @@ def _is_text(arr: pa.Array) -> bool:
     return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
 
 
-def _text(arr: pa.Array) -> pa.Array:
+def text_of(arr: pa.Array) -> pa.Array:
     return arr if _is_text(arr) else pc.cast(arr, pa.string())
 
 
@@ -118,7 +118,7 @@ class FieldsComparison:
 def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
     """sha256 of the rows as text (fields joined by U+001F, rows by newlines), built by Arrow:
     the same digest as joining Python strings, without making a string per row."""
-    text = [pc.fill_null(_text(c), "\u2205") for c in columns]
+    text = [pc.fill_null(text_of(c), "\u2205") for c in columns]
     rows = pc.binary_join_element_wise(key, *text, "\x1f")
     return hashlib.sha256(joined_text(rows, "\n")).hexdigest()[:16]
 
@@ -143,12 +143,12 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
     left_cols, right_cols, mismatches, mismatched = [], [], [], 0
     for f in fields:
         like = dc.schema.field(f).type
-        a = _canonical(dc.column(f).combine_chunks(), like)
-        b = _canonical(right.column(f).combine_chunks(), like)
+        a = canonical(dc.column(f).combine_chunks(), like)
+        b = canonical(right.column(f).combine_chunks(), like)
         if f in folded_fields:
             a, b = folded(a, True), folded(b, True)
         if a.type != b.type:
-            a, b = _text(a), _text(b)
+            a, b = text_of(a), text_of(b)
         left_cols.append(a)
         right_cols.append(b)
         same = pc.or_(pc.fill_null(pc.equal(a, b), False),

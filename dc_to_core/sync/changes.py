@@ -1,0 +1,112 @@
+"""What a night must send: tonight's prepared rows against the sync state, vectorised.
+
+Each prepared row gets a hash of its mapped values in the canonical form ``fields_match``
+compares (``row_hashes``). Against the state of its range (``sync.state``), a row is
+
+- **unchanged**: Core holds it with the same hash — not sent;
+- **still refused**: the org refused it for its content and its source is the same — not
+  sent, quarantined again with the org's code;
+- **sent**: new, changed, or last refused with an error that can heal without a source
+  change (``retry``: a lock, an unprocessed row, a parent not found yet), counted as retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..salesforce.bulk_results import LOADED as ROW_LOADED
+from .keys import folded
+from .prepare import HASH, ROW
+from .reconcile import canonical, text_of
+from .spec import SyncSpec
+from .state import LOADED, REFUSED, RETRY, state_rows
+
+HEALABLE = ("UNABLE_TO_LOCK_ROW", "NOT_REPORTED", "UNPROCESSED", "INVALID_CROSS_REFERENCE_KEY")
+
+
+def row_hashes(spec: SyncSpec, ready: pa.Table) -> pa.Array:
+    """A stable 64-bit hash per row of the values a sync writes (every target column but the
+    key), in canonical form: the same row hashes the same from any run."""
+    names = spec.target_columns[1:]
+    text = [pc.fill_null(text_of(canonical(ready.column(c).combine_chunks(),
+                                           ready.schema.field(c).type)), "\u2205")
+            for c in names]
+    joined = pc.binary_join_element_wise(*text, "\x1f") if text else pa.array(
+        [""] * ready.num_rows)
+    values = np.asarray(joined.to_numpy(zero_copy_only=False), dtype=object)
+    hashed = pd.util.hash_array(values, categorize=False) if len(values) else np.array(
+        [], np.uint64)
+    return pa.array(hashed.view(np.int64), pa.int64())
+
+
+@dataclass
+class Changes:
+    send: pa.Table        # rows to load, in the prepared order, with their HASH
+    unchanged: pa.Table   # rows Core holds as they are (prepared columns)
+    refused: pa.Table     # rows the org refused whose source is the same, with error_code
+    retried: int          # rows sent again because their last error can heal
+
+    @property
+    def unchanged_rows(self) -> int:
+        return self.unchanged.num_rows
+
+
+def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool = False
+            ) -> Changes:
+    """Split the prepared rows by what the state says Core holds (see the module doc)."""
+    hashes = row_hashes(spec, ready)
+    ready = ready.append_column(HASH, hashes)
+    if full_refresh or state.num_rows == 0:
+        return Changes(ready, ready.slice(0, 0).drop_columns([HASH]), _refused(
+            ready.slice(0, 0), pa.array([], pa.string())), 0)
+    at = pc.index_in(folded(ready.column(spec.target_key), spec.folds_key),
+                     value_set=state.column("key"))
+    known = pc.is_valid(at)
+    was = state.take(pc.fill_null(at, 0))
+    same = pc.and_(known, pc.equal(was.column("row_hash"), hashes))
+    status = was.column("status")
+    unchanged = pc.and_(same, pc.equal(status, LOADED))
+    still_refused = pc.and_(same, pc.equal(status, REFUSED))
+    retried = pc.and_(known, pc.equal(status, RETRY))
+    send = pc.invert(pc.or_(unchanged, still_refused))
+    refused = ready.filter(still_refused)
+    return Changes(ready.filter(send), ready.filter(unchanged).drop_columns([HASH]),
+                   _refused(refused, was.column("error_code").filter(still_refused)),
+                   int(pc.sum(retried).as_py() or 0))
+
+
+def _refused(rows: pa.Table, codes: pa.Array) -> pa.Table:
+    return rows.drop_columns([HASH]).append_column("error_code", codes.cast(pa.string()))
+
+
+def kept_rows(spec: SyncSpec, c: Changes) -> pa.Table:
+    """The rows not sent, for the account of the partition: ROW, key, why, the org's code."""
+    key, n_same, n_refused = spec.target_key, c.unchanged.num_rows, c.refused.num_rows
+    return pa.table({
+        ROW: pa.concat_arrays([c.unchanged.column(ROW).combine_chunks().cast(pa.int64()),
+                               c.refused.column(ROW).combine_chunks().cast(pa.int64())]),
+        "key": pa.concat_arrays([c.unchanged.column(key).combine_chunks().cast(pa.string()),
+                                 c.refused.column(key).combine_chunks().cast(pa.string())]),
+        "kind": pa.array(["unchanged"] * n_same + ["refused"] * n_refused, pa.string()),
+        "error_code": pa.concat_arrays([pa.nulls(n_same, pa.string()),
+                                        c.refused.column("error_code").combine_chunks()])})
+
+
+def recorded(spec: SyncSpec, sent: pa.Table, outcome: pa.Table) -> pa.Table:
+    """The state rows a load's results establish (``sent`` and ``outcome`` aligned): loaded
+    rows with the Salesforce Id the org gave, failed ones as ``retry`` when their error can
+    heal and ``refused`` when it cannot (with the code)."""
+    loaded = pc.equal(outcome.column("status"), ROW_LOADED)
+    codes = pc.coalesce(outcome.column("error_code"), pc.utf8_upper(outcome.column("status")))
+    heal = pc.is_in(codes, value_set=pa.array(HEALABLE))
+    status = pc.if_else(loaded, LOADED, pc.if_else(heal, RETRY, REFUSED))
+    none = pa.scalar(None, pa.string())
+    return state_rows(folded(sent.column(spec.target_key), spec.folds_key),
+                      pc.if_else(loaded, outcome.column("sf_id"), none).cast(pa.string()),
+                      sent.column(HASH).combine_chunks(), status.cast(pa.string()),
+                      pc.if_else(loaded, none, codes).cast(pa.string()))

@@ -1,0 +1,159 @@
+"""The sync state: per sync and external id, what Core holds — its Salesforce Id and a hash
+of the values it was sent (``sync.changes.row_hashes``) — or why the org refused it.
+
+It is written only from the org's own results of a load (``record``), never from what was
+merely sent, in one transaction per partition: a crash before or during the write leaves the
+rows unrecorded, and they are sent again. It is keyed by external id (folded like the sync's
+ranges), not by partition, so a new plan neither reloads everything nor loses a key. It lives
+in the ledger's database, which every run worker reaches (SQLite in the state dir for the
+embedded instance, the instance's PostgreSQL in production).
+
+Each row's ``status``: ``loaded`` (Core holds it, with ``row_hash``), ``refused`` (the org
+refused it for its content: not sent again while its source hashes the same) or ``retry``
+(its error can heal without a source change: sent again next run). A row recorded under
+another ``mapping`` (the sync's mapping fingerprint) counts as unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .keys import in_range
+from .ledger import Ledger
+from .plan import KeyRange
+
+_META = sa.MetaData()
+# the key compares byte for byte everywhere (as Arrow and the plan's ranges do)
+KEY = sa.String(255).with_variant(postgresql.VARCHAR(255, collation="C"), "postgresql")
+STATE = sa.Table(
+    "dc_to_core_sync_state", _META,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("sf_id", sa.String(18)),
+    sa.Column("row_hash", sa.BigInteger, nullable=False),
+    sa.Column("mapping", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", pa.int64()),
+                    ("status", pa.string()), ("error_code", pa.string())])
+KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
+LOADED, REFUSED, RETRY = "loaded", "refused", "retry"
+WRITE_BATCH = 5_000
+
+
+class SyncState:
+    """The state of every sync, in the ledger's database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def engine(self) -> sa.Engine:
+        engine = self.ledger.engine()
+        if not getattr(engine, "_dc_to_core_state", False):
+            for attempt in range(3):
+                try:
+                    _META.create_all(engine)
+                    break
+                except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                    if attempt == 2:  # two workers creating it at once on PostgreSQL
+                        raise
+            engine._dc_to_core_state = True  # type: ignore[attr-defined]
+        return engine
+
+    def read_range(self, sync: str, r: KeyRange, fold: bool, mapping: str) -> pa.Table:
+        """The recorded rows of ``r`` (KNOWN: keys as the sync folds them, without the
+        Salesforce Ids) under ``mapping``."""
+        c = STATE.c
+        query = sa.select(c.key, c.row_hash, c.status, c.error_code).where(
+            c.sync == sync, c.mapping == mapping)
+        if r.start is not None:
+            query = query.where(c.key >= r.start)
+        if r.end is not None:
+            query = query.where(c.key < r.end)
+        rows = _fetch_tuples(self.engine(), query)
+        frame = pd.DataFrame(rows, columns=KNOWN.names)  # transposed in C, not per row
+        table = pa.Table.from_pandas(frame, schema=KNOWN, preserve_index=False)
+        return table.filter(in_range(table.column("key"), r, fold))  # exact, whatever the DB
+
+    def record(self, sync: str, mapping: str, rows: pa.Table) -> int:
+        """Write ``rows`` (SCHEMA) in one transaction; a row without a Salesforce Id keeps
+        the one already recorded. Returns the rows written."""
+        if rows.num_rows == 0:
+            return 0
+        now = dt.datetime.now(dt.UTC).isoformat()
+        engine = self.engine()
+        insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
+            STATE)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[STATE.c.sync, STATE.c.key],
+            set_={"sf_id": sa.func.coalesce(insert.excluded.sf_id, STATE.c.sf_id),
+                  "row_hash": insert.excluded.row_hash, "mapping": insert.excluded.mapping,
+                  "status": insert.excluded.status, "error_code": insert.excluded.error_code,
+                  "updated_at": insert.excluded.updated_at})
+        n = rows.num_rows
+        given = {"sync": [sync] * n, "mapping": [mapping] * n, "updated_at": [now] * n,
+                 **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
+        names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
+        values = list(zip(*(given[c] for c in names), strict=True))
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":  # the DB-API directly: 5x faster for 250,000
+                sql = str(upsert.compile(dialect=engine.dialect, column_keys=names))
+                conn.connection.dbapi_connection.cursor().executemany(sql, values)
+            else:  # psycopg2's batched "insertmanyvalues" through SQLAlchemy
+                batch = [dict(zip(names, v, strict=True)) for v in values]
+                for i in range(0, n, WRITE_BATCH):
+                    conn.execute(upsert, batch[i:i + WRITE_BATCH])
+        return n
+
+    def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
+        """{key: Salesforce Id} of the given recorded keys that have one."""
+        out: dict[str, str] = {}
+        with self.engine().connect() as conn:
+            for i in range(0, len(keys), 500):
+                out.update(conn.execute(sa.select(STATE.c.key, STATE.c.sf_id).where(
+                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
+                    STATE.c.sf_id.is_not(None))).all())
+        return out
+
+    def keys(self, sync: str) -> int:
+        with self.engine().connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(STATE).where(
+                STATE.c.sync == sync)).scalar_one())
+
+
+def _fetch_tuples(engine: sa.Engine, query: sa.Select) -> list[tuple]:
+    """The rows of ``query`` as plain tuples from the DB-API cursor (SQLAlchemy's Row objects
+    cost more than the read itself at 250,000 rows)."""
+    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile":
+                                                                     True})
+    if engine.dialect.paramstyle in ("qmark", "format", "numeric"):
+        params: object = tuple(compiled.params[k] for k in compiled.positiontup or ())
+    else:
+        params = compiled.params
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        raw.close()
+
+
+def state_rows(keys: pa.Array, sf_ids: pa.Array, hashes: pa.Array, statuses: pa.Array,
+               codes: pa.Array) -> pa.Table:
+    """A SCHEMA table from its columns."""
+    return pa.table([keys, sf_ids, hashes, statuses, codes], schema=SCHEMA)
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column("status"))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                    strict=True))

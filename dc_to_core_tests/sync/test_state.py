@@ -1,0 +1,42 @@
+"""The sync state in the ledger's database (SQLite here; PostgreSQL in the pipeline tests):
+ranges by folded key whatever the plan, upserts that keep a known Salesforce Id, mappings."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from dc_to_core.sync.ledger import Ledger
+from dc_to_core.sync.plan import KeyRange
+from dc_to_core.sync.state import LOADED, RETRY, SyncState, state_rows
+
+
+def rows(keys: list[str], ids: list[str | None], status: str = LOADED, h: int = 7) -> pa.Table:
+    n = len(keys)
+    return state_rows(pa.array(keys, pa.string()), pa.array(ids, pa.string()),
+                      pa.array([h] * n, pa.int64()), pa.array([status] * n),
+                      pa.array([None] * n, pa.string()))
+
+
+def test_the_state_reads_any_range_of_keys_whatever_the_plan(tmp_path):
+    state = SyncState(Ledger(url=f"sqlite:///{tmp_path}/ledger.db"))
+    keys = [f"opp-{i:03d}" for i in range(100)] + ["opp-é", "zz"]
+    assert state.record("Opportunity", "m1", rows(keys, [f"006{i}" for i in range(102)])) == 102
+    whole = state.read_range("Opportunity", KeyRange("p00", None, None), True, "m1")
+    assert whole.num_rows == 102
+    parts = [KeyRange("a", None, "opp-050"), KeyRange("b", "opp-050", "opp-é"),
+             KeyRange("c", "opp-é", None)]
+    got = [state.read_range("Opportunity", r, True, "m1").num_rows for r in parts]
+    assert got == [50, 50, 2]  # a re-plan reads the same keys, cut elsewhere
+    assert state.read_range("Opportunity", parts[0], True, "m2").num_rows == 0  # new mapping
+    assert state.read_range("Account", parts[0], True, "m1").num_rows == 0
+
+
+def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(tmp_path):
+    state = SyncState(Ledger(url=f"sqlite:///{tmp_path}/ledger.db"))
+    state.record("S", "m", rows(["k1", "k2"], ["006A", "006B"]))
+    state.record("S", "m", rows(["k1"], [None], status=RETRY, h=9))
+    got = {r["key"]: r for r in state.read_range("S", KeyRange("p", None, None), False,
+                                                 "m").to_pylist()}
+    assert (got["k1"]["status"], got["k1"]["row_hash"]) == (RETRY, 9)
+    assert state.salesforce_ids("S", ["k1", "k2", "k3"]) == {"k1": "006A", "k2": "006B"}
+    assert got["k2"]["status"] == LOADED and state.keys("S") == 2
