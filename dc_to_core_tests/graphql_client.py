@@ -96,15 +96,19 @@ class DagsterUI:
                 f"{kind}Name": name}
 
     # -- backfills -----------------------------------------------------------------------------
-    def launch_backfill(self, partitions: dict[str, list[str] | None], title: str) -> str:
-        """A backfill of these partitions per asset (None = all partitions of that asset)."""
+    def launch_backfill(self, partitions: dict[str, list[str] | None], title: str,
+                        tags: dict[str, str] | None = None) -> str:
+        """A backfill of these partitions per asset (None = all partitions of that asset),
+        its runs carrying ``tags``."""
         by_asset = [{"assetKey": _key(a), **({} if keys is None else {
             "partitions": {"ranges": [{"start": k, "end": k} for k in keys]}})}
             for a, keys in partitions.items()]
         data = self.query("""mutation($p: LaunchBackfillParams!) {
             launchPartitionBackfill(backfillParams: $p) { __typename
               ... on LaunchBackfillSuccess { backfillId } ... on PythonError { ...PyErr }
-              ... on Error { message } } }""", p={"partitionsByAssets": by_asset, "title": title})
+              ... on Error { message } } }""", p={
+            "partitionsByAssets": by_asset, "title": title,
+            "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]})
         return self.unwrap(data["launchPartitionBackfill"], "LaunchBackfillSuccess")["backfillId"]
 
     def backfill(self, backfill_id: str) -> dict:

@@ -321,10 +321,13 @@ def sent_keys(server, jobs: set[str]) -> list[str]:
 def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_path):
     """Night 1 loads everything; night 2, with nothing changed, creates no Bulk job at all;
     night 3 sends exactly the rows updated and added in Data Cloud (asserted by external id
-    from the org's own job records), and every check passes every night."""
+    from the org's own job records). A record edited and one deleted in Core fail the checks
+    of night 4, which mark them; night 5 sends exactly those two and every check passes."""
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=8, opportunities=900, seed=21))
     project = make_project(server, tmp_path, partitions=2)
+
+    failing: list[dict] = []
 
     def night(instance: dg.DagsterInstance) -> list[dict]:
         out = []
@@ -332,7 +335,9 @@ def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_
             for p in project.partitions(sync):
                 result = project.run(sync, p, instance)
                 assert result.success, failure_messages(result)
-                assert all(project.checks(result).values()), project.checks(result)
+                failing.extend({"check": e.check_name, **{k: v.value for k, v in
+                                                          e.metadata.items()}}
+                               for e in result.get_asset_check_evaluations() if not e.passed)
                 out.append(project.materialization(result))
         return out
 
@@ -356,11 +361,31 @@ def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_
             [k, "new", "Prospecting", "2025-01-02", 5.0, "ACC-0000001", "2025-01-01T00:00:00Z"]
             for k in added])
         third = night(instance)
-    assert sent_keys(server, ingest_jobs(server) - before) == sorted(changed + added)
-    assert sum(m["rows_sent"] for m in third) == 5
-    assert sum(m["rows_created"] for m in third) == 2
-    assert sum(m["rows_updated"] for m in third) == 3
-    assert sum(m["rows_unchanged"] for m in third) == 908 - 3
-    names = project.live["bulk"].read_keys("Opportunity", ["External_Id__c", "Name"],
-                                           "External_Id__c", changed)
-    assert all(n.endswith(" v2") for n in names.column("Name").to_pylist())
+        assert sent_keys(server, ingest_jobs(server) - before) == sorted(changed + added)
+        assert sum(m["rows_sent"] for m in third) == 5
+        assert sum(m["rows_created"] for m in third) == 2
+        assert sum(m["rows_updated"] for m in third) == 3
+        assert sum(m["rows_unchanged"] for m in third) == 908 - 3
+        names = project.live["bulk"].read_keys("Opportunity", ["External_Id__c", "Name"],
+                                               "External_Id__c", changed)
+        assert all(n.endswith(" v2") for n in names.column("Name").to_pylist())
+        assert failing == []
+        # someone edits one record in Core and deletes another: the checks see both and
+        # mark them; the next night sends exactly those two, and Core equals the source
+        edited, deleted = changed[0], added[0]
+        core = server.org.storage.core
+        core.execute("UPDATE Opportunity SET Name = 'edited by hand' WHERE External_Id__c = ?",
+                     (edited,))
+        core.execute("DELETE FROM Opportunity WHERE External_Id__c = ?", (deleted,))
+        before = ingest_jobs(server)
+        fourth = night(instance)
+        assert sum(m["rows_sent"] for m in fourth) == 0
+        assert sorted(f["check"] for f in failing) == ["counts_reconcile", "fields_match"]
+        assert sum(f.get("marked_for_resend", 0) for f in failing) == 2
+        assert next(f for f in failing if f["check"] == "fields_match")["rows_drifted"] == 1
+        failing.clear()
+        fifth = night(instance)
+    assert failing == []
+    assert sent_keys(server, ingest_jobs(server) - before) == sorted([edited, deleted])
+    assert sum(m["rows_retried"] for m in fifth) == 2
+    assert sum(m["rows_created"] for m in fifth) == 1  # the deleted one, created again

@@ -172,23 +172,25 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                          "upload")
         return ready, p.rejected
 
-    @dg.op(name=f"{name}_changes", out={"send": io, "kept": io},
+    @dg.op(name=f"{name}_changes", retry_policy=RETRY, out={"send": io, "kept": io},
            description="Compare the prepared rows with what Core holds (the sync state): "
                        "new, changed and retryable rows go on, unchanged ones do not.")
-    def changes_op(context: dg.OpExecutionContext, ledger: LedgerResource, ready: pa.Table
-                   ) -> tuple[pa.Table, pa.Table]:
+    def changes_op(context: dg.OpExecutionContext, ledger: LedgerResource,
+                   settings: PipelineSettings, ready: pa.Table) -> tuple[pa.Table, pa.Table]:
+        hold_partition(context, ledger, settings, spec)  # the state of the range is this run's
         full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-        state = SyncState(ledger).read_range(
-            spec.name, plan.range(context.partition_key), spec.folds_key,
-            spec.mapping_fingerprint)
-        c = changes(spec, ready, state, full_refresh=full)
+        state = SyncState(ledger)
+        known = state.read_range(spec.name, plan.range(context.partition_key), spec.folds_key,
+                                 spec.mapping_fingerprint)
+        c = changes(spec, ready, known, full_refresh=full)
+        state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode()})
         context.log.info(
             f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried), "
             f"{c.unchanged_rows} unchanged, {c.refused.num_rows} refused before and unchanged"
-            + (" (full refresh: the state is not read)" if full else
-               f"; {state.num_rows} rows known in the range"))
+            + (" (full refresh: every row is sent)" if full else
+               f"; {known.num_rows} rows known in the range"))
         return send, kept_rows(spec, c)
 
     def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
@@ -233,9 +235,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         written = SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
                                            recorded(spec, send, outcome))
         # every job of this load is collected now: a later run of the partition must send the
-        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads)
-        ledger.forget(spec.name, context.partition_key,
-                      (send.schema.metadata or {}).get(FINGERPRINT, b"").decode())
+        # rows again, not resume jobs whose rows failed (the ledger is for crashed loads), nor
+        # jobs a crashed earlier load left for other rows
+        ledger.forget_partition(spec.name, context.partition_key)
         r = plan.range(context.partition_key)
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
         result = account(spec, r, context.partition_key, source, rejected, send, outcome, kept,

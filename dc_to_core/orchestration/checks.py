@@ -27,14 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.datacloud_arrow import combine
-from ..sync.keys import SettledRange, as_array, settle_core_range
+from ..sync.keys import SettledRange, as_array, folded, settle_core_range
 from ..sync.outcome import SAMPLE_ROWS, run_extract
 from ..sync.plan import KeyRange, PartitionPlan
 from ..sync.prepare import QUARANTINE, prepare
 from ..sync.reconcile import compare_fields, duplicates, reconcile
 from ..sync.spec import SyncSpec
+from ..sync.state import SyncState
 from .assets import asset_key, operator_errors
-from .resources import BulkApiResource, DataCloudResource
+from .resources import BulkApiResource, DataCloudResource, LedgerResource
 from .settings import PipelineSettings
 
 T = TypeVar("T")
@@ -118,6 +119,12 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
 
     columns = [spec.target_key, *fields]
 
+    def resend(ledger: LedgerResource, keys: list[str]) -> int:
+        """Mark keys the read-back found missing from Core or different there, so the next
+        run of the partition sends them again (the state said Core held them)."""
+        return SyncState(ledger).mark_retry(spec.name, folded(
+            pa.array(keys, pa.string()), spec.folds_key).to_pylist()) if keys else 0
+
     def core_range(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource,
                    r: KeyRange) -> pa.Table:
         def read() -> pa.Table:  # a Bulk API 2.0 query job: CSV pages, one call per page
@@ -145,8 +152,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
     def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
-                         bulk: BulkApiResource, settings: PipelineSettings
-                         ) -> dg.AssetCheckResult:
+                         bulk: BulkApiResource, settings: PipelineSettings,
+                         ledger: LedgerResource) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         src = source(context, datacloud, settings, r)
         q = _quarantine(settings, spec, context.partition_key)
@@ -168,6 +175,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             meta["datacloud_rows_after_load"] = src.count_now
         if rec.missing:
             meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
+            meta["marked_for_resend"] = resend(ledger, rec.missing)  # deleted in Core: sent again
         if rec.unexpected:
             meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
         return dg.AssetCheckResult(passed=rec.passed and not changed, metadata=meta,
@@ -202,8 +210,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
     @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
                     description="Mapped fields in Core equal the Data Cloud values (checksum).")
     def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
-                     bulk: BulkApiResource, settings: PipelineSettings
-                     ) -> dg.AssetCheckResult:
+                     bulk: BulkApiResource, settings: PipelineSettings,
+                     ledger: LedgerResource) -> dg.AssetCheckResult:
         r = plan.range(context.partition_key)
         rows = records(context, bulk, datacloud, settings, r).records
         src = source(context, datacloud, settings, r)
@@ -216,6 +224,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         if cmp.mismatches:
             meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
                                                                "core"])
+            meta["rows_drifted"] = len(cmp.differing)
+            meta["marked_for_resend"] = resend(ledger, cmp.differing)  # edited in Core: sent again
         return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 

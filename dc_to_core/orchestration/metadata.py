@@ -32,7 +32,7 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
         "rows_created": result.created, "rows_updated": result.updated,
         "rows_quarantined": result.quarantined, "rows_sent": result.sent,
         "rows_unchanged": result.unchanged, "rows_retried": result.retried,
-        "dagster/partition_row_count": result.loaded,  # the rows this run loaded into Core
+        "dagster/partition_row_count": result.loaded,  # rows Core holds: sent now or unchanged
         "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
         "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,
         "rows_per_s": round(rate, 1), "duration_s": round(result.duration_s, 2),

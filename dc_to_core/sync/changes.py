@@ -6,8 +6,10 @@ compares (``row_hashes``). Against the state of its range (``sync.state``), a ro
 - **unchanged**: Core holds it with the same hash — not sent;
 - **still refused**: the org refused it for its content and its source is the same — not
   sent, quarantined again with the org's code;
-- **sent**: new, changed, or last refused with an error that can heal without a source
-  change (``retry``: a lock, an unprocessed row, a parent not found yet), counted as retried.
+- **sent**: new, changed, or marked ``retry`` — its last error can heal without a source
+  change (a lock, an unprocessed row, a parent not found yet), or the checks found it missing
+  from Core or different there, or it was on its way to the org when a run stopped — counted
+  as retried.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from .reconcile import canonical, text_of
 from .spec import SyncSpec
 from .state import LOADED, REFUSED, RETRY, state_rows
 
-HEALABLE = ("UNABLE_TO_LOCK_ROW", "NOT_REPORTED", "UNPROCESSED", "INVALID_CROSS_REFERENCE_KEY")
+# what the org refuses for the row's own content: not sent again while the row is the same;
+# any other failure (locks, unprocessed rows, a parent not found yet, an unknown error, a
+# trigger's exception) can heal by itself and is sent again next run
+REFUSED_CODES = (
+    "STRING_TOO_LONG", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "REQUIRED_FIELD_MISSING",
+    "INVALID_FIELD", "FIELD_INTEGRITY_EXCEPTION", "NUMBER_OUTSIDE_VALID_RANGE",
+    "DUPLICATE_VALUE", "DUPLICATE_EXTERNAL_ID", "MISSING_ARGUMENT", "MALFORMED_ID",
+    "INVALID_TYPE_ON_FIELD_IN_RECORD", "INVALID_EMAIL_ADDRESS", "INVALID_FIELD_FOR_INSERT_UPDATE",
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION")
 
 
 def row_hashes(spec: SyncSpec, ready: pa.Table) -> pa.Array:
@@ -50,6 +60,8 @@ class Changes:
     unchanged: pa.Table   # rows Core holds as they are (prepared columns)
     refused: pa.Table     # rows the org refused whose source is the same, with error_code
     retried: int          # rows sent again because their last error can heal
+    to_mark: list[str]    # keys of rows to send that the state records as loaded or refused:
+                          # marked retry before they go (a crash must not leave their old hash)
 
     @property
     def unchanged_rows(self) -> int:
@@ -61,23 +73,23 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
     """Split the prepared rows by what the state says Core holds (see the module doc)."""
     hashes = row_hashes(spec, ready)
     ready = ready.append_column(HASH, hashes)
-    if full_refresh or state.num_rows == 0:
-        return Changes(ready, ready.slice(0, 0).drop_columns([HASH]), _refused(
-            ready.slice(0, 0), pa.array([], pa.string())), 0)
-    at = pc.index_in(folded(ready.column(spec.target_key), spec.folds_key),
-                     value_set=state.column("key"))
+    keys = folded(ready.column(spec.target_key), spec.folds_key)
+    at = pc.index_in(keys, value_set=state.column("key"))
     known = pc.is_valid(at)
-    was = state.take(pc.fill_null(at, 0))
-    same = pc.and_(known, pc.equal(was.column("row_hash"), hashes))
+    was = state.take(at)  # a null row where the key is unknown
     status = was.column("status")
-    unchanged = pc.and_(same, pc.equal(status, LOADED))
-    still_refused = pc.and_(same, pc.equal(status, REFUSED))
-    retried = pc.and_(known, pc.equal(status, RETRY))
+    same = pc.fill_null(pc.equal(was.column("row_hash"), hashes), False)
+    if full_refresh:  # everything goes; the state only says which rows to mark first
+        same = pc.fill_null(pa.nulls(ready.num_rows, pa.bool_()), False)
+    unchanged = pc.and_(same, pc.fill_null(pc.equal(status, LOADED), False))
+    still_refused = pc.and_(same, pc.fill_null(pc.equal(status, REFUSED), False))
+    retried = pc.fill_null(pc.equal(status, RETRY), False)
     send = pc.invert(pc.or_(unchanged, still_refused))
-    refused = ready.filter(still_refused)
+    mark = pc.and_(pc.and_(send, known), pc.invert(pc.fill_null(pc.equal(status, RETRY), False)))
     return Changes(ready.filter(send), ready.filter(unchanged).drop_columns([HASH]),
-                   _refused(refused, was.column("error_code").filter(still_refused)),
-                   int(pc.sum(retried).as_py() or 0))
+                   _refused(ready.filter(still_refused),
+                            was.column("error_code").filter(still_refused)),
+                   int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist())
 
 
 def _refused(rows: pa.Table, codes: pa.Array) -> pa.Table:
@@ -103,8 +115,8 @@ def recorded(spec: SyncSpec, sent: pa.Table, outcome: pa.Table) -> pa.Table:
     heal and ``refused`` when it cannot (with the code)."""
     loaded = pc.equal(outcome.column("status"), ROW_LOADED)
     codes = pc.coalesce(outcome.column("error_code"), pc.utf8_upper(outcome.column("status")))
-    heal = pc.is_in(codes, value_set=pa.array(HEALABLE))
-    status = pc.if_else(loaded, LOADED, pc.if_else(heal, RETRY, REFUSED))
+    refused = pc.is_in(codes, value_set=pa.array(sorted(set(REFUSED_CODES))))
+    status = pc.if_else(loaded, LOADED, pc.if_else(refused, REFUSED, RETRY))
     none = pa.scalar(None, pa.string())
     return state_rows(folded(sent.column(spec.target_key), spec.folds_key),
                       pc.if_else(loaded, outcome.column("sf_id"), none).cast(pa.string()),

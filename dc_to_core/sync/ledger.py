@@ -119,6 +119,13 @@ class Ledger(BaseModel):
                 LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,
                 LEDGER.c.fingerprint == fingerprint))
 
+    def forget_partition(self, sync: str, partition: str) -> None:
+        """Drop every entry of a partition (the lease holder's load is collected; entries of
+        crashed loads of other rows are never to be resumed)."""
+        with self.engine().begin() as conn:
+            conn.execute(LEDGER.delete().where(LEDGER.c.sync == sync,
+                                               LEDGER.c.partition_key == partition))
+
     def forget_job(self, sync: str, partition: str, fingerprint: str, job_id: str) -> None:
         """Drop one job the org no longer knows (deleted or expired): its rows are resent."""
         with self.engine().begin() as conn:

@@ -225,9 +225,12 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
 
 
 def fingerprint(spec: SyncSpec, ready: pa.Table) -> str:
-    """Identifies a prepared table (sync, columns, keys in order): a retried load with the same
-    fingerprint resumes the jobs already submitted for it."""
+    """Identifies a prepared table (sync, columns, keys in order, and the rows' hashes when
+    it has them): a retried load with the same fingerprint resumes the jobs already submitted
+    for it, and never a job that carried other values of the same keys."""
     h = hashlib.sha256(f"{spec.name}|{spec.target}|{','.join(spec.target_columns)}".encode())
     for chunk in ready.column(spec.target_key).chunks:
         h.update(joined_text(chunk, "\x1f"))
+    if HASH in ready.column_names:
+        h.update(ready.column(HASH).combine_chunks().to_numpy(zero_copy_only=False).tobytes())
     return h.hexdigest()[:32]

@@ -109,6 +109,7 @@ class FieldsComparison:
     core_checksum: str
     mismatched: int                                     # values that differ
     mismatches: list[tuple[str, str, object, object]]  # a sample: key, field, Data Cloud, Core
+    differing: list[str] = field(default_factory=list)  # every key with a value that differs
 
     @property
     def passed(self) -> bool:
@@ -141,6 +142,7 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
     right = core.select(fields).take(at)
     keys = dc.column(key).combine_chunks()
     left_cols, right_cols, mismatches, mismatched = [], [], [], 0
+    any_differ = pc.fill_null(pa.nulls(len(keys), pa.bool_()), False)
     for f in fields:
         like = dc.schema.field(f).type
         a = canonical(dc.column(f).combine_chunks(), like)
@@ -154,6 +156,7 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
         same = pc.or_(pc.fill_null(pc.equal(a, b), False),
                       pc.and_(pc.is_null(a), pc.is_null(b)))
         differ = pc.invert(same)
+        any_differ = pc.or_(any_differ, differ)
         n = pc.sum(differ).as_py() or 0
         mismatched += n
         if n and len(mismatches) < sample:
@@ -162,4 +165,5 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                               _shown(a.take(idx), like).to_pylist(),
                               _shown(b.take(idx), like).to_pylist(), strict=True)
     return FieldsComparison(dc.num_rows, _checksum(keys, left_cols),
-                            _checksum(keys, right_cols), mismatched, mismatches)
+                            _checksum(keys, right_cols), mismatched, mismatches,
+                            keys.filter(any_differ).to_pylist())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from dc_to_core.sync.changes import HASH, changes, row_hashes
-from dc_to_core.sync.prepare import prepare
+from dc_to_core.sync.changes import changes, recorded, row_hashes
+from dc_to_core.sync.prepare import HASH, prepare
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core.sync.state import LOADED, REFUSED, RETRY, state_rows
 
@@ -60,6 +60,7 @@ def test_a_night_sends_only_new_changed_and_retryable_rows():
     assert c.refused.column("External_Id__c").to_pylist() == ["REFUSED"]
     assert c.refused.column("error_code").to_pylist() == ["STRING_TOO_LONG"]
     assert c.retried == 1 and HASH in c.send.column_names
+    assert sorted(c.to_mark) == ["changed", "refused-fixed"]  # recorded, not yet retry
     assert HASH not in c.unchanged.column_names
     order = night.column("External_Id__c").to_pylist()
     sent = c.send.column("External_Id__c").to_pylist()
@@ -72,8 +73,32 @@ def test_an_empty_state_or_a_full_refresh_sends_everything():
                        row_hashes(OPP, night), pa.array([LOADED] * 2), pa.array([None, None],
                                                                                 pa.string()))
     assert changes(OPP, night, state).send.num_rows == 0
-    assert changes(OPP, night, state, full_refresh=True).send.num_rows == 2
-    assert changes(OPP, night, state.slice(0, 0)).send.num_rows == 2
+    full = changes(OPP, night, state, full_refresh=True)
+    assert full.send.num_rows == 2 and sorted(full.to_mark) == ["a", "b"]
+    first = changes(OPP, night, state.slice(0, 0))
+    assert first.send.num_rows == 2 and first.to_mark == []  # nothing recorded to mark
+
+
+def test_the_state_a_load_establishes_comes_from_the_orgs_results():
+    sent = changes(OPP, ready([row("OK"), row("LOCK"), row("LONG"), row("ODD"), row("GONE")]),
+                   state_rows(pa.array([], pa.string()), pa.array([], pa.string()),
+                              pa.array([], pa.int64()), pa.array([], pa.string()),
+                              pa.array([], pa.string()))).send
+    order = sent.column("External_Id__c").to_pylist()
+    results = {"OK": ("loaded", "006A", None), "LOCK": ("failed", None, "UNABLE_TO_LOCK_ROW"),
+               "LONG": ("failed", None, "STRING_TOO_LONG"),
+               "ODD": ("failed", None, "UNKNOWN_EXCEPTION"), "GONE": ("unprocessed", None, None)}
+    outcome = pa.table({
+        "status": [results[k][0] for k in order], "sf_id": [results[k][1] for k in order],
+        "created": [results[k][0] == "loaded" for k in order],
+        "error_code": pa.array([results[k][2] for k in order], pa.string()),
+        "error_message": pa.array([None] * 5, pa.string()), "job_id": ["750"] * 5})
+    got = {r["key"]: r for r in recorded(OPP, sent, outcome).to_pylist()}
+    assert {k: (r["status"], r["sf_id"], r["error_code"]) for k, r in got.items()} == {
+        "ok": (LOADED, "006A", None), "lock": (RETRY, None, "UNABLE_TO_LOCK_ROW"),
+        "long": (REFUSED, None, "STRING_TOO_LONG"), "odd": (RETRY, None, "UNKNOWN_EXCEPTION"),
+        "gone": (RETRY, None, "UNPROCESSED")}
+    assert got["ok"]["row_hash"] == sent.column(HASH)[order.index("OK")].as_py()
 
 
 def test_a_key_spelled_in_another_case_is_the_same_record():

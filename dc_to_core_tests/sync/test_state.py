@@ -1,9 +1,11 @@
-"""The sync state in the ledger's database (SQLite here; PostgreSQL in the pipeline tests):
-ranges by folded key whatever the plan, upserts that keep a known Salesforce Id, mappings."""
+"""The sync state in the ledger's database, on SQLite and PostgreSQL: ranges by folded key
+whatever the plan (byte order on both), upserts that keep a known Salesforce Id, mappings,
+rows marked to be sent again."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from dc_to_core.sync.ledger import Ledger
 from dc_to_core.sync.plan import KeyRange
@@ -17,8 +19,16 @@ def rows(keys: list[str], ids: list[str | None], status: str = LOADED, h: int = 
                       pa.array([None] * n, pa.string()))
 
 
-def test_the_state_reads_any_range_of_keys_whatever_the_plan(tmp_path):
-    state = SyncState(Ledger(url=f"sqlite:///{tmp_path}/ledger.db"))
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def state(request, tmp_path) -> SyncState:
+    if request.param == "sqlite":
+        return SyncState(Ledger(url=f"sqlite:///{tmp_path}/ledger.db"))
+    db = request.getfixturevalue("pg_database")
+    return SyncState(Ledger(url=f"postgresql+psycopg2://{db['user']}@{db['host']}:{db['port']}"
+                                f"/{db['db']}"))
+
+
+def test_the_state_reads_any_range_of_keys_whatever_the_plan(state):
     keys = [f"opp-{i:03d}" for i in range(100)] + ["opp-é", "zz"]
     assert state.record("Opportunity", "m1", rows(keys, [f"006{i}" for i in range(102)])) == 102
     whole = state.read_range("Opportunity", KeyRange("p00", None, None), True, "m1")
@@ -31,8 +41,7 @@ def test_the_state_reads_any_range_of_keys_whatever_the_plan(tmp_path):
     assert state.read_range("Account", parts[0], True, "m1").num_rows == 0
 
 
-def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(tmp_path):
-    state = SyncState(Ledger(url=f"sqlite:///{tmp_path}/ledger.db"))
+def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(state):
     state.record("S", "m", rows(["k1", "k2"], ["006A", "006B"]))
     state.record("S", "m", rows(["k1"], [None], status=RETRY, h=9))
     got = {r["key"]: r for r in state.read_range("S", KeyRange("p", None, None), False,
@@ -40,3 +49,9 @@ def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(tmp
     assert (got["k1"]["status"], got["k1"]["row_hash"]) == (RETRY, 9)
     assert state.salesforce_ids("S", ["k1", "k2", "k3"]) == {"k1": "006A", "k2": "006B"}
     assert got["k2"]["status"] == LOADED and state.keys("S") == 2
+    assert state.mark_retry("S", ["k2", "k9"]) == 1
+    marked = state.read_range("S", KeyRange("p", "k2", None), False, "m").to_pylist()
+    assert [(r["key"], r["status"]) for r in marked] == [("k2", RETRY)]
+    assert state.salesforce_ids("S", ["k2"]) == {"k2": "006B"}
+    long_key = "K" * 600  # no length limit on the key (the org's is the org's business)
+    assert state.record("S", "m", rows([long_key], ["006Z"])) == 1
