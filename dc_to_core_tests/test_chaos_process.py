@@ -104,3 +104,56 @@ def test_emulator_restarted_mid_run_with_its_data_dir(make_server, tmp_path):
             project.server = second
             assert_reconciled(project, outcomes(project, results))
             assert ingest_jobs(second, "Opportunity") == 1  # collected, not re-uploaded
+
+
+def test_a_night_killed_after_the_org_applied_its_rows_leaves_no_stale_state(make_server,
+                                                                             tmp_path):
+    """Night 1 loads everything. Night 2 sends 5 changed rows and is SIGKILLed after the upload,
+    before it reads the results or writes the state; the org applies the job anyway. Then the
+    5 rows change back in Data Cloud. Night 3 must see that Core holds the other values (the
+    rows were marked before they went), send them, and end with Core equal to the source."""
+    server = make_server(time_scale=200.0, job_start_latency_s=600.0)  # results come late
+    seed_datacloud(server.org.storage, SeedSpec(accounts=10, opportunities=1_500, seed=8))
+    project = make_project(server, tmp_path, partitions=1)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for sync in ("Account", "Opportunity"):
+            assert project.run(sync, "p00", instance).success
+    dc = server.org.storage.dc
+    keys = [r[0] for r in dc.execute('SELECT "ExternalId__c" FROM "Opportunity_Staging__dlm" '
+                                     'WHERE "Name__c" IS NOT NULL ORDER BY 1 LIMIT 5')]
+    marks = ",".join("?" * len(keys))
+    names = dict(dc.execute('SELECT "ExternalId__c", "Name__c" FROM '
+                            f'"Opportunity_Staging__dlm" WHERE "ExternalId__c" IN ({marks})',
+                            keys).fetchall())
+    dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = \'night 2\' WHERE '
+               f'"ExternalId__c" IN ({marks})', keys)
+    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
+           "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
+    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
+                              str(tmp_path / "plans"), "Opportunity", "p00"], env=env)
+    try:
+        wait_for_ledger(project, "Opportunity")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    bulk = project.live["bulk"]
+    jobs = [r[0] for r in server.org.storage.reader().execute(
+        "SELECT id FROM ingest_job WHERE object='Opportunity' ORDER BY seq DESC LIMIT 1")]
+    bulk.wait(jobs)  # the org applies what the killed night sent
+    core = bulk.read_keys("Opportunity", ["External_Id__c", "Name"], "External_Id__c", keys)
+    assert set(core.column("Name").to_pylist()) == {"night 2"}
+    for key, name in names.items():  # ... and the source changes back
+        dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = ? WHERE '
+                   '"ExternalId__c" = ?', (name, key))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for killed in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            instance.report_run_failed(killed)
+        third = project.run("Opportunity", "p00", instance)
+    meta = project.materialization(third)
+    assert meta["rows_sent"] == 5 and meta["rows_retried"] == 5
+    assert all(project.checks(third).values()), project.checks(third)
+    core = bulk.read_keys("Opportunity", ["External_Id__c", "Name"], "External_Id__c", keys)
+    assert dict(zip(core.column("External_Id__c").to_pylist(), core.column("Name").to_pylist(),
+                    strict=True)) == names

@@ -29,7 +29,7 @@ from ..salesforce.errors import (
 )
 from ..sync.changes import changes, kept_rows, recorded
 from ..sync.ledger import Lease
-from ..sync.loading import LoadStats, LoadTarget, load_round, repass
+from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
 from ..sync.outcome import account, save_extract
 from ..sync.plan import PartitionPlan
 from ..sync.prepare import fingerprint, prepare
@@ -204,8 +204,10 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
              settings: PipelineSettings, send: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # a retry from failure may start here
         stats = LoadStats()
+        t = target(context, bulk, ledger, send)
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
-            outcome = load_round(target(context, bulk, ledger, send), send, 0, stats)
+            settle_stale_jobs(t)
+            outcome = load_round(t, send, 0, stats)
         context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
         return _with_stats(outcome, stats)
 

@@ -15,6 +15,7 @@ read from Data Cloud once per run; run on their own, they read the range again.
 """
 
 
+import datetime as dt
 import threading
 import warnings
 from collections import Counter
@@ -33,7 +34,7 @@ from ..sync.plan import KeyRange, PartitionPlan
 from ..sync.prepare import QUARANTINE, prepare
 from ..sync.reconcile import compare_fields, duplicates, reconcile
 from ..sync.spec import SyncSpec
-from ..sync.state import SyncState
+from ..sync.state import SyncState, stamp
 from .assets import asset_key, operator_errors
 from .resources import BulkApiResource, DataCloudResource, LedgerResource
 from .settings import PipelineSettings
@@ -119,11 +120,17 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
 
     columns = [spec.target_key, *fields]
 
-    def resend(ledger: LedgerResource, keys: list[str]) -> int:
+    def resend(ledger: LedgerResource, keys: list[str], recorded_before: str | None = None
+               ) -> int:
         """Mark keys the read-back found missing from Core or different there, so the next
         run of the partition sends them again (the state said Core held them)."""
         return SyncState(ledger).mark_retry(spec.name, folded(
-            pa.array(keys, pa.string()), spec.folds_key).to_pylist()) if keys else 0
+            pa.array(keys, pa.string()), spec.folds_key).to_pylist(),
+            recorded_before) if keys else 0
+
+    def run_started(context: dg.AssetCheckExecutionContext) -> str:
+        started = context.instance.get_run_stats(context.run.run_id).start_time
+        return stamp(dt.datetime.fromtimestamp(started, dt.UTC) if started else None)
 
     def core_range(context: dg.AssetCheckExecutionContext, bulk: BulkApiResource,
                    r: KeyRange) -> pa.Table:
@@ -175,7 +182,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             meta["datacloud_rows_after_load"] = src.count_now
         if rec.missing:
             meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
-            meta["marked_for_resend"] = resend(ledger, rec.missing)  # deleted in Core: sent again
+            looked_up = set(rec.missing) - set(core.not_looked_up)  # the rest may be next door
+            meta["marked_for_resend"] = resend(ledger, sorted(looked_up))  # deleted in Core
         if rec.unexpected:
             meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
         return dg.AssetCheckResult(passed=rec.passed and not changed, metadata=meta,
@@ -225,7 +233,11 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
                                                                "core"])
             meta["rows_drifted"] = len(cmp.differing)
-            meta["marked_for_resend"] = resend(ledger, cmp.differing)  # edited in Core: sent again
+            marked = resend(ledger, cmp.differing, run_started(context))  # edited in Core
+            meta["marked_for_resend"] = marked
+            # rows this run has just loaded and that already differ: the org rewrote them (a
+            # trigger, a flow, rounding), and sending them again would not change that
+            meta["differ_right_after_load"] = len(cmp.differing) - marked
         return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 

@@ -59,7 +59,7 @@ class Changes:
     send: pa.Table        # rows to load, in the prepared order, with their HASH
     unchanged: pa.Table   # rows Core holds as they are (prepared columns)
     refused: pa.Table     # rows the org refused whose source is the same, with error_code
-    retried: int          # rows sent again because their last error can heal
+    retried: int          # rows sent again because the state marked them retry
     to_mark: list[str]    # keys of rows to send that the state records as loaded or refused:
                           # marked retry before they go (a crash must not leave their old hash)
 

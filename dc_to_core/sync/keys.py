@@ -8,7 +8,7 @@ rule whatever order the org's own collation gives its SOQL ranges (``settle_core
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,6 +51,7 @@ class SettledRange:
     looked_up: int      # Data Cloud keys missing from Core's range, then looked up by key
     found_by_key: int   # of those, held by Core (its collation placed them elsewhere)
     unverified: int     # keys still missing that were not looked up (beyond the cap)
+    not_looked_up: list[str] = field(default_factory=list)  # those keys
 
 
 def settle_core_range(core: pa.Table, key: str, r: KeyRange, fold: bool, expected: Keys,
@@ -84,4 +85,4 @@ def settle_core_range(core: pa.Table, key: str, r: KeyRange, fold: bool, expecte
         kept.append(found.select(core.column_names).cast(core.schema))
     records = pa.concat_tables(kept)
     return SettledRange(records, strays.num_rows, len(asked), found.num_rows,
-                        len(unseen) - len(asked))
+                        len(unseen) - len(asked), unseen[verify_at_most:])

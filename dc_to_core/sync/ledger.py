@@ -119,6 +119,20 @@ class Ledger(BaseModel):
                 LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,
                 LEDGER.c.fingerprint == fingerprint))
 
+    def other_jobs(self, sync: str, partition: str, fingerprint: str) -> list[str]:
+        """Jobs recorded for the partition under another fingerprint: a crashed load's, of
+        other rows or other values, which the org may still be processing."""
+        with self.engine().connect() as conn:
+            return list(conn.execute(sa.select(LEDGER.c.job_id).where(
+                LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,
+                LEDGER.c.fingerprint != fingerprint).distinct()).scalars())
+
+    def forget_others(self, sync: str, partition: str, fingerprint: str) -> None:
+        with self.engine().begin() as conn:
+            conn.execute(LEDGER.delete().where(
+                LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,
+                LEDGER.c.fingerprint != fingerprint))
+
     def forget_partition(self, sync: str, partition: str) -> None:
         """Drop every entry of a partition (the lease holder's load is collected; entries of
         crashed loads of other rows are never to be resumed)."""

@@ -100,6 +100,32 @@ def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStat
     return outcome.take(order)
 
 
+def settle_stale_jobs(target: LoadTarget) -> int:
+    """Wait for the jobs a crashed earlier load of the partition left with the org (other
+    rows or other values than this load's) to end before this load sends anything: one the
+    org processed after tonight's would leave Core older than what the state records.
+    Returns how many there were."""
+    spec, ledger = target.spec, target.ledger
+    live = [j for j in ledger.other_jobs(spec.name, target.partition, target.fingerprint)
+            if _job_known(target.bulk, j)]
+    if live:
+        log.warning("%s %s: waiting for %d job(s) an earlier, interrupted load left with the "
+                    "org before sending", spec.name, target.partition, len(live))
+        target.bulk.wait(live)
+    ledger.forget_others(spec.name, target.partition, target.fingerprint)
+    return len(live)
+
+
+def _job_known(bulk: BulkApi, job_id: str) -> bool:
+    try:
+        bulk.get_job(job_id)
+        return True
+    except SalesforceApiError as exc:
+        if exc.status != 404:
+            raise
+        return False
+
+
 def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats) -> pa.Table:
     """Submit (resuming recorded jobs) and collect one wave of one round."""
     spec, bulk, ledger = target.spec, target.bulk, target.ledger

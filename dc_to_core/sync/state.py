@@ -88,7 +88,7 @@ class SyncState:
         the one already recorded. Returns the rows written."""
         if rows.num_rows == 0:
             return 0
-        now = dt.datetime.now(dt.UTC).isoformat()
+        now = stamp()
         engine = self.engine()
         insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
             STATE)
@@ -114,17 +114,22 @@ class SyncState:
                     conn.execute(upsert, batch[i:i + WRITE_BATCH])
         return n
 
-    def mark_retry(self, sync: str, keys: list[str]) -> int:
+    def mark_retry(self, sync: str, keys: list[str], recorded_before: str | None = None
+                   ) -> int:
         """Mark recorded keys as to be sent again (``retry``), keeping their Salesforce Id:
         before rows go to the org (a crash after the org applied them but before ``record``
         must not leave their old hash standing), and for rows the checks found missing from
-        Core or different there."""
-        done = 0
+        Core or different there — only those recorded before ``recorded_before`` (a
+        ``stamp``), when given: a row this run just loaded that differs is the org's doing,
+        and sending it again would not change that."""
+        done, ordered = 0, sorted(set(keys))  # one lock order for every writer
         with self.engine().begin() as conn:
-            for i in range(0, len(keys), 500):
-                done += conn.execute(STATE.update().where(
-                    STATE.c.sync == sync, STATE.c.key.in_(sorted(keys[i:i + 500]))).values(
-                    status=RETRY, updated_at=dt.datetime.now(dt.UTC).isoformat())).rowcount
+            for i in range(0, len(ordered), 500):
+                where = [STATE.c.sync == sync, STATE.c.key.in_(ordered[i:i + 500])]
+                if recorded_before is not None:
+                    where.append(STATE.c.updated_at < recorded_before)
+                done += conn.execute(STATE.update().where(*where).values(
+                    status=RETRY, updated_at=stamp())).rowcount
         return done
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
@@ -141,6 +146,12 @@ class SyncState:
         with self.engine().connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(STATE).where(
                 STATE.c.sync == sync)).scalar_one())
+
+
+def stamp(at: dt.datetime | None = None) -> str:
+    """A UTC time as the state records it (fixed width, so stamps compare as text)."""
+    return (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _fetch_tuples(engine: sa.Engine, query: sa.Select) -> list[tuple]:

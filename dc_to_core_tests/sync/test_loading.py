@@ -7,8 +7,16 @@ import pyarrow as pa
 from dc_to_core.salesforce.bulk import BulkApi, SubmittedJob
 from dc_to_core.salesforce.bulk_results import OUTCOME
 from dc_to_core.sync.ledger import Ledger
-from dc_to_core.sync.loading import LoadStats, LoadTarget, _gaps, load_round, transient, waves
-from dc_to_core.sync.prepare import prepare
+from dc_to_core.sync.loading import (
+    LoadStats,
+    LoadTarget,
+    _gaps,
+    load_round,
+    settle_stale_jobs,
+    transient,
+    waves,
+)
+from dc_to_core.sync.prepare import ROW, prepare
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.support import OrgClient, auth_for, csv_text
 
@@ -66,3 +74,24 @@ def test_a_retried_load_resumes_recorded_jobs_instead_of_uploading_again(shared_
     assert again.column("sf_id").to_pylist() == first.column("sf_id").to_pylist()
     ledger.forget("Opportunity", "p00", prepared.fingerprint)
     assert ledger.submitted("Opportunity", "p00", prepared.fingerprint, 0) == []
+
+
+def test_a_load_waits_for_the_jobs_an_interrupted_load_left_with_the_org(shared_server,
+                                                                         tmp_path):
+    """A crashed load closed a job with older values of the same rows; tonight's load (other
+    values: another fingerprint) must not race it: it waits for it to end, then sends."""
+    org = OrgClient(shared_server)
+    org.run_job("Account", csv_text(["External_Id__c", "Name"], [["ST-P", "parent"]]))
+    rows = [{"ExternalId__c": f"ST-{i:03d}", "AccountExternalId__c": "ST-P", "Name__c": "old",
+             "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"} for i in range(20)]
+    old = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns}))
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    bulk = BulkApi(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    left = bulk.submit("Opportunity", "External_Id__c", old.ready.drop_columns([ROW]))
+    for job in left:
+        ledger.record("Opportunity", "p00", "fp-old", 0, job, "run-1")  # ... then it died
+    tonight = LoadTarget(OPP, "p00", "fp-new", bulk, ledger, "run-2")
+    assert settle_stale_jobs(tonight) == 1
+    assert bulk.get_job(left[0].job_id)["state"] == "JobComplete"  # ended before we send
+    assert ledger.other_jobs("Opportunity", "p00", "fp-new") == []
+    assert settle_stale_jobs(tonight) == 0

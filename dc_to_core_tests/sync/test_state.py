@@ -4,12 +4,14 @@ rows marked to be sent again."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pytest
 
 from dc_to_core.sync.ledger import Ledger
 from dc_to_core.sync.plan import KeyRange
-from dc_to_core.sync.state import LOADED, RETRY, SyncState, state_rows
+from dc_to_core.sync.state import LOADED, RETRY, SyncState, stamp, state_rows
 
 
 def rows(keys: list[str], ids: list[str | None], status: str = LOADED, h: int = 7) -> pa.Table:
@@ -49,7 +51,9 @@ def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(sta
     assert (got["k1"]["status"], got["k1"]["row_hash"]) == (RETRY, 9)
     assert state.salesforce_ids("S", ["k1", "k2", "k3"]) == {"k1": "006A", "k2": "006B"}
     assert got["k2"]["status"] == LOADED and state.keys("S") == 2
-    assert state.mark_retry("S", ["k2", "k9"]) == 1
+    assert state.mark_retry("S", ["k2"], recorded_before=stamp(dt.datetime(2000, 1, 1,
+                                                                            tzinfo=dt.UTC))) == 0
+    assert state.mark_retry("S", ["k2", "k9", "k2"]) == 1
     marked = state.read_range("S", KeyRange("p", "k2", None), False, "m").to_pylist()
     assert [(r["key"], r["status"]) for r in marked] == [("k2", RETRY)]
     assert state.salesforce_ids("S", ["k2"]) == {"k2": "006B"}
