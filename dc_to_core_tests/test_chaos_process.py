@@ -43,6 +43,27 @@ def wait_for_ledger(project: Project, sync: str, timeout: float = 60) -> None:
     raise AssertionError("the load never recorded a submitted job")
 
 
+def kill_load_after_upload(project: Project, home: Path) -> int | None:
+    """Run the Opportunity partition p00 in a process of its own on the instance in ``home``,
+    SIGKILL it once its load has recorded a submitted job; its return code."""
+    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
+           "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
+    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
+                              str(project.root / "plans"), "Opportunity", "p00"], env=env)
+    try:
+        wait_for_ledger(project, "Opportunity")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    return child.returncode
+
+
+def fail_killed_runs(instance: dg.DagsterInstance) -> None:
+    """Mark the killed run failed, as run monitoring does under the daemon."""
+    for killed in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        instance.report_run_failed(killed)
+
+
 def ingest_jobs(server: EmulatorServer, obj: str) -> int:
     return server.org.storage.reader().execute(
         "SELECT count(*) FROM ingest_job WHERE object=?", (obj,)).fetchone()[0]
@@ -63,21 +84,11 @@ def test_load_killed_after_upload_resumes_without_uploading_twice(make_server, t
     home.mkdir()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         results = [project.run("Account", "p00", instance)]
-    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
-           "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
-    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
-                              str(tmp_path / "plans"), "Opportunity", "p00"], env=env)
-    try:
-        wait_for_ledger(project, "Opportunity")
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    assert kill_load_after_upload(project, home) == -signal.SIGKILL
     submitted = ingest_jobs(server, "Opportunity")
     assert submitted >= 1
     with dg.DagsterInstance.from_config(str(home)) as instance:  # the run retry, once the
-        for killed in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-            instance.report_run_failed(killed)  # killed run is failed (run monitoring does it)
+        fail_killed_runs(instance)
         retried = project.run("Opportunity", "p00", instance)
     assert project.materialization(retried)["resumed_jobs"] == submitted
     assert ingest_jobs(server, "Opportunity") == submitted  # nothing uploaded twice
@@ -129,15 +140,7 @@ def test_a_night_killed_after_the_org_applied_its_rows_leaves_no_stale_state(mak
                             keys).fetchall())
     dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = \'night 2\' WHERE '
                f'"ExternalId__c" IN ({marks})', keys)
-    env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
-           "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
-    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
-                              str(tmp_path / "plans"), "Opportunity", "p00"], env=env)
-    try:
-        wait_for_ledger(project, "Opportunity")
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=60)
+    assert kill_load_after_upload(project, home) == -signal.SIGKILL
     bulk = project.live["bulk"]
     jobs = [r[0] for r in server.org.storage.reader().execute(
         "SELECT id FROM ingest_job WHERE object='Opportunity' ORDER BY seq DESC LIMIT 1")]
@@ -148,8 +151,7 @@ def test_a_night_killed_after_the_org_applied_its_rows_leaves_no_stale_state(mak
         dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = ? WHERE '
                    '"ExternalId__c" = ?', (name, key))
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for killed in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-            instance.report_run_failed(killed)
+        fail_killed_runs(instance)
         third = project.run("Opportunity", "p00", instance)
     meta = project.materialization(third)
     assert meta["rows_sent"] == 5 and meta["rows_retried"] == 5

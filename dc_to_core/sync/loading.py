@@ -117,6 +117,7 @@ def settle_stale_jobs(target: LoadTarget) -> int:
 
 
 def _job_known(bulk: BulkApi, job_id: str) -> bool:
+    """Whether the org still knows the job (deleted or expired jobs answer 404)."""
     try:
         bulk.get_job(job_id)
         return True
@@ -157,16 +158,12 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
 
 def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,
                  job: SubmittedJob) -> bool:
-    try:
-        bulk.get_job(job.job_id)
+    if _job_known(bulk, job.job_id):
         return True
-    except SalesforceApiError as exc:
-        if exc.status != 404:
-            raise
-        log.warning("recorded job %s is gone from the org; its rows will be sent again",
-                    job.job_id)
-        ledger.forget_job(key[0], key[1], key[2], job.job_id)
-        return False
+    log.warning("recorded job %s is gone from the org; its rows will be sent again",
+                job.job_id)
+    ledger.forget_job(key[0], key[1], key[2], job.job_id)
+    return False
 
 
 def _gaps(jobs: list[SubmittedJob], n: int) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from dc_to_core.sync.loading import (
     transient,
     waves,
 )
-from dc_to_core.sync.prepare import ROW, prepare
+from dc_to_core.sync.prepare import ROW, Prepared, prepare
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.support import OrgClient, auth_for, csv_text
 
@@ -55,15 +55,23 @@ def test_transient_rows():
     assert transient(out).to_pylist() == [1, 2]
 
 
+def opportunities_of_one_parent(server, tmp_path, prefix: str, n: int
+                                ) -> tuple[Prepared, Ledger, BulkApi]:
+    """``n`` prepared Opportunities of one Account loaded on ``server``, a ledger in
+    ``tmp_path`` and a Bulk client."""
+    OrgClient(server).run_job("Account", csv_text(["External_Id__c", "Name"],
+                                                  [[f"{prefix}-P", "parent"]]))
+    rows = [{"ExternalId__c": f"{prefix}-{i:03d}", "AccountExternalId__c": f"{prefix}-P",
+             "Name__c": "n", "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"}
+            for i in range(n)]
+    prepared = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns}))
+    return (prepared, Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}"),
+            BulkApi(auth=auth_for(server), poll_initial_s=0.02, poll_max_s=0.2))
+
+
 def test_a_retried_load_resumes_recorded_jobs_instead_of_uploading_again(shared_server,
                                                                          tmp_path):
-    org = OrgClient(shared_server)
-    org.run_job("Account", csv_text(["External_Id__c", "Name"], [["LR-P", "parent"]]))
-    rows = [{"ExternalId__c": f"LR-{i:03d}", "AccountExternalId__c": "LR-P", "Name__c": "n",
-             "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"} for i in range(30)]
-    prepared = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns}))
-    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    bulk = BulkApi(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    prepared, ledger, bulk = opportunities_of_one_parent(shared_server, tmp_path, "LR", 30)
     target = LoadTarget(OPP, "p00", prepared.fingerprint, bulk, ledger, "run-1")
     first = load_round(target, prepared.ready, 0, LoadStats())
     assert pa.compute.all(pa.compute.equal(first.column("status"), "loaded")).as_py()
@@ -80,13 +88,7 @@ def test_a_load_waits_for_the_jobs_an_interrupted_load_left_with_the_org(shared_
                                                                          tmp_path):
     """A crashed load closed a job with older values of the same rows; tonight's load (other
     values: another fingerprint) must not race it: it waits for it to end, then sends."""
-    org = OrgClient(shared_server)
-    org.run_job("Account", csv_text(["External_Id__c", "Name"], [["ST-P", "parent"]]))
-    rows = [{"ExternalId__c": f"ST-{i:03d}", "AccountExternalId__c": "ST-P", "Name__c": "old",
-             "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"} for i in range(20)]
-    old = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns}))
-    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    bulk = BulkApi(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    old, ledger, bulk = opportunities_of_one_parent(shared_server, tmp_path, "ST", 20)
     left = bulk.submit("Opportunity", "External_Id__c", old.ready.drop_columns([ROW]))
     for job in left:
         ledger.record("Opportunity", "p00", "fp-old", 0, job, "run-1")  # ... then it died
