@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from .clock import EmulatedClock
 from .errors import ApiError
+from .profile import FaultProfile
 from .schema import DcColumn
 from .storage import dc_functions
 
@@ -117,8 +118,10 @@ def _infer(name: str, values: list, declared: dict[str, DcColumn]) -> DcColumn:
 
 
 class DataCloudQueries:
-    def __init__(self, path: Path, clock: EmulatedClock, latency_ms: float) -> None:
+    def __init__(self, path: Path, clock: EmulatedClock, latency_ms: float,
+                 faults: FaultProfile | None = None) -> None:
         self._path = path
+        self._faults = faults or FaultProfile()
         self._clock = clock
         self._latency = latency_ms / 1000
         self._local = threading.local()
@@ -150,6 +153,9 @@ class DataCloudQueries:
         try:
             cur = self._conn().execute(text, params or {})
             rows = [list(r) for r in cur.fetchall()]
+            cut = self._faults.dc_truncate_rows
+            if cut and re.search(r"(?i)\blimit\s+\d+\s*$", text):  # a page, cut short
+                rows = rows[:cut]
         except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
             raise DcQueryError(f"Query failed: {exc}") from None
         names = [d[0] for d in cur.description or []]

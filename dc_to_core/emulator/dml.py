@@ -8,15 +8,18 @@ SQLite transaction together with the job's counters.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .clock import EmulatedClock
 from .ids import IdGenerator
+from .schema import CoreObject, OrgSchema
 from .storage import Storage, nocase, quote_ident
 from .validation import NA, UNCHANGED, HeaderPlan, RowBlock, sf_error
 
+DELETES = ("delete", "hardDelete")
 LOCK_ERROR = sf_error("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
 
 
@@ -117,6 +120,7 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
         found = lookup(conn, obj.name, plan.key_field or "", wanted,
                        key_field is not None and key_field.folds_case)
     found_ci = {k[:15]: v for k, v in found.items()} if by_id else {}
+    binned = _in_recycle_bin(conn, wanted - set(found)) if op in DELETES else set()
     out = {}
     for p in live:
         k = keys[p]
@@ -125,9 +129,21 @@ def _existing(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock, live:
             out[p] = record
         elif op == "upsert" and not by_id and k in ("", NA):  # #N/A is Bulk's null: no key
             errors[p] = sf_error("MISSING_ARGUMENT", f"{plan.key_field} not specified")
-        elif op in ("update", "delete", "hardDelete") or (by_id and op == "upsert" and k
-                                                           and k != NA):
+        elif op in DELETES and k[:15] in binned:
+            errors[p] = sf_error("ENTITY_IS_DELETED", "entity is deleted")
+        elif op in ("update", *DELETES) or (by_id and op == "upsert" and k and k != NA):
             errors[p] = sf_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+    return out
+
+
+def _in_recycle_bin(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
+    """The 15-character Ids of ``ids`` that are in the recycle bin."""
+    wanted, out = sorted(ids), set()
+    for i in range(0, len(wanted), 500):
+        part = wanted[i:i + 500]
+        out.update(r[0][:15] for r in conn.execute(
+            f"SELECT id FROM recycle_bin WHERE substr(id, 1, 15) IN "
+            f"({','.join('?' * len(part))})", [v[:15] for v in part]))
     return out
 
 
@@ -158,7 +174,7 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
     with storage.write_lock:  # inside the engine's batch transaction, if one is open
         conn.execute("SAVEPOINT txn")
         try:
-            results += _write(conn, ids, job_id, plan, block, txn, ok)
+            results += _write(conn, ids, job_id, plan, block, txn, ok, storage.schema)
             storage.write_results(job_id, [r[1:] for r in results])
             out.failed = sum(1 for r in results if r[4] is not None)
             out.committed = len(results) - out.failed
@@ -173,11 +189,12 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
 
 
 def _write(conn: sqlite3.Connection, ids: IdGenerator, job_id: str, plan: HeaderPlan,
-           block: RowBlock, txn: TxnPlan, ok: list[int]) -> list[tuple]:
+           block: RowBlock, txn: TxnPlan, ok: list[int], schema: OrgSchema) -> list[tuple]:
     obj = plan.obj
     table = quote_ident(obj.name)
-    if plan.operation in ("delete", "hardDelete"):
-        conn.executemany(f"DELETE FROM {table} WHERE Id=?", [(txn.existing[p],) for p in ok])
+    if plan.operation in DELETES:
+        delete_records(conn, plan.obj, [txn.existing[p] for p in ok],
+                       to_bin=plan.operation == "delete", schema=schema)
         return [(job_id, block.rows[p], txn.existing[p], 0, None) for p in ok]
     columns = list(block.values) + list(txn.parent_ids)
     inserts = [p for p in ok if p not in txn.existing]
@@ -263,3 +280,36 @@ def _insert(conn: sqlite3.Connection, ids: IdGenerator, table: str, columns: lis
             errors[p] = sf_error("DUPLICATE_VALUE", f"duplicate value found: {key} duplicates "
                                  "value on record", [key])
     return inserted, errors
+
+
+def delete_records(conn: sqlite3.Connection, obj: CoreObject, ids: list[str], to_bin: bool,
+                   schema: OrgSchema | None = None) -> None:
+    """Delete records as Salesforce does: ``delete`` keeps them in the recycle bin,
+    ``hardDelete`` purges them; the children of a locking (master-detail) reference go with
+    their parent, a plain lookup to them is cleared."""
+    if not ids:
+        return
+    table = quote_ident(obj.name)
+    marks = ",".join("?" * len(ids))
+    if to_bin:
+        cols = [c[1] for c in conn.execute(f"PRAGMA table_info({table})")]
+        stamp = EmulatedClock.stamp()
+        rows = conn.execute(f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM {table} "
+                            f"WHERE Id IN ({marks})", ids).fetchall()
+        conn.executemany("INSERT OR REPLACE INTO recycle_bin VALUES (?, ?, ?, ?)", [
+            (r[0], obj.name, stamp, json.dumps(dict(zip(cols, r, strict=True)), default=str))
+            for r in rows])
+    conn.execute(f"DELETE FROM {table} WHERE Id IN ({marks})", ids)
+    for child in (schema.core.values() if schema else ()):
+        for ref in child.fields.values():
+            if ref.type != "reference" or ref.to != obj.name:
+                continue
+            where = f"{quote_ident(ref.name)} IN ({marks})"
+            if ref.locks_parent:  # master-detail: the children go too
+                kids = [r[0] for r in conn.execute(
+                    f"SELECT Id FROM {quote_ident(child.name)} WHERE {where}", ids)]
+                for i in range(0, len(kids), 500):
+                    delete_records(conn, child, kids[i:i + 500], to_bin, schema)
+            else:
+                conn.execute(f"UPDATE {quote_ident(child.name)} SET {quote_ident(ref.name)} = "
+                             f"NULL WHERE {where}", ids)

@@ -49,7 +49,7 @@ class Org:
                     for name, obj in self.schema.core.items()}
         self.engine = Engine(profile, self.clock, self.storage, self.limits, self.ids)
         self.datacloud = DataCloudQueries(self.storage.dc_path, self.clock,
-                                          profile.dc_query_latency_ms)
+                                          profile.dc_query_latency_ms, profile.faults)
 
     def _identity(self, key: str, prefix: str) -> str:
         value = self.storage.get_meta(key)

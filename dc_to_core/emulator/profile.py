@@ -50,6 +50,11 @@ class FaultProfile(BaseModel):
     chunk_die_rate: float = Field(
         0.0, ge=0, le=1, description="A chunk dies part-way; its rest is unprocessed, job Failed."
     )
+    dc_truncate_rows: int = Field(
+        0, ge=0, description="A Data Cloud query with a LIMIT returns at most this many rows, "
+        "as if its result were cut short: a truncated read, which must never look like rows "
+        "removed (0 = off)."
+    )
 
     @field_validator("job_fail_key")
     @classmethod

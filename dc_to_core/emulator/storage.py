@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS ingest_result (
     job_id TEXT NOT NULL, first_row INTEGER NOT NULL, results TEXT NOT NULL,
     PRIMARY KEY (job_id, first_row)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recycle_bin (
+    id TEXT PRIMARY KEY, object TEXT NOT NULL, deleted_date TEXT NOT NULL, record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS token (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL,
     expires_emu REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0

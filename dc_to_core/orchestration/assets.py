@@ -2,8 +2,9 @@
 
 extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate,
 order by parent) → changes (against the sync state: only new, changed and retryable rows go
-on) → load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
-failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → finalize (every row
+on; keys gone from the source checked, ``sync.deletes``) → load (Bulk upserts, resumable via
+the ledger; pool ``bulk_api``) → repass (transient failures, regrouped by parent, after
+backoff; pool ``bulk_api_repass``) → [deletes, for ``deletes: mirror``] → finalize (every row
 loaded, unchanged or quarantined; the state written from the org's results; metadata; the
 extract kept for the checks of the run).
 Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
@@ -28,6 +29,8 @@ from ..salesforce.errors import (
     SalesforceApiError,
 )
 from ..sync.changes import changes, kept_rows, recorded
+from ..sync.deletes import ALLOW_TAG, FAILED, Child, DeleteRefused, candidates, delete_gone, guard
+from ..sync.deletes import settled as deletes_settled
 from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
 from ..sync.outcome import account, save_extract
@@ -138,11 +141,12 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
-                     parent: SyncSpec | None = None, source_partitioned_alike: bool = True
-                     ) -> dg.AssetsDefinition:
+                     parent: SyncSpec | None = None, source_partitioned_alike: bool = True,
+                     children: tuple[Child, ...] = ()) -> dg.AssetsDefinition:
     """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
     same partition of ``datacloud/<object>``, unless that object's partitions are another
-    sync's (``source_partitioned_alike`` false): then it depends on all of them."""
+    sync's (``source_partitioned_alike`` false): then it depends on all of them. ``children``
+    are the child syncs' objects, whose records must be gone before a parent is deleted."""
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
 
@@ -172,16 +176,29 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                          "upload")
         return ready, p.rejected
 
-    @dg.op(name=f"{name}_changes", retry_policy=RETRY, out={"send": io, "kept": io},
+    outs = {"send": io, "kept": io, **({"gone": io} if spec.mirrors_deletes else {})}
+
+    @dg.op(name=f"{name}_changes", retry_policy=RETRY, out=outs,
            description="Compare the prepared rows with what Core holds (the sync state): "
-                       "new, changed and retryable rows go on, unchanged ones do not.")
-    def changes_op(context: dg.OpExecutionContext, ledger: LedgerResource,
-                   settings: PipelineSettings, ready: pa.Table) -> tuple[pa.Table, pa.Table]:
+                       "new, changed and retryable rows go on, unchanged ones do not; keys "
+                       "gone from the source are checked before they may be deleted.")
+    def changes_op(context: dg.OpExecutionContext, datacloud: DataCloudResource,
+                   ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
+                   ready: pa.Table) -> Iterator[dg.Output]:
         hold_partition(context, ledger, settings, spec)  # the state of the range is this run's
         full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
         state = SyncState(ledger)
-        known = state.read_range(spec.name, plan.range(context.partition_key), spec.folds_key,
-                                 spec.mapping_fingerprint)
+        r = plan.range(context.partition_key)
+        known = state.read_range(spec.name, r, spec.folds_key, spec.mapping_fingerprint)
+        gone = candidates(spec, source, known)
+        try:  # before anything of the partition is sent: a short read must stop it whole
+            with operator_errors(f"checking {spec.source} {r.label} for removed rows"):
+                guard(spec, f"{spec.name} {context.partition_key}", gone, known.num_rows,
+                      context.run.tags.get(ALLOW_TAG, "").lower() == "true",
+                      lambda keys: datacloud.keys_present(spec.source, spec.source_key, keys,
+                                                          spec.folds_key))
+        except DeleteRefused as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
         c = changes(spec, ready, known, full_refresh=full)
         state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
@@ -190,8 +207,13 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried), "
             f"{c.unchanged_rows} unchanged, {c.refused.num_rows} refused before and unchanged"
             + (" (full refresh: every row is sent)" if full else
-               f"; {known.num_rows} rows known in the range"))
-        return send, kept_rows(spec, c)
+               f"; {known.num_rows} rows known in the range")
+            + (f"; {len(gone)} gone from Data Cloud, to delete" if spec.mirrors_deletes
+               else ""))
+        yield dg.Output(send, "send")
+        yield dg.Output(kept_rows(spec, c), "kept")
+        if spec.mirrors_deletes:
+            yield dg.Output(pa.table({"key": gone}), "gone")
 
     def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
                send: pa.Table) -> LoadTarget:
@@ -224,13 +246,32 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                            settings.wall(settings.repass_backoff_s), stats)
         return _with_stats(final, stats)
 
+    @dg.op(name=f"{name}_deletes", pool=POOL, retry_policy=RETRY, out=io,
+           ins={"gone": dg.In(), "after": dg.In(dg.Nothing)},
+           description=f"Delete from {spec.target} the records whose key is gone from "
+                       f"{spec.source} (children before parents), by Salesforce Id.")
+    def deletes_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
+                   ledger: LedgerResource, settings: PipelineSettings, gone: pa.Table
+                   ) -> pa.Table:
+        hold_partition(context, ledger, settings, spec)
+        with operator_errors(f"deleting from {spec.target} {context.partition_key}"):
+            done = delete_gone(spec, bulk, gone.column("key").to_pylist(), list(children),
+                               settings.repass_rounds, settings.wall(settings.repass_backoff_s))
+        # what Core no longer holds leaves the state; the rest is tried again next run (a
+        # crash before this line finds those records gone next time, and forgets them then)
+        SyncState(ledger).forget(spec.name, deletes_settled(done.rows))
+        context.log.info(f"{done.rows.num_rows} keys gone from {spec.source}: "
+                         f"{len(done.jobs)} delete job(s)")
+        return done.rows.replace_schema_metadata({STATS: json.dumps(
+            {"jobs": done.jobs, "rounds": 0, "resumed": 0})})
+
     @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),
            description="Record what Core holds; account for every row (loaded, unchanged or "
                        "quarantined) and report.")
     def finalize(context: dg.OpExecutionContext, datacloud: DataCloudResource,
                  ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
                  rejected: pa.Table, ready: pa.Table, send: pa.Table, kept: pa.Table,
-                 outcome: pa.Table) -> Iterator[dg.Output]:
+                 outcome: pa.Table, deleted: pa.Table | None = None) -> Iterator[dg.Output]:
         hold_partition(context, ledger, settings, spec)  # ... or here
         # what Core holds now, from the org's own results (one transaction): a crash before
         # it leaves these rows unrecorded, so the next run sends them again
@@ -242,9 +283,13 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         ledger.forget_partition(spec.name, context.partition_key)
         r = plan.range(context.partition_key)
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
+        stats = _stats(outcome)
+        if deleted is not None:
+            stats.jobs += _stats(deleted).jobs
         result = account(spec, r, context.partition_key, source, rejected, send, outcome, kept,
-                         _stats(outcome), time.time() - started,
+                         stats, time.time() - started,
                          int((send.schema.metadata or {}).get(RETRIED, b"0")))
+        result.deleted = deleted
         context.log.info(f"sync state: {written} rows recorded from the org's results")
         with operator_errors(f"counting {spec.source} {r.label}"):
             result.source_count = datacloud.count_range(spec.source, spec.source_key, r.start,
@@ -253,7 +298,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                      context.run_id, result.source_count)
         path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
                                          result.quarantine)
-        meta = metadata(result, path)
+        deleted_path = None if deleted is None else settings.write_quarantine(
+            spec.name, context.partition_key, context.run_id, deleted, kind="deleted")
+        meta = metadata(result, path, deleted_path)
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "
@@ -265,14 +312,24 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                              f"re-pass rounds (see {path}). Re-run the partition (backfill "
                              "failed partitions) when the org is quieter.", metadata=meta,
                              allow_retries=False)
+        if result.deletes(FAILED):
+            raise dg.Failure(f"{spec.name} {context.partition_key}: {result.deletes(FAILED)} "
+                             f"records gone from {spec.source} could not be deleted from "
+                             f"{spec.target} (see {deleted_path}); they stay in the sync state "
+                             "and the next run tries again.", metadata=meta,
+                             allow_retries=False)
         _cleanup(settings, context.run_id)
         yield dg.Output(None, metadata=meta)
 
     def wire(source: object) -> object:
         ready, rejected = prepare_op(source)
-        send, kept = changes_op(ready)
+        if not spec.mirrors_deletes:
+            send, kept = changes_op(source, ready)
+            return finalize(source, rejected, ready, send, kept, repass_op(send, load(send)))
+        send, kept, gone = changes_op(source, ready)
         final = repass_op(send, load(send))
-        return finalize(source, rejected, ready, send, kept, final)
+        deleted = deletes_op(gone, after=final)  # after the upserts: children may re-parent
+        return finalize(source, rejected, ready, send, kept, final, deleted)
 
     if parent:
         @dg.graph(name=f"{name}_partition")

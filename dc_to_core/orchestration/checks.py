@@ -2,8 +2,9 @@
 materialized (the comparisons themselves are ``sync.reconcile``).
 
 - ``counts_reconcile`` (ERROR): every Data Cloud key in the range is in Core unless it was
-  quarantined, and Core holds no key the range does not have. Reported as counts too:
-  Data Cloud rows, Core records, quarantined rows.
+  quarantined, and Core holds no key the range does not have (but a parent whose deletion
+  waits for its children, reported apart). Reported as counts too: Data Cloud rows, Core
+  records, quarantined rows.
 - ``no_quarantined_rows`` (WARN): the partition's quarantine is empty; else the reasons.
 - ``no_duplicate_external_ids`` (ERROR): no external id appears twice in Core in the range.
 - ``fields_match`` (ERROR): a checksum of the mapped fields, Data Cloud (as prepared) vs
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.datacloud_arrow import combine
+from ..sync.deletes import DEFERRED
 from ..sync.keys import SettledRange, as_array, folded, settle_core_range
 from ..sync.outcome import SAMPLE_ROWS, run_extract
 from ..sync.plan import KeyRange, PartitionPlan
@@ -72,6 +74,20 @@ class RangeReads(Generic[T]):
 def _quarantine(settings: PipelineSettings, spec: SyncSpec, partition: str) -> pa.Table:
     table = settings.latest_quarantine(spec.name, partition)
     return QUARANTINE.empty_table() if table is None else table
+
+
+def _awaiting_delete(settings: PipelineSettings, spec: SyncSpec, partition: str,
+                     unexpected: list[str]) -> set[str]:
+    """The unexpected Core keys the partition's latest run found gone from Data Cloud and
+    deferred (a parent whose children are still in Core: deleted once they are gone)."""
+    deleted = settings.latest_quarantine(spec.name, partition, kind="deleted") if (
+        spec.mirrors_deletes and unexpected) else None
+    if deleted is None:
+        return set()
+    waiting = deleted.filter(pc.equal(deleted.column("status"), DEFERRED)).column("key")
+    keys = pa.array(unexpected, pa.string())
+    hit = pc.is_in(folded(keys, spec.folds_key), value_set=waiting.combine_chunks())
+    return set(keys.filter(hit).to_pylist())
 
 
 def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
@@ -184,6 +200,11 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
             meta["missing_sample"] = _sample([(k,) for k in rec.missing], ["key"])
             looked_up = set(rec.missing) - set(core.not_looked_up)  # the rest may be next door
             meta["marked_for_resend"] = resend(ledger, sorted(looked_up))  # deleted in Core
+        waiting = _awaiting_delete(settings, spec, context.partition_key, rec.unexpected)
+        if waiting:  # gone from Data Cloud, their deletion waits for their children
+            meta["unexpected_awaiting_delete"] = len(waiting)
+            rec.unexpected = [k for k in rec.unexpected if k not in waiting]
+            meta["unexpected_in_core"] = len(rec.unexpected)
         if rec.unexpected:
             meta["unexpected_sample"] = _sample([(k,) for k in rec.unexpected], ["key"])
         return dg.AssetCheckResult(passed=rec.passed and not changed, metadata=meta,

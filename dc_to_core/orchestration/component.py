@@ -17,6 +17,7 @@ import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string  # Dagster's own cron check
 from pydantic import BaseModel, PrivateAttr
 
+from ..sync.deletes import children_of
 from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
 from .assets import build_sync_asset
@@ -92,6 +93,9 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
     modified: str | None = None
     operation: str = "upsert"
     owners: list[str] = []
+    deletes: str = "none"              # mirror: keys gone from Data Cloud are deleted in Core
+    hard_delete: bool = False          # ... by hardDelete (no recycle bin)
+    max_delete_share: float = 0.05     # a run deleting more of a partition is refused
     nightly_cron: str | None = None    # when the night starts (DC_TO_CORE_NIGHTLY_CRON, 0 2 * * *)
     fresh_by_cron: str = "0 6 * * *"   # each night's load is due by then (DC_TO_CORE_TIMEZONE)
     fresh_within_hours: float = 4.0    # ... and no older than this at the deadline
@@ -128,7 +132,8 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         alike = owner.name == spec.name or (
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
             and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
-        asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike)
+        asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike,
+                                 children=tuple(children_of(spec, list(syncs.syncs.values()))))
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         tz, cron = self.night(context, parent)
         condition = sync_condition(source_key(spec), cron, tz,

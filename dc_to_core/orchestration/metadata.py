@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
+from ..sync.deletes import ALREADY_GONE, DEFERRED, DELETED, FAILED
 from ..sync.outcome import SAMPLE_ROWS, PartitionResult
 
 
@@ -23,7 +24,8 @@ def sample_table(quarantine: pa.Table) -> dg.TableMetadataValue:
         dg.TableColumn(c, "string") for c in ("key", "error_code", "error_message", "row")]))
 
 
-def metadata(result: PartitionResult, quarantine_path: str) -> dict:
+def metadata(result: PartitionResult, quarantine_path: str, deleted_path: str | None = None
+             ) -> dict:
     rate = result.extracted / result.duration_s if result.duration_s else 0.0
     out = {
         "range": result.range.label, "range_start": result.range.start or "",
@@ -40,6 +42,13 @@ def metadata(result: PartitionResult, quarantine_path: str) -> dict:
         "quarantine_path": dg.MetadataValue.path(quarantine_path),
         "bulk_job_ids": dg.MetadataValue.json([j.get("id") for j in result.stats.jobs]),
     }
+    if result.deleted is not None:  # deletes: mirror
+        out |= {"rows_deleted": result.deletes(DELETED),
+                "rows_already_gone": result.deletes(ALREADY_GONE),
+                "rows_delete_deferred": result.deletes(DEFERRED),
+                "rows_delete_failed": result.deletes(FAILED)}
+        if deleted_path:
+            out["deleted_path"] = dg.MetadataValue.path(deleted_path)
     if result.source_count is not None:
         out["source_count_after_load"] = result.source_count
     for code, n in result.by_code.items():

@@ -50,23 +50,27 @@ class PipelineSettings(dg.ConfigurableResource):
                                                "unfinished runs this long.")
     quarantine_url: str | None = Field(default=None, description="Where quarantine files go, "
                                        "for every run worker and operator: a path or an fsspec "
-                                       "URL (default: <state_dir>/quarantine).")
+                                       "URL (default: <state_dir>/quarantine); the files of "
+                                       "deleted rows go to a 'deleted' folder beside it.")
 
     def path(self, *parts: str) -> Path:
         p = Path(self.state_dir, *parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def quarantine_dir(self, sync: str, partition: str) -> UPath:
+    def quarantine_dir(self, sync: str, partition: str, kind: str = "quarantine") -> UPath:
+        """Where a partition's quarantine goes (``kind="deleted"``: its deleted rows, in a
+        ``deleted`` folder next to the quarantine's)."""
         root = UPath(self.quarantine_url) if self.quarantine_url else UPath(
             Path(self.state_dir, "quarantine"))
-        return root / sync / partition
+        return (root if kind == "quarantine" else root.parent / kind) / sync / partition
 
-    def write_quarantine(self, sync: str, partition: str, run_id: str, table: pa.Table
-                         ) -> str:
-        """The run's quarantine as ``<run id>.parquet`` and as the partition's
-        ``latest.parquet`` (what the checks read); returns where the run's file is."""
-        folder = self.quarantine_dir(sync, partition)
+    def write_quarantine(self, sync: str, partition: str, run_id: str, table: pa.Table,
+                         kind: str = "quarantine") -> str:
+        """The run's quarantine (or deleted rows) as ``<run id>.parquet`` and as the
+        partition's ``latest.parquet`` (what the checks read); returns where the run's file
+        is."""
+        folder = self.quarantine_dir(sync, partition, kind)
         if folder.protocol in ("", "file", "local"):  # object stores have no folders (and
             folder.mkdir(parents=True, exist_ok=True)  # their mkdir may create a bucket)
         for name in (f"{run_id}.parquet", "latest.parquet"):
@@ -74,9 +78,11 @@ class PipelineSettings(dg.ConfigurableResource):
                 pq.write_table(table, sink)
         return str(folder / f"{run_id}.parquet")
 
-    def latest_quarantine(self, sync: str, partition: str) -> pa.Table | None:
-        """The quarantine of the partition's latest run, or None before its first run."""
-        path = self.quarantine_dir(sync, partition) / "latest.parquet"
+    def latest_quarantine(self, sync: str, partition: str, kind: str = "quarantine"
+                          ) -> pa.Table | None:
+        """The quarantine (or deleted rows) of the partition's latest run, or None before
+        its first run."""
+        path = self.quarantine_dir(sync, partition, kind) / "latest.parquet"
         try:
             with path.open("rb") as source:
                 return pq.read_table(source)

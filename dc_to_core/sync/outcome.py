@@ -46,6 +46,13 @@ class PartitionResult:
     sent: int = 0            # rows uploaded (first attempts; re-passes are in the stats)
     unchanged: int = 0       # rows Core already held as they are: not sent
     retried: int = 0         # rows sent again because their last error can heal
+    deleted: pa.Table | None = None  # keys gone from the source (sync.deletes), if mirrored
+
+    def deletes(self, status: str) -> int:
+        """Keys gone from the source whose delete ended ``status`` (sync.deletes)."""
+        if self.deleted is None:
+            return 0
+        return int(pc.sum(pc.equal(self.deleted.column("status"), status)).as_py() or 0)
 
     @property
     def quarantined(self) -> int:

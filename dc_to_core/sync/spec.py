@@ -52,6 +52,16 @@ class ParentRef:
     relationship: str   # target CSV column, e.g. Account.External_Id__c
     source: str         # source column holding the parent's external id
 
+    @property
+    def reference_field(self) -> str:
+        """The child's reference field holding the parent's Id: ``Account.…`` → ``AccountId``,
+        ``Parent__r.…`` → ``Parent__c``."""
+        name = self.relationship.split(".", 1)[0]
+        return name[:-3] + "__c" if name.endswith("__r") else name + "Id"
+
+
+DELETE_MODES = ("none", "mirror")
+
 
 @dataclass(frozen=True)
 class SyncSpec:
@@ -67,6 +77,13 @@ class SyncSpec:
     file: str = ""
     owners: tuple[str, ...] = ()
     key_case_sensitive: bool = False  # as the target's external id field is declared
+    deletes: str = "none"             # "mirror": keys gone from the source are deleted in Core
+    hard_delete: bool = False         # ... with hardDelete (no recycle bin)
+    max_delete_share: float = 0.05    # more of a partition's known rows than this: refused
+
+    @property
+    def mirrors_deletes(self) -> bool:
+        return self.deletes == "mirror"
 
     @property
     def folds_key(self) -> bool:
@@ -154,7 +171,7 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         raise _fail(where, f"'name' must be a plain identifier, got {name!r}", "name")
     where = f"{file}: sync {name!r}"
     allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation",
-               "owners"}
+               "owners", "deletes", "hard_delete", "max_delete_share"}
     unknown = set(raw) - allowed - SCHEDULING_KEYS
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} "
@@ -202,8 +219,29 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
     owners = raw.get("owners") or []
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
+    deletes, hard, share = _deletes(where, raw)
     return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
-                    raw.get("modified"), operation, file, tuple(owners), case_sensitive)
+                    raw.get("modified"), operation, file, tuple(owners), case_sensitive,
+                    deletes, hard, share)
+
+
+def _deletes(where: str, raw: dict) -> tuple[str, bool, float]:
+    deletes = raw.get("deletes", "none")
+    if deletes not in DELETE_MODES:
+        raise _fail(where, f"deletes {deletes!r} is not one of {', '.join(DELETE_MODES)} "
+                    "(mirror: records whose key is gone from the source are deleted in Core)",
+                    "deletes")
+    hard = raw.get("hard_delete", False)
+    if not isinstance(hard, bool):
+        raise _fail(where, f"hard_delete must be true or false, got {hard!r}", "hard_delete")
+    share = raw.get("max_delete_share", 0.05)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise _fail(where, f"max_delete_share must be a share between 0 and 1 (0.05 = 5 % of "
+                    f"a partition's rows), got {share!r}", "max_delete_share")
+    if deletes == "none" and ("hard_delete" in raw or "max_delete_share" in raw):
+        raise _fail(where, "hard_delete and max_delete_share apply to deletes: mirror; set it "
+                    "or remove them", "deletes")
+    return deletes, hard, float(share)
 
 
 def _only(where: str, what: str, mapping: dict, allowed: set[str]) -> None:

@@ -11,7 +11,8 @@ embedded instance, the instance's PostgreSQL in production).
 Each row's ``status``: ``loaded`` (Core holds it, with ``row_hash``), ``refused`` (the org
 refused it for its content: not sent again while its source hashes the same) or ``retry``
 (its error can heal without a source change: sent again next run). A row recorded under
-another ``mapping`` (the sync's mapping fingerprint) counts as unknown.
+another ``mapping`` (the sync's mapping fingerprint) reads as ``stale``: it is sent again like
+an unknown row, and still counts as a record Core holds (so its deletion is not lost).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", p
                     ("status", pa.string()), ("error_code", pa.string())])
 KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
 LOADED, REFUSED, RETRY = "loaded", "refused", "retry"
+STALE = "stale"  # read only: recorded under another mapping, so sent again (still in Core)
 WRITE_BATCH = 5_000
 
 
@@ -70,10 +72,10 @@ class SyncState:
 
     def read_range(self, sync: str, r: KeyRange, fold: bool, mapping: str) -> pa.Table:
         """The recorded rows of ``r`` (KNOWN: keys as the sync folds them, without the
-        Salesforce Ids) under ``mapping``."""
+        Salesforce Ids); a row recorded under another ``mapping`` has status ``stale``."""
         c = STATE.c
-        query = sa.select(c.key, c.row_hash, c.status, c.error_code).where(
-            c.sync == sync, c.mapping == mapping)
+        status = sa.case((c.mapping == mapping, c.status), else_=sa.literal(STALE))
+        query = sa.select(c.key, c.row_hash, status, c.error_code).where(c.sync == sync)
         if r.start is not None:
             query = query.where(c.key >= r.start)
         if r.end is not None:
@@ -130,6 +132,15 @@ class SyncState:
                     where.append(STATE.c.updated_at < recorded_before)
                 done += conn.execute(STATE.update().where(*where).values(
                     status=RETRY, updated_at=stamp())).rowcount
+        return done
+
+    def forget(self, sync: str, keys: list[str]) -> int:
+        """Remove recorded keys (records deleted from Core); returns the rows removed."""
+        done, ordered = 0, sorted(set(keys))
+        with self.engine().begin() as conn:
+            for i in range(0, len(ordered), 500):
+                done += conn.execute(STATE.delete().where(
+                    STATE.c.sync == sync, STATE.c.key.in_(ordered[i:i + 500]))).rowcount
         return done
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:

@@ -217,3 +217,34 @@ def test_empty_job_completes_and_costs_one_batch(org):
     assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == 0
     after = org.get(f"{V}/limits").json()["DailyBulkApiBatches"]["Remaining"]
     assert before - after == 1
+
+
+def test_deletes_keep_the_recycle_bin_cascade_to_detail_records_and_hard_delete_purges(org):
+    acc, opp = f"A-{tag()}", f"O-{tag()}"
+    org.run_job("Account", csv_text(ACC, [[acc, "parent"]]))
+    org.run_job("Opportunity", csv_text(OPP, [[opp, "child", "Prospecting", "2026-01-01", "1",
+                                               acc]]))
+    [parent] = org.query(f"SELECT Id FROM Account WHERE External_Id__c = '{acc}'")["records"]
+    # a master-detail child (Opportunity.AccountId locks its parent) goes with its parent
+    gone = org.run_job("Account", csv_text(["Id"], [[parent["Id"]]]), operation="delete",
+                       ext=None)
+    assert gone["numberRecordsFailed"] == 0
+    assert org.query(f"SELECT COUNT() FROM Opportunity WHERE External_Id__c = '{opp}'"
+                     )["totalSize"] == 0
+    again = org.run_job("Account", csv_text(["Id"], [[parent["Id"]]]), operation="delete",
+                        ext=None)
+    [failed] = org.results(again["id"], "failedResults")
+    assert failed["sf__Error"].startswith("ENTITY_IS_DELETED:entity is deleted")
+    # a hard delete leaves nothing in the recycle bin: deleting again is an unknown Id
+    other = f"A-{tag()}"
+    created = org.run_job("Account", csv_text(ACC, [[other, "purged"]]))
+    record_id = org.results(created["id"], "successfulResults")[0]["sf__Id"]
+    org.run_job("Account", csv_text(["Id"], [[record_id]]), operation="hardDelete", ext=None)
+    purged = org.run_job("Account", csv_text(["Id"], [[record_id]]), operation="delete",
+                         ext=None)
+    assert org.results(purged["id"], "failedResults")[0]["sf__Error"].startswith(
+        "INVALID_CROSS_REFERENCE_KEY")
+    # the key is free again: an upsert of a deleted record's key creates a new record
+    back = org.run_job("Account", csv_text(ACC, [[acc, "back"]]))
+    [row] = org.results(back["id"], "successfulResults")
+    assert row["sf__Created"] == "true" and row["sf__Id"] != parent["Id"]

@@ -11,7 +11,7 @@ import pytest
 
 from dc_to_core.sync.ledger import Ledger
 from dc_to_core.sync.plan import KeyRange
-from dc_to_core.sync.state import LOADED, RETRY, SyncState, stamp, state_rows
+from dc_to_core.sync.state import LOADED, RETRY, STALE, SyncState, stamp, state_rows
 
 
 def rows(keys: list[str], ids: list[str | None], status: str = LOADED, h: int = 7) -> pa.Table:
@@ -39,7 +39,8 @@ def test_the_state_reads_any_range_of_keys_whatever_the_plan(state):
              KeyRange("c", "opp-é", None)]
     got = [state.read_range("Opportunity", r, True, "m1").num_rows for r in parts]
     assert got == [50, 50, 2]  # a re-plan reads the same keys, cut elsewhere
-    assert state.read_range("Opportunity", parts[0], True, "m2").num_rows == 0  # new mapping
+    stale = state.read_range("Opportunity", parts[0], True, "m2")  # a new mapping: all stale
+    assert stale.num_rows == 50 and set(stale.column("status").to_pylist()) == {STALE}
     assert state.read_range("Account", parts[0], True, "m1").num_rows == 0
 
 

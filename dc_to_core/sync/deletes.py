@@ -1,0 +1,216 @@
+"""Mirroring deletes (``deletes: mirror``): records the sync state holds in a range whose key
+Data Cloud no longer has are deleted from Core by Salesforce Id, with a Bulk API 2.0
+``delete`` (or ``hardDelete``) job.
+
+Safety first (``guard``, before anything of the partition is sent):
+
+- a run never deletes more than ``max_delete_share`` of the range's known rows unless it
+  carries ``ALLOW_TAG`` (a failed or empty Data Cloud read would otherwise wipe Core);
+- each key to delete is looked up in Data Cloud by key: one that Data Cloud still holds means
+  tonight's read was incomplete (truncated), and the run stops, deleting nothing.
+
+Then (``delete_gone``, after the partition's upserts): the records are read back from Core by
+key (their Id, and their last values for the file of deleted rows); a record that still has
+children in Core through a child sync of the project waits (``deferred``) until its children
+are gone — the child sync deletes or re-parents them in its own run, which follows — so a
+parent is never deleted before its children, and nothing cascades. Rows Core no longer holds
+are ``already_gone``. Lock failures are retried; whatever the org still refuses stays in the
+state and is tried again next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..salesforce.bulk import BulkApi
+from ..salesforce.bulk_results import LOADED, UNPROCESSED
+from .keys import as_array, folded
+from .loading import TRANSIENT_CODES
+from .spec import SyncSpec
+
+ALLOW_TAG = "dc_to_core/allow_deletes"  # "true": this run may delete more than the share
+GONE_CODES = ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")  # not in Core any more
+DELETED, ALREADY_GONE, DEFERRED, FAILED = "deleted", "already_gone", "deferred", "failed"
+log = logging.getLogger("dc_to_core.sync.deletes")
+
+
+class DeleteRefused(Exception):
+    """Deleting tonight's candidates would be unsafe; the message says why and what to do."""
+
+
+def candidates(spec: SyncSpec, source: pa.Table, state: pa.Table) -> pa.Array:
+    """The keys the range's state records (as folded) that tonight's read does not hold."""
+    if not spec.mirrors_deletes:
+        return pa.array([], pa.string())
+    read = folded(as_array(source.column(spec.source_key)).drop_null(), spec.folds_key)
+    keys = as_array(state.column("key"))
+    return keys.filter(pc.invert(pc.is_in(keys, value_set=read)))
+
+
+def guard(spec: SyncSpec, where: str, gone: pa.Array, known: int, allowed: bool,
+          present: Callable[[list[str]], set[str]]) -> None:
+    """Refuse (``DeleteRefused``) a delete over the share without ``ALLOW_TAG``, or one of
+    keys Data Cloud still holds (``present``: the keys of a list it has, folded)."""
+    n = len(gone)
+    if not n:
+        return
+    share = n / known if known else 1.0
+    if share > spec.max_delete_share and not allowed:
+        raise DeleteRefused(
+            f"{where}: {n} of the {known} records the sync state holds for the range are gone "
+            f"from {spec.source} tonight ({share:.1%}), more than max_delete_share "
+            f"({spec.max_delete_share:.0%}). Nothing was deleted or sent. If Data Cloud really "
+            f"removed them, re-run the partition with the run tag {ALLOW_TAG}=true; if not, "
+            "find out why the read came back short (an emptied or failed data stream) first")
+    still = sorted(present(gone.to_pylist()))
+    if still:
+        raise DeleteRefused(
+            f"{where}: tonight's read of {spec.source} left out {len(still)} rows that Data "
+            f"Cloud holds (for example {', '.join(still[:3])}): the read was incomplete, so "
+            "none of the range's missing keys can be trusted as deleted. Nothing was deleted "
+            "or sent; re-run the partition")
+
+
+@dataclass
+class Child:
+    """A child sync's Core object and the reference field that points at this sync's target."""
+
+    target: str
+    field: str
+
+
+def children_of(spec: SyncSpec, syncs: list[SyncSpec]) -> list[Child]:
+    return [Child(s.target, s.parent.reference_field) for s in syncs
+            if s.parent and s.parent.sync == spec.name]
+
+
+def deleted_schema(spec: SyncSpec) -> pa.Schema:
+    """The file of a run's deletes: one row per key gone from the source, with what became of
+    it and the record's last values in Core (as text)."""
+    values = [pa.field(c, pa.string()) for c in _value_columns(spec)]
+    return pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("status", pa.string()),
+                      ("error_code", pa.string()), ("error_message", pa.string()), *values])
+
+
+def _value_columns(spec: SyncSpec) -> list[str]:
+    return [c for c in spec.target_columns if c != spec.target_key]
+
+
+@dataclass
+class Deletes:
+    rows: pa.Table                # deleted_schema: one row per key gone from the source
+    jobs: list[dict] = field(default_factory=list)  # the delete jobs' final infos
+
+
+def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
+                rounds: int = 3, backoff_s: float = 20.0,
+                sleep: Callable[[float], None] = time.sleep) -> Deletes:
+    """Delete the Core records of ``keys`` (folded keys gone from the source), saying for each
+    what became of it."""
+    schema = deleted_schema(spec)
+    if not keys:
+        return Deletes(schema.empty_table())
+    columns = ["Id", spec.target_key, *_value_columns(spec)]
+    core = bulk.read_keys(spec.target, columns, spec.target_key, keys)
+    core = core.filter(pc.is_in(folded(core.column(spec.target_key), spec.folds_key),
+                                value_set=pa.array(keys, pa.string())))
+    ids = core.column("Id").combine_chunks()
+    busy = _with_children(bulk, ids.to_pylist(), children)
+    deferred = pc.is_in(ids, value_set=pa.array(sorted(busy), pa.string()))
+    todo = core.filter(pc.invert(deferred))
+    jobs: list[dict] = []
+    status, codes, messages = _delete(spec, bulk, todo.column("Id").combine_chunks(), rounds,
+                                      backoff_s, sleep, jobs)
+    n_def = int(pc.sum(deferred).as_py() or 0)
+    held = core.filter(deferred)
+    found = pa.concat_tables([todo, held])
+    found_keys = folded(found.column(spec.target_key), spec.folds_key)
+    missing = pa.array(keys, pa.string()).filter(pc.invert(pc.is_in(
+        pa.array(keys, pa.string()), value_set=found_keys)))
+    n_missing = len(missing)
+    message = [f"still has children in {', '.join(sorted({c.target for c in children}))}: "
+               "deleted once they are gone"] * n_def
+    out = {
+        "key": pa.concat_arrays([found_keys, missing]),
+        "sf_id": pa.concat_arrays([found.column("Id").combine_chunks(),
+                                   pa.nulls(n_missing, pa.string())]),
+        "status": pa.concat_arrays([status, pa.array([DEFERRED] * n_def, pa.string()),
+                                    pa.array([ALREADY_GONE] * n_missing, pa.string())]),
+        "error_code": pa.concat_arrays([codes, pa.nulls(n_def + n_missing, pa.string())]),
+        "error_message": pa.concat_arrays([messages, pa.array(message, pa.string()),
+                                           pa.nulls(n_missing, pa.string())]),
+    }
+    for c in _value_columns(spec):
+        out[c] = pa.concat_arrays([found.column(c).combine_chunks().cast(pa.string()),
+                                   pa.nulls(n_missing, pa.string())])
+    return Deletes(pa.table(out, schema=schema), jobs)
+
+
+def _with_children(bulk: BulkApi, ids: list[str], children: list[Child]) -> set[str]:
+    """The Ids of ``ids`` some record of a child sync's object still points at."""
+    busy: set[str] = set()
+    for child in children:
+        if ids:
+            found = bulk.read_keys(child.target, [child.field], child.field, ids)
+            busy.update(v[:15] for v in found.column(child.field).to_pylist() if v)
+    return {i for i in ids if i[:15] in busy}
+
+
+def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s: float,
+            sleep: Callable[[float], None], jobs: list[dict]
+            ) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Delete jobs for ``ids``; lock failures retried after a backoff. Per Id: its status,
+    error code and message."""
+    n = len(ids)
+    status = pa.array([FAILED] * n, pa.string())
+    codes, messages = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
+    todo = pa.array(range(n), pa.int64())
+    operation = "hardDelete" if spec.hard_delete else "delete"
+    for r in range(rounds + 1):
+        if len(todo) == 0:
+            break
+        if r:
+            wait = backoff_s * 2 ** (r - 1) * (0.75 + random.random() / 2)
+            log.info("%s: deleting %d records again after %.1f s", spec.name, len(todo), wait)
+            sleep(wait)
+        table = pa.table({"Id": ids.take(todo)})
+        done = bulk.collect(bulk.submit(spec.target, None, table, operation), table, None)
+        jobs += done.jobs
+        outcome = done.rows
+        code = outcome.column("error_code")
+        ok = pc.equal(outcome.column("status"), LOADED)
+        gone = pc.fill_null(pc.is_in(code, value_set=pa.array(GONE_CODES)), False)
+        again = pc.fill_null(pc.or_(pc.is_in(code, value_set=pa.array(TRANSIENT_CODES)),
+                                    pc.equal(outcome.column("status"), UNPROCESSED)), False)
+        now = pc.if_else(ok, DELETED, pc.if_else(gone, ALREADY_GONE, FAILED))
+        at = pc.index_in(pa.array(range(n), pa.int64()), value_set=todo)
+        taken = pc.is_valid(at)
+        status = pc.if_else(taken, pc.take(now, at), status)
+        codes = pc.if_else(taken, pc.take(pc.if_else(ok, pa.scalar(None, pa.string()), code),
+                                          at), codes)
+        messages = pc.if_else(taken, pc.take(outcome.column("error_message"), at), messages)
+        todo = todo.filter(again)
+    return _flat(status), _flat(codes), _flat(messages)
+
+
+def _flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def settled(deleted: pa.Table) -> list[str]:
+    """Keys Core no longer holds (deleted now or before): the state forgets them."""
+    done = pc.is_in(deleted.column("status"), value_set=pa.array([DELETED, ALREADY_GONE]))
+    return deleted.column("key").filter(done).to_pylist()
+
+
+def counts(deleted: pa.Table) -> dict[str, int]:
+    values = pc.value_counts(deleted.column("status"))
+    return dict(zip(values.field("values").to_pylist(), values.field("counts").to_pylist(),
+                    strict=True))
