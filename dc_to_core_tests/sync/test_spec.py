@@ -42,6 +42,13 @@ def test_the_project_syncs_load_in_dependency_order():
     ({"parent": {"sync": "B", "relationship": "B.Ext__c", "source": "B__c", "lock": True}},
      "sync 'A', parent: unknown keys ['lock'] (allowed: relationship, source, sync)",
      ("parent", "lock")),
+    ({"deletes": "all"}, "sync 'A': deletes 'all' is not one of none, mirror", ("deletes",)),
+    ({"deletes": "mirror", "max_delete_share": 5}, "max_delete_share must be a share between "
+     "0 and 1", ("max_delete_share",)),
+    ({"deletes": "mirror", "hard_delete": "yes"}, "hard_delete must be true or false",
+     ("hard_delete",)),
+    ({"hard_delete": True}, "hard_delete and max_delete_share apply to deletes: mirror",
+     ("deletes",)),
 ])
 def test_mistakes_name_file_sync_field_and_key(change, message, path):
     with pytest.raises(SyncConfigError) as err:
@@ -55,6 +62,15 @@ def test_an_external_id_ignores_case_unless_declared_case_sensitive():
     sensitive = parse_sync({**GOOD, "key": {**GOOD["key"], "case_sensitive": True}}, "f.yaml")
     assert not sensitive.folds_key
     assert sensitive.mapping_fingerprint != parse_sync(GOOD, "f.yaml").mapping_fingerprint
+
+
+def test_deletes_are_opt_in_and_leave_the_mapping_as_it_was():
+    plain = parse_sync(GOOD, "f.yaml")
+    assert not plain.mirrors_deletes
+    mirror = parse_sync({**GOOD, "deletes": "mirror", "hard_delete": True,
+                         "max_delete_share": 0.2}, "f.yaml")
+    assert mirror.mirrors_deletes and mirror.hard_delete and mirror.max_delete_share == 0.2
+    assert mirror.mapping_fingerprint == plain.mapping_fingerprint  # no resend for a policy
 
 
 def test_unknown_parents_cycles_and_duplicates_name_the_file():
