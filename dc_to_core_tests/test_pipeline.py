@@ -389,3 +389,34 @@ def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_
     assert sent_keys(server, ingest_jobs(server) - before) == sorted([edited, deleted])
     assert sum(m["rows_retried"] for m in fifth) == 2
     assert sum(m["rows_created"] for m in fifth) == 1  # the deleted one, created again
+
+
+def test_an_org_that_already_holds_the_data_is_adopted_not_reloaded(make_server, tmp_path):
+    """With an empty sync state (a first run against an org loaded by Data Loader), a run
+    reads its range from Core and sends only the rows that differ there: here the ones
+    edited in Core and the ones changed in Data Cloud."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=6, opportunities=600, seed=23))
+    project = make_project(server, tmp_path, partitions=2)
+    with dg.instance_for_test() as instance:
+        for sync in ("Account", "Opportunity"):
+            outcomes(project, [project.run(sync, p, instance) for p in project.partitions(sync)])
+        # a migration: the records are there, the state is not
+        ledger = project.live["ledger"]
+        with ledger.engine().begin() as conn:
+            conn.exec_driver_sql("DELETE FROM dc_to_core_sync_state")
+        core, dc = server.org.storage.core, server.org.storage.dc
+        keys = [r[0] for r in core.execute("SELECT External_Id__c FROM Opportunity ORDER BY 1 "
+                                           "LIMIT 4")]
+        core.execute("UPDATE Opportunity SET Name = 'edited in Core' WHERE External_Id__c = ?",
+                     (keys[0],))
+        dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Amount__c" = 1234.5 WHERE '
+                   '"ExternalId__c" = ?', (keys[1],))
+        before = ingest_jobs(server)
+        runs = [project.run("Opportunity", p, instance)
+                for p in project.partitions("Opportunity")]
+        metas = [m for _, m in outcomes(project, runs)]
+        assert all(all(project.checks(r).values()) for r in runs)
+    assert sent_keys(server, ingest_jobs(server) - before) == sorted(keys[:2])
+    assert sum(m["rows_adopted"] for m in metas) == 600 - 2
+    assert sum(m["rows_unchanged"] for m in metas) == 600 - 2

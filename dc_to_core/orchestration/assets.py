@@ -28,7 +28,7 @@ from ..salesforce.errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
-from ..sync.changes import changes, kept_rows, recorded
+from ..sync.changes import adopted, changes, core_state, kept_rows, recorded
 from ..sync.deletes import ALLOW_TAG, FAILED, Child, DeleteRefused, candidates, delete_gone, guard
 from ..sync.deletes import settled as deletes_settled
 from ..sync.ledger import Lease
@@ -50,7 +50,7 @@ POOL = "bulk_api"
 REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind the next loads
 READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
-RETRIED = b"dc_to_core.retried"
+RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
 FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
@@ -183,8 +183,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                        "new, changed and retryable rows go on, unchanged ones do not; keys "
                        "gone from the source are checked before they may be deleted.")
     def changes_op(context: dg.OpExecutionContext, datacloud: DataCloudResource,
-                   ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
-                   ready: pa.Table) -> Iterator[dg.Output]:
+                   bulk: BulkApiResource, ledger: LedgerResource, settings: PipelineSettings,
+                   source: pa.Table, ready: pa.Table) -> Iterator[dg.Output]:
         hold_partition(context, ledger, settings, spec)  # the state of the range is this run's
         full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
         state = SyncState(ledger)
@@ -199,15 +199,26 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                           spec.folds_key))
         except DeleteRefused as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        c = changes(spec, ready, known, full_refresh=full)
+        held = None
+        if not known.num_rows and ready.num_rows and not full:  # a first run, or a new org
+            with operator_errors(f"reading {spec.target} {r.label} to adopt what it holds"):
+                held = core_state(spec, bulk.read_range(
+                    spec.target, ["Id", *spec.target_columns], spec.target_key, r.start,
+                    r.end), ready.schema)
+        c = changes(spec, ready, known if held is None else held, full_refresh=full)
         state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
+        adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
+                                                    adopted(held, c, spec))
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
-                                               RETRIED: str(c.retried).encode()})
+                                               RETRIED: str(c.retried).encode(),
+                                               ADOPTED: str(adopt).encode()})
         context.log.info(
             f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried), "
             f"{c.unchanged_rows} unchanged, {c.refused.num_rows} refused before and unchanged"
             + (" (full refresh: every row is sent)" if full else
                f"; {known.num_rows} rows known in the range")
+            + ("" if held is None else f"; the state was empty: {held.num_rows} records read "
+               f"from {spec.target}, {adopt} of them as Data Cloud has them (not sent)")
             + (f"; {len(gone)} gone from Data Cloud, to delete" if spec.mirrors_deletes
                else ""))
         yield dg.Output(send, "send")
@@ -301,6 +312,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         deleted_path = None if deleted is None else settings.write_quarantine(
             spec.name, context.partition_key, context.run_id, deleted, kind="deleted")
         meta = metadata(result, path, deleted_path)
+        meta["rows_adopted"] = int((send.schema.metadata or {}).get(ADOPTED, b"0"))
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

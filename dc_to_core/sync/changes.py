@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.bulk_results import LOADED as ROW_LOADED
-from .keys import folded
+from .keys import as_array, folded
 from .prepare import HASH, ROW
 from .reconcile import canonical, text_of
 from .spec import SyncSpec
@@ -39,12 +39,14 @@ REFUSED_CODES = (
     "FIELD_CUSTOM_VALIDATION_EXCEPTION")
 
 
-def row_hashes(spec: SyncSpec, ready: pa.Table) -> pa.Array:
+def row_hashes(spec: SyncSpec, ready: pa.Table, like: pa.Schema | None = None) -> pa.Array:
     """A stable 64-bit hash per row of the values a sync writes (every target column but the
-    key), in canonical form: the same row hashes the same from any run."""
+    key), in canonical form: the same row hashes the same from any run, and Core's text read
+    back (``like``: the prepared rows' schema, for the types) hashes as the row it holds."""
     names = spec.target_columns[1:]
+    types = like or ready.schema
     text = [pc.fill_null(text_of(canonical(ready.column(c).combine_chunks(),
-                                           ready.schema.field(c).type)), "\u2205")
+                                           types.field(c).type)), "\u2205")
             for c in names]
     joined = pc.binary_join_element_wise(*text, "\x1f") if text else pa.array(
         [""] * ready.num_rows)
@@ -90,6 +92,22 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
                    _refused(ready.filter(still_refused),
                             was.column("error_code").filter(still_refused)),
                    int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist())
+
+
+def core_state(spec: SyncSpec, core: pa.Table, like: pa.Schema) -> pa.Table:
+    """State rows (``sync.state.SCHEMA``, all ``loaded``) of what a read of Core holds (its
+    ``Id``, key and target columns as text): how a run adopts an org that already holds the
+    data, so its first night sends only what differs."""
+    n = core.num_rows
+    return state_rows(folded(core.column(spec.target_key), spec.folds_key),
+                      as_array(core.column("Id")), row_hashes(spec, core, like),
+                      pa.array([LOADED] * n, pa.string()), pa.nulls(n, pa.string()))
+
+
+def adopted(state: pa.Table, c: Changes, spec: SyncSpec) -> pa.Table:
+    """The rows of ``state`` (``core_state``) that tonight's rows found unchanged."""
+    keys = folded(c.unchanged.column(spec.target_key), spec.folds_key)
+    return state.filter(pc.is_in(state.column("key"), value_set=keys))
 
 
 def _refused(rows: pa.Table, codes: pa.Array) -> pa.Table:
