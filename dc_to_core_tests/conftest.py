@@ -42,10 +42,10 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., EmulatorServer]]:
     """Start emulators with profile overrides (``fast`` base); all stopped at teardown."""
     servers: list[EmulatorServer] = []
 
-    def start(https: bool = True, data_dir: Path | None = None, **overrides: object
-              ) -> EmulatorServer:
+    def start(https: bool = True, data_dir: Path | None = None,
+              schema_path: Path | None = None, **overrides: object) -> EmulatorServer:
         d = data_dir or tmp_path / f"org{len(servers)}"
-        server = EmulatorServer(EmulatorConfig(d, https=https,
+        server = EmulatorServer(EmulatorConfig(d, https=https, schema_path=schema_path,
                                                profile=load_profile("fast", **overrides)))
         servers.append(server.start())
         return server

@@ -10,13 +10,16 @@ import uuid
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from dc_to_core.emulator.csvio import read_upload
+from dc_to_core.emulator.schema import DEMO_SCHEMA
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.sync.plan import load_plan
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.pipeline_support import (
     assert_reconciled,
+    defs_package,
     failure_messages,
     make_project,
     outcomes,
@@ -420,3 +423,62 @@ def test_an_org_that_already_holds_the_data_is_adopted_not_reloaded(make_server,
     assert sent_keys(server, ingest_jobs(server) - before) == sorted(keys[:2])
     assert sum(m["rows_adopted"] for m in metas) == 600 - 2
     assert sum(m["rows_unchanged"] for m in metas) == 600 - 2
+
+
+def upper_casing_org(make_server, tmp_path):
+    """An org whose automation upper-cases Account.Name on every save."""
+    doc = yaml.safe_load(DEMO_SCHEMA.read_text())
+    doc["core"]["Account"]["fields"]["Name"]["on_save"] = "upper"
+    schema = tmp_path / "org.yaml"
+    schema.write_text(yaml.safe_dump(doc))
+    server = make_server(time_scale=200.0, schema_path=schema)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=40, opportunities=0, seed=3))
+    return server
+
+
+ACCOUNT_SYNC = """
+    name: Account
+    source: Account_Staging__dlm
+    target: Account
+    key: {{source: ExternalId__c, target: External_Id__c}}
+    fields:
+      Name: {{source: Name__c, compare: {compare}}}
+      Industry: Industry__c
+"""
+
+
+def test_a_field_the_org_rewrites_is_reported_by_field_not_resent_nightly(make_server,
+                                                                          tmp_path):
+    server = upper_casing_org(make_server, tmp_path)
+    defs = defs_package(tmp_path, {"account": ACCOUNT_SYNC.format(compare="true")})
+    project = make_project(server, tmp_path, partitions=1, defs_module=defs)
+    drift = []
+    with dg.instance_for_test() as instance:
+        for night in range(3):
+            if night == 2:  # and someone edits another field of one record in Core
+                server.org.storage.core.execute(
+                    "UPDATE Account SET Industry = CASE WHEN Industry = 'Other' THEN 'Banking' "
+                    "ELSE 'Other' END WHERE External_Id__c = 'ACC-0000005'")
+            result = project.run("Account", "p00", instance)
+            assert result.success, failure_messages(result)
+            check = next(e for e in result.get_asset_check_evaluations()
+                         if e.check_name == "fields_match")
+            drift.append(({k: v.value for k, v in check.metadata.items()},
+                          project.materialization(result)["rows_sent"]))
+    (first, sent1), (second, sent2), (third, sent3) = drift
+    assert first["differ_right_after_load"] == 40 and first["marked_for_resend"] == 0
+    assert first["rewritten_by_org"] == ["Name"] and "compare: false" in first["what_to_do"]
+    assert first["drifted_by_field"] == {"Name": 40}
+    assert (sent1, sent2) == (40, 0)  # not resent: the org would rewrite it again
+    assert second["marked_for_resend"] == 0 and second["rewritten_by_org"] == ["Name"]
+    assert third["drifted_by_field"] == {"Industry": 1, "Name": 40}
+    assert third["marked_for_resend"] == 1 and sent3 == 0  # a real edit: healed next night
+
+
+def test_a_field_with_compare_false_is_left_out_of_fields_match(make_server, tmp_path):
+    server = upper_casing_org(make_server, tmp_path)
+    defs = defs_package(tmp_path, {"account": ACCOUNT_SYNC.format(compare="false")})
+    project = make_project(server, tmp_path, partitions=1, defs_module=defs)
+    with dg.instance_for_test() as instance:
+        result = project.run("Account", "p00", instance)
+    assert result.success and all(project.checks(result).values())

@@ -39,6 +39,7 @@ class CoreField:
     relationship: str | None = None
     locks_parent: bool = False
     case_sensitive: bool = False  # text compares, sorts and is unique ignoring case unless set
+    on_save: str | None = None    # "upper": a trigger upper-cases the value on every save
 
     @property
     def folds_case(self) -> bool:
@@ -101,6 +102,8 @@ def _core_field(where: str, name: str, spec: dict) -> CoreField:
         raise SchemaError(f"{where}.{name}: type {ftype!r} is not one of {sorted(CORE_TYPES)}")
     if ftype == "reference" and not (spec.get("to") and spec.get("relationship")):
         raise SchemaError(f"{where}.{name}: a reference needs 'to' and 'relationship'")
+    if spec.get("on_save") not in (None, "upper"):
+        raise SchemaError(f"{where}.{name}: on_save {spec['on_save']!r} is not 'upper'")
     known = set(CoreField.__dataclass_fields__) - {"name"}
     unknown = set(spec) - known
     if unknown:

@@ -262,6 +262,8 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
     for col, f in plan.fields.items():
         arr = part.column(col).combine_chunks()
         values, col_errors = _convert(f, arr, names.index(col))
+        if f.on_save == "upper":  # the org's own automation rewrites what it was sent
+            values = [v.upper() if isinstance(v, str) else v for v in values]
         block.values[f.name] = values
         for i, e in col_errors.items():
             errors.setdefault(i, e)

@@ -34,7 +34,7 @@ from ..sync.keys import SettledRange, as_array, folded, settle_core_range
 from ..sync.outcome import SAMPLE_ROWS, run_extract
 from ..sync.plan import KeyRange, PartitionPlan
 from ..sync.prepare import QUARANTINE, prepare
-from ..sync.reconcile import compare_fields, duplicates, reconcile
+from ..sync.reconcile import FieldsComparison, compare_fields, duplicates, reconcile
 from ..sync.spec import SyncSpec
 from ..sync.state import SyncState, stamp
 from .assets import asset_key, operator_errors
@@ -90,6 +90,10 @@ def _awaiting_delete(settings: PipelineSettings, spec: SyncSpec, partition: str,
     return set(keys.filter(hit).to_pylist())
 
 
+def _folded(keys: list[str], spec: SyncSpec) -> list[str]:
+    return folded(pa.array(keys, pa.string()), spec.folds_key).to_pylist()
+
+
 def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
         [dg.TableRecord({n: str(v) for n, v in zip(names, r, strict=True)})
@@ -110,8 +114,8 @@ def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsD
 def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
                   parent: SyncSpec | None) -> list[dg.AssetChecksDefinition]:
     key = asset_key(spec)
-    fields = [f.target for f in spec.fields] + ([spec.parent.relationship] if spec.parent
-                                                else [])
+    fields = [f.target for f in spec.fields if f.compare] + (
+        [spec.parent.relationship] if spec.parent else [])
     # the org finds the parent by either case and answers with the parent's own spelling
     folded_fields = {spec.parent.relationship} if spec.parent and (
         parent is None or parent.folds_key) else set()
@@ -140,9 +144,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                ) -> int:
         """Mark keys the read-back found missing from Core or different there, so the next
         run of the partition sends them again (the state said Core held them)."""
-        return SyncState(ledger).mark_retry(spec.name, folded(
-            pa.array(keys, pa.string()), spec.folds_key).to_pylist(),
-            recorded_before) if keys else 0
+        return SyncState(ledger).mark_retry(spec.name, _folded(keys, spec),
+                                            recorded_before) if keys else 0
 
     def run_started(context: dg.AssetCheckExecutionContext) -> str:
         started = context.instance.get_run_stats(context.run.run_id).start_time
@@ -171,6 +174,34 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                     lambda keys: datacloud.keys_present(spec.source, spec.source_key, keys,
                                                         spec.folds_key))
         return settled_reads.get(context.run.run_id, ("settled", r.key), read)
+
+    def drift(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
+              cmp: FieldsComparison) -> dict:
+        """Mark the rows that drifted in Core for the next run, but not the rows this run has
+        just loaded (they already differ: the org rewrote them — a trigger, a flow,
+        rounding — and sending them again would not change that), nor rows that differ only
+        in fields the org is known to rewrite; report both by field."""
+        state = SyncState(ledger)
+        started = run_started(context)
+        fresh = state.recorded_since(spec.name, _folded(cmp.differing, spec), started)
+        by_field = {f: _folded(keys, spec) for f, keys in cmp.by_field.items()}
+        rewritten_now = {f: n for f, keys in by_field.items()
+                         if (n := len(set(keys) & fresh))}
+        rewritten = state.rewritten_fields(spec.name, rewritten_now)
+        healable = {k for f, keys in by_field.items() if f not in rewritten for k in keys}
+        marked = state.mark_retry(spec.name, sorted(healable - fresh), started)
+        meta: dict = {"rows_drifted": len(cmp.differing), "marked_for_resend": marked,
+                      "differ_right_after_load": len(fresh),
+                      "drifted_by_field": dg.MetadataValue.json(
+                          {f: len(keys) for f, keys in sorted(by_field.items())})}
+        if rewritten & set(by_field):
+            meta["rewritten_by_org"] = dg.MetadataValue.json(sorted(rewritten & set(by_field)))
+            meta["what_to_do"] = (
+                f"the org rewrites {', '.join(sorted(rewritten & set(by_field)))} when "
+                "dc_to_core saves it (rows differ right after their load): rows differing "
+                "only there are not sent again; set compare: false on the field in the "
+                "sync's defs.yaml to leave it out of this check")
+        return meta
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
@@ -253,12 +284,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         if cmp.mismatches:
             meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
                                                                "core"])
-            meta["rows_drifted"] = len(cmp.differing)
-            marked = resend(ledger, cmp.differing, run_started(context))  # edited in Core
-            meta["marked_for_resend"] = marked
-            # rows this run has just loaded and that already differ: the org rewrote them (a
-            # trigger, a flow, rounding), and sending them again would not change that
-            meta["differ_right_after_load"] = len(cmp.differing) - marked
+            meta |= drift(context, ledger, cmp)
         return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 

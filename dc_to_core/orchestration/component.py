@@ -36,6 +36,7 @@ class FieldMap(dg.Model):
     source: str
     type: str = "string"         # string | number | int | date | datetime | boolean
     empty_as_null: bool = True
+    compare: bool = True         # false: fields_match leaves it out (the org rewrites it)
 
 
 class ParentMap(dg.Model):

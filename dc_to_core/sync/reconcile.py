@@ -110,6 +110,7 @@ class FieldsComparison:
     mismatched: int                                     # values that differ
     mismatches: list[tuple[str, str, object, object]]  # a sample: key, field, Data Cloud, Core
     differing: list[str] = field(default_factory=list)  # every key with a value that differs
+    by_field: dict[str, list[str]] = field(default_factory=dict)  # field -> keys differing
 
     @property
     def passed(self) -> bool:
@@ -142,6 +143,7 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
     right = core.select(fields).take(at)
     keys = dc.column(key).combine_chunks()
     left_cols, right_cols, mismatches, mismatched = [], [], [], 0
+    by_field: dict[str, list[str]] = {}
     any_differ = pc.fill_null(pa.nulls(len(keys), pa.bool_()), False)
     for f in fields:
         like = dc.schema.field(f).type
@@ -159,6 +161,8 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
         any_differ = pc.or_(any_differ, differ)
         n = pc.sum(differ).as_py() or 0
         mismatched += n
+        if n:
+            by_field[f] = keys.filter(differ).to_pylist()
         if n and len(mismatches) < sample:
             idx = pc.indices_nonzero(differ)[:sample - len(mismatches)]
             mismatches += zip(keys.take(idx).to_pylist(), [f] * len(idx),
@@ -166,4 +170,4 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                               _shown(b.take(idx), like).to_pylist(), strict=True)
     return FieldsComparison(dc.num_rows, _checksum(keys, left_cols),
                             _checksum(keys, right_cols), mismatched, mismatches,
-                            keys.filter(any_differ).to_pylist())
+                            keys.filter(any_differ).to_pylist(), by_field)

@@ -44,6 +44,7 @@ class FieldMap:
     source: str
     type: str = "string"
     empty_as_null: bool = True
+    compare: bool = True   # false: fields_match leaves it out (a field the org rewrites)
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,19 @@ def _field(where: str, target: str, spec: object) -> FieldMap:
     if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
         raise _fail(where, "needs a source column: 'Field: Source__c' or {source: Source__c}",
                     "fields", target)
-    unknown = set(spec) - {"source", "type", "empty_as_null"}
+    unknown = set(spec) - {"source", "type", "empty_as_null", "compare"}
     if unknown:
-        raise _fail(where, f"unknown keys {sorted(unknown)} (allowed: source, type, "
+        raise _fail(where, f"unknown keys {sorted(unknown)} (allowed: compare, source, type, "
                     "empty_as_null)", "fields", target, sorted(unknown)[0])
+    if not isinstance(spec.get("compare", True), bool):
+        raise _fail(where, f"compare must be true or false, got {spec['compare']!r}", "fields",
+                    target, "compare")
     ftype = spec.get("type", "string")
     if ftype not in FIELD_TYPES:
         raise _fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}", "fields",
                     target, "type")
-    return FieldMap(str(target), spec["source"], ftype, bool(spec.get("empty_as_null", True)))
+    return FieldMap(str(target), spec["source"], ftype, bool(spec.get("empty_as_null", True)),
+                    spec.get("compare", True))
 
 
 def _sync(where: str, raw: object, file: str) -> SyncSpec:

@@ -43,6 +43,14 @@ STATE = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
     sqlite_with_rowid=False,  # a range is read off the primary key alone: 4x faster
 )
+REWRITTEN = sa.Table(  # fields the org rewrites on save: rows differing there are not resent
+    "dc_to_core_rewritten_fields", _META,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("field", sa.String(255), primary_key=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("seen_at", sa.String(32), nullable=False),
+)
+REWRITTEN_FOR = dt.timedelta(days=7)
 SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", pa.int64()),
                     ("status", pa.string()), ("error_code", pa.string())])
 KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
@@ -142,6 +150,35 @@ class SyncState:
                 done += conn.execute(STATE.delete().where(
                     STATE.c.sync == sync, STATE.c.key.in_(ordered[i:i + 500]))).rowcount
         return done
+
+    def recorded_since(self, sync: str, keys: list[str], since: str) -> set[str]:
+        """Which of ``keys`` were recorded at or after ``since`` (a ``stamp``): loaded by the
+        run that started then."""
+        out: set[str] = set()
+        with self.engine().connect() as conn:
+            for i in range(0, len(keys), 500):
+                out.update(k for (k,) in conn.execute(sa.select(STATE.c.key).where(
+                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
+                    STATE.c.updated_at >= since)))
+        return out
+
+    def rewritten_fields(self, sync: str, seen: dict[str, int] | None = None) -> set[str]:
+        """The fields of ``sync`` found rewritten by the org (rows differing right after a
+        load) within ``REWRITTEN_FOR``, after noting ``seen`` ({field: rows} found so by this
+        check). Past that, its drifted rows are sent again once, which shows whether the org
+        still rewrites it."""
+        engine = self.engine()
+        with engine.begin() as conn:
+            for name, rows in sorted((seen or {}).items()):
+                values = {"sync": sync, "field": name, "rows": rows, "seen_at": stamp()}
+                insert = (postgresql.insert if engine.dialect.name == "postgresql" else
+                          sqlite.insert)(REWRITTEN).values(**values)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=[REWRITTEN.c.sync, REWRITTEN.c.field],
+                    set_={"rows": rows, "seen_at": values["seen_at"]}))
+            since = stamp(dt.datetime.now(dt.UTC) - REWRITTEN_FOR)
+            return {f for (f,) in conn.execute(sa.select(REWRITTEN.c.field).where(
+                REWRITTEN.c.sync == sync, REWRITTEN.c.seen_at >= since))}
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
         """{key: Salesforce Id} of the given recorded keys that have one."""

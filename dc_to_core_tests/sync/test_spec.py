@@ -42,6 +42,8 @@ def test_the_project_syncs_load_in_dependency_order():
     ({"parent": {"sync": "B", "relationship": "B.Ext__c", "source": "B__c", "lock": True}},
      "sync 'A', parent: unknown keys ['lock'] (allowed: relationship, source, sync)",
      ("parent", "lock")),
+    ({"fields": {"Name": {"source": "N__c", "compare": "no"}}},
+     "sync 'A', field 'Name': compare must be true or false", ("fields", "Name", "compare")),
     ({"deletes": "all"}, "sync 'A': deletes 'all' is not one of none, mirror", ("deletes",)),
     ({"deletes": "mirror", "max_delete_share": 5}, "max_delete_share must be a share between "
      "0 and 1", ("max_delete_share",)),
