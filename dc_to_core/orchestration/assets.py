@@ -51,6 +51,7 @@ REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind 
 READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
+DRIFTED_ROWS = b"dc_to_core.drifted"
 FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
@@ -211,9 +212,11 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                     adopted(held, c, spec))
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode(),
+                                               DRIFTED_ROWS: str(c.drifted).encode(),
                                                ADOPTED: str(adopt).encode()})
         context.log.info(
-            f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried), "
+            f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried, "
+            f"{c.drifted} drifted in Core), "
             f"{c.unchanged_rows} unchanged, {c.refused.num_rows} refused before and unchanged"
             + (" (full refresh: every row is sent)" if full else
                f"; {known.num_rows} rows known in the range")
@@ -312,7 +315,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         deleted_path = None if deleted is None else settings.write_quarantine(
             spec.name, context.partition_key, context.run_id, deleted, kind="deleted")
         meta = metadata(result, path, deleted_path)
-        meta["rows_adopted"] = int((send.schema.metadata or {}).get(ADOPTED, b"0"))
+        sent_meta = send.schema.metadata or {}
+        meta["rows_adopted"] = int(sent_meta.get(ADOPTED, b"0"))
+        meta["rows_drifted"] = int(sent_meta.get(DRIFTED_ROWS, b"0"))  # healed in Core now
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

@@ -36,7 +36,7 @@ from ..sync.plan import KeyRange, PartitionPlan
 from ..sync.prepare import QUARANTINE, prepare
 from ..sync.reconcile import FieldsComparison, compare_fields, duplicates, reconcile
 from ..sync.spec import SyncSpec
-from ..sync.state import SyncState, stamp
+from ..sync.state import DRIFTED, SyncState, stamp
 from .assets import asset_key, operator_errors
 from .resources import BulkApiResource, DataCloudResource, LedgerResource
 from .settings import PipelineSettings
@@ -144,8 +144,8 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                ) -> int:
         """Mark keys the read-back found missing from Core or different there, so the next
         run of the partition sends them again (the state said Core held them)."""
-        return SyncState(ledger).mark_retry(spec.name, _folded(keys, spec),
-                                            recorded_before) if keys else 0
+        return SyncState(ledger).mark_retry(spec.name, _folded(keys, spec), recorded_before,
+                                            DRIFTED) if keys else 0
 
     def run_started(context: dg.AssetCheckExecutionContext) -> str:
         started = context.instance.get_run_stats(context.run.run_id).start_time
@@ -189,7 +189,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                          if (n := len(set(keys) & fresh))}
         rewritten = state.rewritten_fields(spec.name, rewritten_now)
         healable = {k for f, keys in by_field.items() if f not in rewritten for k in keys}
-        marked = state.mark_retry(spec.name, sorted(healable - fresh), started)
+        marked = state.mark_retry(spec.name, sorted(healable - fresh), started, DRIFTED)
         meta: dict = {"rows_drifted": len(cmp.differing), "marked_for_resend": marked,
                       "differ_right_after_load": len(fresh),
                       "drifted_by_field": dg.MetadataValue.json(

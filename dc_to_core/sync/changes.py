@@ -8,8 +8,8 @@ compares (``row_hashes``). Against the state of its range (``sync.state``), a ro
   sent, quarantined again with the org's code;
 - **sent**: new, changed, or marked ``retry`` — its last error can heal without a source
   change (a lock, an unprocessed row, a parent not found yet), or the checks found it missing
-  from Core or different there, or it was on its way to the org when a run stopped — counted
-  as retried.
+  from Core or different there (counted as drifted), or it was on its way to the org when a
+  run stopped — counted as retried.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .keys import as_array, folded
 from .prepare import HASH, ROW
 from .reconcile import canonical, text_of
 from .spec import SyncSpec
-from .state import LOADED, REFUSED, RETRY, state_rows
+from .state import DRIFTED, LOADED, REFUSED, RETRY, state_rows
 
 # what the org refuses for the row's own content: not sent again while the row is the same;
 # any other failure (locks, unprocessed rows, a parent not found yet, an unknown error, a
@@ -64,6 +64,7 @@ class Changes:
     retried: int          # rows sent again because the state marked them retry
     to_mark: list[str]    # keys of rows to send that the state records as loaded or refused:
                           # marked retry before they go (a crash must not leave their old hash)
+    drifted: int = 0      # rows sent again because the checks found them drifted in Core
 
     @property
     def unchanged_rows(self) -> int:
@@ -86,12 +87,14 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
     unchanged = pc.and_(same, pc.fill_null(pc.equal(status, LOADED), False))
     still_refused = pc.and_(same, pc.fill_null(pc.equal(status, REFUSED), False))
     retried = pc.fill_null(pc.equal(status, RETRY), False)
+    drifted = pc.fill_null(pc.equal(status, DRIFTED), False)
     send = pc.invert(pc.or_(unchanged, still_refused))
-    mark = pc.and_(pc.and_(send, known), pc.invert(pc.fill_null(pc.equal(status, RETRY), False)))
+    mark = pc.and_(pc.and_(send, known), pc.invert(pc.or_(retried, drifted)))
     return Changes(ready.filter(send), ready.filter(unchanged).drop_columns([HASH]),
                    _refused(ready.filter(still_refused),
                             was.column("error_code").filter(still_refused)),
-                   int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist())
+                   int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist(),
+                   int(pc.sum(drifted).as_py() or 0))
 
 
 def core_state(spec: SyncSpec, core: pa.Table, like: pa.Schema) -> pa.Table:

@@ -9,8 +9,9 @@ in the ledger's database, which every run worker reaches (SQLite in the state di
 embedded instance, the instance's PostgreSQL in production).
 
 Each row's ``status``: ``loaded`` (Core holds it, with ``row_hash``), ``refused`` (the org
-refused it for its content: not sent again while its source hashes the same) or ``retry``
-(its error can heal without a source change: sent again next run). A row recorded under
+refused it for its content: not sent again while its source hashes the same), ``retry``
+(its error can heal without a source change: sent again next run) or ``drifted`` (the checks
+found it missing from Core or different there: sent again next run). A row recorded under
 another ``mapping`` (the sync's mapping fingerprint) reads as ``stale``: it is sent again like
 an unknown row, and still counts as a record Core holds (so its deletion is not lost).
 """
@@ -55,6 +56,7 @@ SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", p
                     ("status", pa.string()), ("error_code", pa.string())])
 KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
 LOADED, REFUSED, RETRY = "loaded", "refused", "retry"
+DRIFTED = "drifted"  # like retry: the checks found it missing from Core or different there
 STALE = "stale"  # read only: recorded under another mapping, so sent again (still in Core)
 WRITE_BATCH = 5_000
 
@@ -124,14 +126,14 @@ class SyncState:
                     conn.execute(upsert, batch[i:i + WRITE_BATCH])
         return n
 
-    def mark_retry(self, sync: str, keys: list[str], recorded_before: str | None = None
-                   ) -> int:
+    def mark_retry(self, sync: str, keys: list[str], recorded_before: str | None = None,
+                   status: str = RETRY) -> int:
         """Mark recorded keys as to be sent again (``retry``), keeping their Salesforce Id:
         before rows go to the org (a crash after the org applied them but before ``record``
         must not leave their old hash standing), and for rows the checks found missing from
-        Core or different there — only those recorded before ``recorded_before`` (a
-        ``stamp``), when given: a row this run just loaded that differs is the org's doing,
-        and sending it again would not change that."""
+        Core or different there (``status`` ``drifted``) — only those recorded before
+        ``recorded_before`` (a ``stamp``), when given: a row this run just loaded that
+        differs is the org's doing, and sending it again would not change that."""
         done, ordered = 0, sorted(set(keys))  # one lock order for every writer
         with self.engine().begin() as conn:
             for i in range(0, len(ordered), 500):
@@ -139,7 +141,7 @@ class SyncState:
                 if recorded_before is not None:
                     where.append(STATE.c.updated_at < recorded_before)
                 done += conn.execute(STATE.update().where(*where).values(
-                    status=RETRY, updated_at=stamp())).rowcount
+                    status=status, updated_at=stamp())).rowcount
         return done
 
     def forget(self, sync: str, keys: list[str]) -> int:

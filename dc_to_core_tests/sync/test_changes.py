@@ -8,7 +8,7 @@ import pyarrow as pa
 from dc_to_core.sync.changes import changes, recorded, row_hashes
 from dc_to_core.sync.prepare import HASH, prepare
 from dc_to_core.sync.spec import load_syncs
-from dc_to_core.sync.state import LOADED, REFUSED, RETRY, state_rows
+from dc_to_core.sync.state import DRIFTED, LOADED, REFUSED, RETRY, STALE, state_rows
 
 OPP = load_syncs().syncs["Opportunity"]
 
@@ -41,13 +41,17 @@ def test_a_row_hashes_the_same_from_any_run_and_differs_when_a_value_does():
 
 def test_a_night_sends_only_new_changed_and_retryable_rows():
     night = ready([row("SAME"), row("CHANGED", name="new"), row("NEW"), row("REFUSED"),
-                   row("REFUSED-FIXED", name="fixed"), row("LOCKED")])
+                   row("REFUSED-FIXED", name="fixed"), row("LOCKED"), row("EDITED"),
+                   row("OLD-MAPPING")])
     before = ready([row("SAME"), row("CHANGED", name="old"), row("REFUSED"),
-                    row("REFUSED-FIXED", name="broken"), row("LOCKED")])
+                    row("REFUSED-FIXED", name="broken"), row("LOCKED"), row("EDITED"),
+                    row("OLD-MAPPING")])
     was = {"SAME": ("006A", LOADED, None), "CHANGED": ("006B", LOADED, None),
            "REFUSED": (None, REFUSED, "STRING_TOO_LONG"),
            "REFUSED-FIXED": (None, REFUSED, "STRING_TOO_LONG"),
-           "LOCKED": ("006C", RETRY, "UNABLE_TO_LOCK_ROW")}
+           "LOCKED": ("006C", RETRY, "UNABLE_TO_LOCK_ROW"),
+           "EDITED": ("006D", DRIFTED, None),  # the checks found it edited in Core
+           "OLD-MAPPING": ("006E", STALE, None)}  # recorded under another mapping
     keys = before.column("External_Id__c").to_pylist()  # in the prepared (parent) order
     state = state_rows(pa.array([k.lower() for k in keys]),
                        pa.array([was[k][0] for k in keys], pa.string()),
@@ -55,12 +59,12 @@ def test_a_night_sends_only_new_changed_and_retryable_rows():
                        pa.array([was[k][2] for k in keys], pa.string()))
     c = changes(OPP, night, state)
     assert sorted(c.send.column("External_Id__c").to_pylist()) == [
-        "CHANGED", "LOCKED", "NEW", "REFUSED-FIXED"]
+        "CHANGED", "EDITED", "LOCKED", "NEW", "OLD-MAPPING", "REFUSED-FIXED"]
     assert c.unchanged.column("External_Id__c").to_pylist() == ["SAME"]
     assert c.refused.column("External_Id__c").to_pylist() == ["REFUSED"]
     assert c.refused.column("error_code").to_pylist() == ["STRING_TOO_LONG"]
-    assert c.retried == 1 and HASH in c.send.column_names
-    assert sorted(c.to_mark) == ["changed", "refused-fixed"]  # recorded, not yet retry
+    assert (c.retried, c.drifted) == (1, 1) and HASH in c.send.column_names
+    assert sorted(c.to_mark) == ["changed", "old-mapping", "refused-fixed"]  # not yet marked
     assert HASH not in c.unchanged.column_names
     order = night.column("External_Id__c").to_pylist()
     sent = c.send.column("External_Id__c").to_pylist()
