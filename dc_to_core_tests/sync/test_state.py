@@ -60,3 +60,20 @@ def test_a_row_recorded_again_keeps_its_salesforce_id_when_the_org_gave_none(sta
     assert state.salesforce_ids("S", ["k2"]) == {"k2": "006B"}
     long_key = "K" * 600  # no length limit on the key (the org's is the org's business)
     assert state.record("S", "m", rows([long_key], ["006Z"])) == 1
+
+
+def test_a_write_that_fails_part_way_leaves_the_state_as_it_was(state):
+    """A partition's results are one transaction: a write stopped in its last batch (here a
+    row the database refuses; a SIGKILL rolls back the same way) records none of them, so
+    every one of those rows is sent again."""
+    keys = [f"k{i:05d}" for i in range(12_000)]
+    state.record("S", "m", rows(keys[:100], ["006X"] * 100))
+    before = state.read_range("S", KeyRange("p", None, None), False, "m").to_pylist()
+    broken = rows(keys, [f"006{i}" for i in range(12_000)], h=9)
+    hashes = broken.column("row_hash").to_pylist()
+    hashes[11_999] = None  # NOT NULL: refused by the database after 11,999 rows
+    broken = broken.set_column(2, "row_hash", pa.array(hashes, pa.int64()))
+    with pytest.raises(Exception):  # noqa: B017 — the driver's own integrity error
+        state.record("S", "m", broken)
+    assert state.read_range("S", KeyRange("p", None, None), False, "m").to_pylist() == before
+    assert state.keys("S") == 100
