@@ -8,6 +8,7 @@ import time
 import uuid
 
 import dagster as dg
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -94,7 +95,18 @@ def test_a_second_run_sends_only_rows_whose_error_can_heal(project):
         first = project.materialization(project.run("Opportunity", p, instance))
         second_result = project.run("Opportunity", p, instance)
         second = project.materialization(second_result)
+        # a row the org refused for its content is fixed in Data Cloud: it goes, once
+        refused = pq.read_table(second["quarantine_path"]).filter(
+            pc.equal(pc.field("error_code"), "STRING_TOO_LONG")).column("key")[0].as_py()
+        project.server.org.storage.dc.execute(
+            'UPDATE "Opportunity_Staging__dlm" SET "Name__c" = \'fixed\' WHERE '
+            '"ExternalId__c" = ?', (refused,))
+        before = ingest_jobs(project.server)
+        third = project.materialization(project.run("Opportunity", p, instance))
     healable = first.get("quarantined_invalid_cross_reference_key", 0)
+    assert sent_keys(project.server, ingest_jobs(project.server) - before).count(refused) == 1
+    assert third["rows_sent"] == healable + 1 and third["rows_created"] == 1
+    assert third["rows_quarantined"] == second["rows_quarantined"] - 1
     assert first["rows_unchanged"] == 0 and first["rows_sent"] > first["rows_loaded"]
     assert second["rows_unchanged"] == first["rows_loaded"] and second["rows_created"] == 0
     assert second["rows_sent"] == second["rows_retried"] == healable > 0

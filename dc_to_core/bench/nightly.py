@@ -60,14 +60,16 @@ def max_concurrent_runs() -> int:
     return int(config["concurrency"]["runs"]["max_concurrent_runs"])
 
 
-def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None
-              ) -> list[dict]:
+def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None,
+              days_later: int = 0) -> list[dict]:
     """Evaluate the automation conditions from before the night's tick on, executing what
-    they request, until they request nothing more."""
+    they request, until they request nothing more. ``days_later``: the tick that many days
+    after the last one (a next night, on an instance that has loaded one)."""
     max_runs = max_runs or max_concurrent_runs()
     night = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
     if night > dt.datetime.now(dt.UTC):  # the last tick of the cron ``environment`` sets
         night -= dt.timedelta(days=1)
+    night += dt.timedelta(days=days_later)
     jobs = {asset_key(s): job_name(s) for s in load_syncs().ordered()}
     at, cursor, results = night - dt.timedelta(minutes=1), None, []
     while True:

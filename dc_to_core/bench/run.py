@@ -7,6 +7,7 @@ pre-loaded. The org's profile is fixed before anything is measured.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -21,9 +22,10 @@ from ..emulator.seed import SeedSpec
 from .org import OPPORTUNITIES_DMO, BenchOrg, OrgSnapshot, SeededOrg
 from .report import StrategyResult, peak_rss_mb, write
 
+INCREMENTAL = "dc_to_core incremental"
 ALL = ["ceiling", "dc_to_core", "seed Test3", "seed Test4", "seed Test7", "seed Test8",
-       "plain script"]
-BUSY = ("ceiling", "dc_to_core", "plain script")  # their clients never wait for the clock
+       "plain script", INCREMENTAL]
+BUSY = ("ceiling", "dc_to_core", "plain script", INCREMENTAL)  # clients that never wait
 
 
 @dataclass
@@ -44,8 +46,8 @@ def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work:
     """The client side of one strategy (runs in the child process)."""
     from . import strategies
 
-    if name == "dc_to_core":
-        return _dc_to_core(org, work, cfg)
+    if name in ("dc_to_core", INCREMENTAL):  # the incremental one: its second night
+        return _dc_to_core(org, work, cfg, night=int(name == INCREMENTAL))
     if name in ("ceiling", "plain script"):  # every row in memory, as their clients hold them
         source = seeded.read(OPPORTUNITIES_DMO, strategies.SOURCE_COLUMNS)
         run = strategies.ceiling if name == "ceiling" else strategies.plain_script
@@ -58,17 +60,25 @@ def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work:
     return strategies.seed_replay(org, seed, cfg.rows, bounds)
 
 
-def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
+COUNTED = ("rows_sent", "rows_unchanged", "rows_created", "rows_updated", "rows_retried",
+           "rows_drifted", "rows_deleted", "rows_adopted")
+
+
+def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, night: int = 0) -> dict:
+    """One night of the pipeline (``night`` 0: the first, planning the partitions; 1: the
+    next night on the same instance and sync state)."""
     from . import nightly
 
     started = time.process_time()
     os.environ.update(nightly.environment(org, work))
-    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition)
+    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition) if night == 0 else (
+        work / "plans")
     defs = nightly.definitions(org, work, plans)
     with nightly.local_instance(work / "dagster_home") as instance:
-        runs = nightly.run_night(defs, instance)
-    totals = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
-              "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0}
+        runs = nightly.run_night(defs, instance, days_later=night)
+    totals: dict = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
+                    "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0,
+                    **dict.fromkeys(COUNTED, 0), "state_cpu_s_max_per_partition": 0.0}
     for run in runs:
         for meta in run["materializations"]:
             if meta["asset"] == "core/Opportunity":
@@ -76,6 +86,10 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
                 totals["bulk_jobs"] += int(meta.get("bulk_jobs", 0))
                 totals["repass_rounds"] = max(totals["repass_rounds"],
                                               int(meta.get("repass_rounds", 0)))
+                for k in COUNTED:
+                    totals[k] += int(meta.get(k, 0))
+                totals["state_cpu_s_max_per_partition"] = max(
+                    totals["state_cpu_s_max_per_partition"], float(meta.get("state_cpu_s", 0)))
     totals["run_workers"] = "CPU and RSS include the run worker processes"
     totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
     last = {r["worker_pid"]: r["worker_cpu_s"] for r in runs}  # each worker's final total
@@ -84,6 +98,7 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig) -> dict:
     totals["client_cpu_s_outside_run_workers"] = round(time.process_time() - started, 2)
     totals["rows_per_partition"] = cfg.rows_per_partition
     totals["failed_error_checks"] = sum(len(r["failed_checks"]) for r in runs)
+    totals["failed_checks"] = sorted({c for r in runs for c in r["failed_checks"]})
     return totals
 
 
@@ -95,6 +110,14 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
                                Path(seeded_dir))
     org = BenchOrg(emulator)
     seeded = SeededOrg(Path(seeded_dir))
+    day: dict = {}
+    if name == INCREMENTAL:  # not measured: the first night, then a day of changes
+        from .incremental import change_a_day
+
+        _dc_to_core(org, Path(work), cfg)
+        org.wait_until_idle()
+        day = change_a_day(org, Path(seeded_dir))
+    earlier = resource.getrusage(resource.RUSAGE_CHILDREN)  # the first night's run workers
     before = org.snapshot()
     wall, cpu = time.perf_counter(), time.process_time()
     try:
@@ -106,19 +129,31 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     after = org.snapshot()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
-    cpu += children.ru_utime + children.ru_stime
+    cpu += (children.ru_utime + children.ru_stime) - (earlier.ru_utime + earlier.ru_stime)
+    if day:
+        extra["day_of_changes"] = day
+        extra["rows"] = day["rows_after"]
+        try:  # the night after: the rows the checks found edited in Core are sent back
+            third = _dc_to_core(org, Path(work), cfg, night=2)
+            extra["next_night"] = {k: third[k] for k in (
+                "rows_sent", "rows_drifted", "failed_error_checks", "failed_runs")}
+        except Exception as exc:
+            extra["next_night"] = {"error": f"{type(exc).__name__}: {exc}"}
     rss = max(peak_rss_mb(), extra.get("run_peak_rss_mb") or 0.0)  # its largest run worker
     queue.put({"extra": extra, "error": error, "wall_s": wall, "cpu_s": cpu,
                "peak_rss_mb": rss,
                # org time from the start until the org finished its last job
                "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
-               "delta": (after - before).__dict__})
+               "delta": (after - before).__dict__, "opportunities_after": after.opportunities})
 
 
 def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
                  echo: Callable[[str], None]) -> StrategyResult:
     ctx = mp.get_context("spawn")
-    with seeded.fresh(cfg.profile, *cfg.overrides, *_clock(name, cfg)) as org:
+    from .incremental import preserved
+
+    keep = preserved(seeded.data_dir) if name == INCREMENTAL else contextlib.nullcontext()
+    with keep, seeded.fresh(cfg.profile, *cfg.overrides, *_clock(name, cfg)) as org:
         queue: mp.Queue = ctx.Queue()
         child = ctx.Process(target=_child, args=(name, str(seeded.data_dir), cfg,
                                                  str(work / name.replace(" ", "_")),
@@ -142,11 +177,15 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
 
     description = {"ceiling": "every row in one submission, pre-sorted by parent, no faults",
                    "dc_to_core": "the pipeline, all partitions as the nightly automation runs "
-                                 "them", "plain script": "one upsert of all rows in source "
+                                 "them",
+                   INCREMENTAL: "dc_to_core's next night, after a day of changes (1 % "
+                                "updated, 0.5 % added, 0.2 % removed, 0.1 % edited in Core)",
+                   "plain script": "one upsert of all rows in source "
                                                          "order, no retries",
                    **{s.name: s.description for s in SEEDS}}[name]
     return StrategyResult(
-        name=name, description=description, rows=cfg.rows, loaded=d.opportunities,
+        name=name, description=description, rows=int(extra.get("rows", cfg.rows)),
+        loaded=got["opportunities_after"],  # what Core holds (before: Accounts only)
         quarantined=int(extra.get("quarantined", 0)), emulated_s=round(got["org_busy_s"], 1),
         wall_s=round(got["wall_s"], 1), api_requests=d.api_requests,
         bulk_batches=d.bulk_batches, bulk_jobs=int(extra.get("bulk_jobs", 0)),

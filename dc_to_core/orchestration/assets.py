@@ -28,7 +28,7 @@ from ..salesforce.errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
-from ..sync.changes import adopted, changes, core_state, kept_rows, recorded
+from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
 from ..sync.deletes import ALLOW_TAG, FAILED, Child, DeleteRefused, candidates, delete_gone, guard
 from ..sync.deletes import settled as deletes_settled
 from ..sync.ledger import Lease
@@ -51,7 +51,7 @@ REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind 
 READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
-DRIFTED_ROWS = b"dc_to_core.drifted"
+DRIFTED_ROWS, STATE_CPU = b"dc_to_core.drifted", b"dc_to_core.state_cpu_s"
 FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
@@ -190,6 +190,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
         state = SyncState(ledger)
         r = plan.range(context.partition_key)
+        cpu = time.process_time()
         known = state.read_range(spec.name, r, spec.folds_key, spec.mapping_fingerprint)
         gone = candidates(spec, source, known)
         try:  # before anything of the partition is sent: a short read must stop it whole
@@ -200,19 +201,20 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                           spec.folds_key))
         except DeleteRefused as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        held = None
+        held, adopting = None, time.process_time()
         if not known.num_rows and ready.num_rows and not full:  # a first run, or a new org
             with operator_errors(f"reading {spec.target} {r.label} to adopt what it holds"):
-                held = core_state(spec, bulk.read_range(
-                    spec.target, ["Id", *spec.target_columns], spec.target_key, r.start,
-                    r.end), ready.schema)
+                held = read_core_state(spec, bulk, r, ready.schema)
+        cpu += time.process_time() - adopting  # the state's cost, not the read of Core
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
         state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
+        cpu = time.process_time() - cpu  # reading, diffing and marking the state
         adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
                                                     adopted(held, c, spec))
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode(),
                                                DRIFTED_ROWS: str(c.drifted).encode(),
+                                               STATE_CPU: f"{cpu:.4f}".encode(),
                                                ADOPTED: str(adopt).encode()})
         context.log.info(
             f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried, "
@@ -289,8 +291,11 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         hold_partition(context, ledger, settings, spec)  # ... or here
         # what Core holds now, from the org's own results (one transaction): a crash before
         # it leaves these rows unrecorded, so the next run sends them again
+        cpu = time.process_time()
         written = SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
                                            recorded(spec, send, outcome))
+        cpu = time.process_time() - cpu + float((send.schema.metadata or {}).get(
+            STATE_CPU, b"0"))
         # every job of this load is collected now: a later run of the partition must send the
         # rows again, not resume jobs whose rows failed (the ledger is for crashed loads), nor
         # jobs a crashed earlier load left for other rows
@@ -318,6 +323,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         sent_meta = send.schema.metadata or {}
         meta["rows_adopted"] = int(sent_meta.get(ADOPTED, b"0"))
         meta["rows_drifted"] = int(sent_meta.get(DRIFTED_ROWS, b"0"))  # healed in Core now
+        meta["state_cpu_s"] = round(cpu, 3)  # reading, diffing and writing the sync state
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

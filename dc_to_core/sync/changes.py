@@ -21,8 +21,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED as ROW_LOADED
+from ..salesforce.errors import ConfigurationError, SalesforceApiError
 from .keys import as_array, folded
+from .plan import KeyRange
 from .prepare import HASH, ROW
 from .reconcile import canonical, text_of
 from .spec import SyncSpec
@@ -95,6 +98,19 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
                             was.column("error_code").filter(still_refused)),
                    int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist(),
                    int(pc.sum(drifted).as_py() or 0))
+
+
+def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema) -> pa.Table:
+    """``core_state`` of what Core holds in range ``r`` (one Bulk query job)."""
+    try:
+        core = bulk.read_range(spec.target, ["Id", *spec.target_columns], spec.target_key,
+                               r.start, r.end)
+    except SalesforceApiError as exc:
+        if exc.error_code == "INVALID_FIELD":  # before any Bulk job: the mapping is wrong
+            raise ConfigurationError(f"{spec.target} has no field the sync maps ({exc}). "
+                                     f"Check the field mapping of sync {spec.name!r}") from None
+        raise
+    return core_state(spec, core, like)
 
 
 def core_state(spec: SyncSpec, core: pa.Table, like: pa.Schema) -> pa.Table:

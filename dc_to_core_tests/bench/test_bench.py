@@ -43,6 +43,16 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
         seed = by_name[name]
         assert seed["loaded"] > 0 and seed["bulk_jobs"] >= 100_000 // 2000, seed
         assert seed["bulk_batches"] >= seed["bulk_jobs"]  # one batch per job at least
+    nightly = by_name["dc_to_core incremental"]  # the next night, after a day of changes
+    day, night = nightly["extra"]["day_of_changes"], nightly["extra"]
+    assert nightly["rows"] == 100_000 + day["added"] - day["removed"]
+    assert nightly["lost"] == 0 and night["failed_runs"] == 0
+    assert day["updated"] == 1000 and day["removed"] == 200 and day["edited_in_core"] > 0
+    assert night["rows_deleted"] == day["removed"]  # mirrored, within the 5 % guard
+    assert 0.9 * day["added"] <= night["rows_created"] <= day["added"]  # bad rows stay out
+    assert night["rows_sent"] < 100_000 // 10 and night["rows_unchanged"] > 90_000
+    assert night["next_night"]["rows_drifted"] == day["edited_in_core"]  # healed the night after
+    assert night["next_night"]["failed_error_checks"] == 0
     assert (out / "bench.png").stat().st_size > 10_000
     assert "| dc_to_core | 100.00 %" in (out / "bench.md").read_text()
 
