@@ -29,7 +29,18 @@ from ..salesforce.errors import (
     SalesforceApiError,
 )
 from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
-from ..sync.deletes import ALLOW_TAG, FAILED, Child, DeleteRefused, candidates, delete_gone, guard
+from ..sync.deletes import (
+    ALLOW_TAG,
+    DELETING,
+    TRANSIENT,
+    Child,
+    DeleteRefused,
+    candidates,
+    delete_gone,
+    guard,
+    merged,
+)
+from ..sync.deletes import pending as deletes_pending
 from ..sync.deletes import settled as deletes_settled
 from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
@@ -52,6 +63,7 @@ READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load 
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
 DRIFTED_ROWS, STATE_CPU = b"dc_to_core.drifted", b"dc_to_core.state_cpu_s"
+DELETED_PATH = b"dc_to_core.deleted_path"
 FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
@@ -192,6 +204,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         r = plan.range(context.partition_key)
         cpu = time.process_time()
         known = state.read_range(spec.name, r, spec.folds_key, spec.mapping_fingerprint)
+        cpu = time.process_time() - cpu
         gone = candidates(spec, source, known)
         try:  # before anything of the partition is sent: a short read must stop it whole
             with operator_errors(f"checking {spec.source} {r.label} for removed rows"):
@@ -201,16 +214,16 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                           spec.folds_key))
         except DeleteRefused as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        held, adopting = None, time.process_time()
+        held = None
         if not known.num_rows and ready.num_rows and not full:  # a first run, or a new org
             with operator_errors(f"reading {spec.target} {r.label} to adopt what it holds"):
                 held = read_core_state(spec, bulk, r, ready.schema)
-        cpu += time.process_time() - adopting  # the state's cost, not the read of Core
+        started = time.process_time()  # the state's cost: not the reads of the orgs
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
         state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
-        cpu = time.process_time() - cpu  # reading, diffing and marking the state
         adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
-                                                    adopted(held, c, spec))
+                                                    adopted(spec, held, c, source, r))
+        cpu += time.process_time() - started
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode(),
                                                DRIFTED_ROWS: str(c.drifted).encode(),
@@ -223,13 +236,13 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             + (" (full refresh: every row is sent)" if full else
                f"; {known.num_rows} rows known in the range")
             + ("" if held is None else f"; the state was empty: {held.num_rows} records read "
-               f"from {spec.target}, {adopt} of them as Data Cloud has them (not sent)")
-            + (f"; {len(gone)} gone from Data Cloud, to delete" if spec.mirrors_deletes
+               f"from {spec.target}, {adopt} of them recorded as Core holds them")
+            + (f"; {gone.num_rows} gone from Data Cloud, to delete" if spec.mirrors_deletes
                else ""))
         yield dg.Output(send, "send")
         yield dg.Output(kept_rows(spec, c), "kept")
         if spec.mirrors_deletes:
-            yield dg.Output(pa.table({"key": gone}), "gone")
+            yield dg.Output(gone, "gone")
 
     def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
                send: pa.Table) -> LoadTarget:
@@ -267,19 +280,34 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
            description=f"Delete from {spec.target} the records whose key is gone from "
                        f"{spec.source} (children before parents), by Salesforce Id.")
     def deletes_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
-                   ledger: LedgerResource, settings: PipelineSettings, gone: pa.Table
-                   ) -> pa.Table:
+                   datacloud: DataCloudResource, ledger: LedgerResource,
+                   settings: PipelineSettings, gone: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)
+        keys = gone.column("key").to_pylist()
+        with operator_errors(f"checking {spec.source} again before deleting"):
+            back = datacloud.keys_present(spec.source, spec.source_key, keys, spec.folds_key)
+        keys = [k for k in keys if k not in back]  # since the changes step (a retry, days on)
+
+        def keep(rows: pa.Table) -> str:  # the run's file, this attempt's over an earlier one
+            earlier = settings.run_file(spec.name, context.partition_key, context.run_id,
+                                        "deleted")
+            return settings.write_quarantine(spec.name, context.partition_key, context.run_id,
+                                             merged(earlier, rows), kind="deleted")
+
         with operator_errors(f"deleting from {spec.target} {context.partition_key}"):
-            done = delete_gone(spec, bulk, gone.column("key").to_pylist(), list(children),
-                               settings.repass_rounds, settings.wall(settings.repass_backoff_s))
-        # what Core no longer holds leaves the state; the rest is tried again next run (a
-        # crash before this line finds those records gone next time, and forgets them then)
-        SyncState(ledger).forget(spec.name, deletes_settled(done.rows))
-        context.log.info(f"{done.rows.num_rows} keys gone from {spec.source}: "
-                         f"{len(done.jobs)} delete job(s)")
+            done = delete_gone(spec, bulk, keys, list(children), keep, settings.repass_rounds,
+                               settings.wall(settings.repass_backoff_s))
+        path = keep(done.rows)
+        state = SyncState(ledger)
+        # what Core no longer holds leaves the state (a crash before this line finds those
+        # records gone next time, and forgets them then); the rest is marked as being deleted
+        state.forget(spec.name, deletes_settled(done.rows))
+        state.mark_retry(spec.name, deletes_pending(done.rows), status=DELETING)
+        context.log.info(f"{len(keys)} keys gone from {spec.source}"
+                         + (f" ({len(back)} back in it since the changes step)" if back else "")
+                         + f": {len(done.jobs)} delete job(s); the rows in {path}")
         return done.rows.replace_schema_metadata({STATS: json.dumps(
-            {"jobs": done.jobs, "rounds": 0, "resumed": 0})})
+            {"jobs": done.jobs, "rounds": 0, "resumed": 0}), DELETED_PATH: path.encode()})
 
     @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),
            description="Record what Core holds; account for every row (loaded, unchanged or "
@@ -317,8 +345,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                      context.run_id, result.source_count)
         path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
                                          result.quarantine)
-        deleted_path = None if deleted is None else settings.write_quarantine(
-            spec.name, context.partition_key, context.run_id, deleted, kind="deleted")
+        deleted_path = None if deleted is None else (deleted.schema.metadata or {}).get(
+            DELETED_PATH, b"").decode()
         meta = metadata(result, path, deleted_path)
         sent_meta = send.schema.metadata or {}
         meta["rows_adopted"] = int(sent_meta.get(ADOPTED, b"0"))
@@ -335,11 +363,12 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                              f"re-pass rounds (see {path}). Re-run the partition (backfill "
                              "failed partitions) when the org is quieter.", metadata=meta,
                              allow_retries=False)
-        if result.deletes(FAILED):
-            raise dg.Failure(f"{spec.name} {context.partition_key}: {result.deletes(FAILED)} "
-                             f"records gone from {spec.source} could not be deleted from "
-                             f"{spec.target} (see {deleted_path}); they stay in the sync state "
-                             "and the next run tries again.", metadata=meta,
+        if result.deletes(TRANSIENT):  # refused deletes are reported, and tried next run
+            raise dg.Failure(f"{spec.name} {context.partition_key}: "
+                             f"{result.deletes(TRANSIENT)} records gone from {spec.source} "
+                             f"could not be deleted from {spec.target} for locks (see "
+                             f"{deleted_path}); they stay in the sync state. Re-run the "
+                             "partition when the org is quieter.", metadata=meta,
                              allow_retries=False)
         _cleanup(settings, context.run_id)
         yield dg.Output(None, metadata=meta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
-from ..sync.deletes import ALREADY_GONE, DEFERRED, DELETED, FAILED
+from ..sync.deletes import ALREADY_GONE, DEFERRED, DELETED, FAILED, TRANSIENT
 from ..sync.outcome import SAMPLE_ROWS, PartitionResult
 
 
@@ -46,7 +46,7 @@ def metadata(result: PartitionResult, quarantine_path: str, deleted_path: str | 
         out |= {"rows_deleted": result.deletes(DELETED),
                 "rows_already_gone": result.deletes(ALREADY_GONE),
                 "rows_delete_deferred": result.deletes(DEFERRED),
-                "rows_delete_failed": result.deletes(FAILED)}
+                "rows_delete_failed": result.deletes(FAILED) + result.deletes(TRANSIENT)}
         if deleted_path:
             out["deleted_path"] = dg.MetadataValue.path(deleted_path)
     if result.source_count is not None:

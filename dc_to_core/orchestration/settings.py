@@ -51,7 +51,7 @@ class PipelineSettings(dg.ConfigurableResource):
     quarantine_url: str | None = Field(default=None, description="Where quarantine files go, "
                                        "for every run worker and operator: a path or an fsspec "
                                        "URL (default: <state_dir>/quarantine); the files of "
-                                       "deleted rows go to a 'deleted' folder beside it.")
+                                       "deleted rows go to its '_deleted' folder.")
 
     def path(self, *parts: str) -> Path:
         p = Path(self.state_dir, *parts)
@@ -59,11 +59,11 @@ class PipelineSettings(dg.ConfigurableResource):
         return p
 
     def quarantine_dir(self, sync: str, partition: str, kind: str = "quarantine") -> UPath:
-        """Where a partition's quarantine goes (``kind="deleted"``: its deleted rows, in a
-        ``deleted`` folder next to the quarantine's)."""
+        """Where a partition's quarantine goes (``kind="deleted"``: its deleted rows, in the
+        quarantine's ``_deleted`` folder; a sync's name never starts with ``_``)."""
         root = UPath(self.quarantine_url) if self.quarantine_url else UPath(
             Path(self.state_dir, "quarantine"))
-        return (root if kind == "quarantine" else root.parent / kind) / sync / partition
+        return (root if kind == "quarantine" else root / f"_{kind}") / sync / partition
 
     def write_quarantine(self, sync: str, partition: str, run_id: str, table: pa.Table,
                          kind: str = "quarantine") -> str:
@@ -77,6 +77,16 @@ class PipelineSettings(dg.ConfigurableResource):
             with (folder / name).open("wb") as sink:
                 pq.write_table(table, sink)
         return str(folder / f"{run_id}.parquet")
+
+    def run_file(self, sync: str, partition: str, run_id: str, kind: str = "quarantine"
+                 ) -> pa.Table | None:
+        """The file a run wrote for the partition, or None."""
+        try:
+            with (self.quarantine_dir(sync, partition, kind) / f"{run_id}.parquet").open(
+                    "rb") as source:
+                return pq.read_table(source)
+        except FileNotFoundError:
+            return None
 
     def latest_quarantine(self, sync: str, partition: str, kind: str = "quarantine"
                           ) -> pa.Table | None:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED as ROW_LOADED
 from ..salesforce.errors import ConfigurationError, SalesforceApiError
-from .keys import as_array, folded
+from .keys import as_array, folded, in_range
 from .plan import KeyRange
 from .prepare import HASH, ROW
 from .reconcile import canonical, text_of
@@ -123,10 +123,30 @@ def core_state(spec: SyncSpec, core: pa.Table, like: pa.Schema) -> pa.Table:
                       pa.array([LOADED] * n, pa.string()), pa.nulls(n, pa.string()))
 
 
-def adopted(state: pa.Table, c: Changes, spec: SyncSpec) -> pa.Table:
-    """The rows of ``state`` (``core_state``) that tonight's rows found unchanged."""
-    keys = folded(c.unchanged.column(spec.target_key), spec.folds_key)
-    return state.filter(pc.is_in(state.column("key"), value_set=keys))
+ORPHAN_HASH = 0  # a record only Core holds: no source row hashes to it
+
+
+def adopted(spec: SyncSpec, held: pa.Table, c: Changes, source: pa.Table, r: KeyRange
+            ) -> pa.Table:
+    """What an adoption records (``held``: ``core_state`` of the range): the records that
+    tonight's rows found unchanged, and — for a sync that mirrors deletes — the records of
+    the range Data Cloud does not have, so the next run sees them gone and they go through
+    the delete guards. A key Core holds twice (case variants of a key that ignores case) is
+    not adopted: it is sent, and the checks report the duplicate."""
+    counts = pc.value_counts(held.column("key"))
+    twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    held = held.filter(pc.invert(pc.is_in(held.column("key"), value_set=twice)))
+    same = pc.is_in(held.column("key"), value_set=folded(c.unchanged.column(spec.target_key),
+                                                          spec.folds_key))
+    if not spec.mirrors_deletes:
+        return held.filter(same)
+    read = folded(as_array(source.column(spec.source_key)).drop_null(), spec.folds_key)
+    orphan = pc.and_(pc.invert(pc.is_in(held.column("key"), value_set=read)),
+                     in_range(held.column("key"), r, spec.folds_key))
+    orphans = held.filter(orphan)
+    orphans = orphans.set_column(orphans.schema.get_field_index("row_hash"), "row_hash",
+                                 pa.array([ORPHAN_HASH] * orphans.num_rows, pa.int64()))
+    return pa.concat_tables([held.filter(same), orphans])
 
 
 def _refused(rows: pa.Table, codes: pa.Array) -> pa.Table:

@@ -37,7 +37,9 @@ from .spec import SyncSpec
 
 ALLOW_TAG = "dc_to_core/allow_deletes"  # "true": this run may delete more than the share
 GONE_CODES = ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")  # not in Core any more
-DELETED, ALREADY_GONE, DEFERRED, FAILED = "deleted", "already_gone", "deferred", "failed"
+DELETED, ALREADY_GONE, DEFERRED = "deleted", "already_gone", "deferred"
+FAILED, TRANSIENT = "failed", "transient"  # the org refused it; a lock or unprocessed row left
+DELETING = "deleting"  # on file before the job; in the state: a delete under way or waiting
 log = logging.getLogger("dc_to_core.sync.deletes")
 
 
@@ -45,31 +47,35 @@ class DeleteRefused(Exception):
     """Deleting tonight's candidates would be unsafe; the message says why and what to do."""
 
 
-def candidates(spec: SyncSpec, source: pa.Table, state: pa.Table) -> pa.Array:
-    """The keys the range's state records (as folded) that tonight's read does not hold."""
+def candidates(spec: SyncSpec, source: pa.Table, state: pa.Table) -> pa.Table:
+    """The state rows of the range (``key``, ``status``) whose key (as the sync folds keys
+    now) tonight's read does not hold."""
     if not spec.mirrors_deletes:
-        return pa.array([], pa.string())
+        return pa.table({"key": pa.array([], pa.string()), "status": pa.array([], pa.string())})
     read = folded(as_array(source.column(spec.source_key)).drop_null(), spec.folds_key)
-    keys = as_array(state.column("key"))
-    return keys.filter(pc.invert(pc.is_in(keys, value_set=read)))
+    keys = folded(state.column("key"), spec.folds_key)
+    gone = pc.invert(pc.is_in(keys, value_set=read))
+    return pa.table({"key": keys.filter(gone),
+                     "status": as_array(state.column("status")).filter(gone)})
 
 
-def guard(spec: SyncSpec, where: str, gone: pa.Array, known: int, allowed: bool,
+def guard(spec: SyncSpec, where: str, gone: pa.Table, known: int, allowed: bool,
           present: Callable[[list[str]], set[str]]) -> None:
-    """Refuse (``DeleteRefused``) a delete over the share without ``ALLOW_TAG``, or one of
-    keys Data Cloud still holds (``present``: the keys of a list it has, folded)."""
-    n = len(gone)
-    if not n:
+    """Refuse (``DeleteRefused``) a delete over the share without ``ALLOW_TAG`` — counting
+    the keys found gone tonight, not those a run already set out to delete (``DELETING``) —
+    or one of keys Data Cloud still holds (``present``: the keys of a list it has, folded)."""
+    if not gone.num_rows:
         return
+    n = int(pc.sum(pc.not_equal(gone.column("status"), DELETING)).as_py() or 0)
     share = n / known if known else 1.0
-    if share > spec.max_delete_share and not allowed:
+    if n and share > spec.max_delete_share and not allowed:
         raise DeleteRefused(
             f"{where}: {n} of the {known} records the sync state holds for the range are gone "
             f"from {spec.source} tonight ({share:.1%}), more than max_delete_share "
             f"({spec.max_delete_share:.0%}). Nothing was deleted or sent. If Data Cloud really "
             f"removed them, re-run the partition with the run tag {ALLOW_TAG}=true; if not, "
             "find out why the read came back short (an emptied or failed data stream) first")
-    still = sorted(present(gone.to_pylist()))
+    still = sorted(present(gone.column("key").to_pylist()))
     if still:
         raise DeleteRefused(
             f"{where}: tonight's read of {spec.source} left out {len(still)} rows that Data "
@@ -110,47 +116,72 @@ class Deletes:
 
 
 def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
-                rounds: int = 3, backoff_s: float = 20.0,
+                keep: Callable[[pa.Table], object], rounds: int = 3, backoff_s: float = 20.0,
                 sleep: Callable[[float], None] = time.sleep) -> Deletes:
     """Delete the Core records of ``keys`` (folded keys gone from the source), saying for each
-    what became of it."""
+    what became of it. ``keep`` is given the records' last values before anything is deleted
+    (``DELETING``), so they are on file even if the run stops during the delete."""
     schema = deleted_schema(spec)
     if not keys:
         return Deletes(schema.empty_table())
     columns = ["Id", spec.target_key, *_value_columns(spec)]
+    wanted = pa.array(keys, pa.string())
     core = bulk.read_keys(spec.target, columns, spec.target_key, keys)
     core = core.filter(pc.is_in(folded(core.column(spec.target_key), spec.folds_key),
-                                value_set=pa.array(keys, pa.string())))
-    ids = core.column("Id").combine_chunks()
+                                value_set=wanted))
+    ids = as_array(core.column("Id"))
     busy = _with_children(bulk, ids.to_pylist(), children)
     deferred = pc.is_in(ids, value_set=pa.array(sorted(busy), pa.string()))
-    todo = core.filter(pc.invert(deferred))
-    jobs: list[dict] = []
-    status, codes, messages = _delete(spec, bulk, todo.column("Id").combine_chunks(), rounds,
-                                      backoff_s, sleep, jobs)
-    n_def = int(pc.sum(deferred).as_py() or 0)
-    held = core.filter(deferred)
+    todo, held = core.filter(pc.invert(deferred)), core.filter(deferred)
     found = pa.concat_tables([todo, held])
-    found_keys = folded(found.column(spec.target_key), spec.folds_key)
-    missing = pa.array(keys, pa.string()).filter(pc.invert(pc.is_in(
-        pa.array(keys, pa.string()), value_set=found_keys)))
-    n_missing = len(missing)
-    message = [f"still has children in {', '.join(sorted({c.target for c in children}))}: "
-               "deleted once they are gone"] * n_def
-    out = {
-        "key": pa.concat_arrays([found_keys, missing]),
-        "sf_id": pa.concat_arrays([found.column("Id").combine_chunks(),
-                                   pa.nulls(n_missing, pa.string())]),
-        "status": pa.concat_arrays([status, pa.array([DEFERRED] * n_def, pa.string()),
-                                    pa.array([ALREADY_GONE] * n_missing, pa.string())]),
-        "error_code": pa.concat_arrays([codes, pa.nulls(n_def + n_missing, pa.string())]),
-        "error_message": pa.concat_arrays([messages, pa.array(message, pa.string()),
-                                           pa.nulls(n_missing, pa.string())]),
-    }
+    missing = wanted.filter(pc.invert(pc.is_in(
+        wanted, value_set=folded(found.column(spec.target_key), spec.folds_key))))
+    n, n_def = todo.num_rows, held.num_rows
+    why = (f"still has children in {', '.join(sorted({c.target for c in children}))}: "
+           "deleted once they are gone")
+
+    def rows(status: pa.Array, codes: pa.Array, messages: pa.Array) -> pa.Table:
+        return _rows(spec, schema, found, missing,
+                     pa.concat_arrays([status, pa.array([DEFERRED] * n_def, pa.string())]),
+                     pa.concat_arrays([codes, pa.nulls(n_def, pa.string())]),
+                     pa.concat_arrays([messages, pa.array([why] * n_def, pa.string())]))
+
+    keep(rows(pa.array([DELETING] * n, pa.string()), pa.nulls(n, pa.string()),
+              pa.nulls(n, pa.string())))
+    jobs: list[dict] = []
+    status, codes, messages = _delete(spec, bulk, as_array(todo.column("Id")), rounds,
+                                      backoff_s, sleep, jobs)
+    return Deletes(rows(status, codes, messages), jobs)
+
+
+def _rows(spec: SyncSpec, schema: pa.Schema, found: pa.Table, missing: pa.Array,
+          status: pa.Array, codes: pa.Array, messages: pa.Array) -> pa.Table:
+    """``deleted_schema`` rows: the records found in Core, then the keys Core lacks."""
+    m = len(missing)
+    out = {"key": pa.concat_arrays([folded(found.column(spec.target_key), spec.folds_key),
+                                    missing]),
+           "sf_id": pa.concat_arrays([as_array(found.column("Id")), pa.nulls(m, pa.string())]),
+           "status": pa.concat_arrays([status, pa.array([ALREADY_GONE] * m, pa.string())]),
+           "error_code": pa.concat_arrays([codes, pa.nulls(m, pa.string())]),
+           "error_message": pa.concat_arrays([messages, pa.nulls(m, pa.string())])}
     for c in _value_columns(spec):
-        out[c] = pa.concat_arrays([found.column(c).combine_chunks().cast(pa.string()),
-                                   pa.nulls(n_missing, pa.string())])
-    return Deletes(pa.table(out, schema=schema), jobs)
+        out[c] = pa.concat_arrays([as_array(found.column(c)), pa.nulls(m, pa.string())])
+    return pa.table(out, schema=schema)
+
+
+def merged(earlier: pa.Table | None, now: pa.Table) -> pa.Table:
+    """A retried attempt's rows with the earlier attempt's: a record the earlier attempt was
+    deleting that this one finds gone was deleted by it, and keeps its last values."""
+    if earlier is None or not earlier.num_rows:
+        return now
+    was = earlier.filter(pc.is_in(earlier.column("status"),
+                                  value_set=pa.array([DELETING, DELETED])))
+    gone_now = now.filter(pc.equal(now.column("status"), ALREADY_GONE))
+    taken = was.filter(pc.is_in(was.column("key"), value_set=gone_now.column("key")))
+    taken = taken.set_column(taken.schema.get_field_index("status"), "status",
+                             pa.array([DELETED] * taken.num_rows, pa.string()))
+    rest = now.filter(pc.invert(pc.is_in(now.column("key"), value_set=taken.column("key"))))
+    return pa.concat_tables([taken.cast(now.schema), rest])
 
 
 def _with_children(bulk: BulkApi, ids: list[str], children: list[Child]) -> set[str]:
@@ -189,7 +220,8 @@ def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s
         gone = pc.fill_null(pc.is_in(code, value_set=pa.array(GONE_CODES)), False)
         again = pc.fill_null(pc.or_(pc.is_in(code, value_set=pa.array(TRANSIENT_CODES)),
                                     pc.equal(outcome.column("status"), UNPROCESSED)), False)
-        now = pc.if_else(ok, DELETED, pc.if_else(gone, ALREADY_GONE, FAILED))
+        now = pc.if_else(ok, DELETED, pc.if_else(gone, ALREADY_GONE, pc.if_else(
+            again, TRANSIENT, FAILED)))
         at = pc.index_in(pa.array(range(n), pa.int64()), value_set=todo)
         taken = pc.is_valid(at)
         status = pc.if_else(taken, pc.take(now, at), status)
@@ -208,6 +240,13 @@ def settled(deleted: pa.Table) -> list[str]:
     """Keys Core no longer holds (deleted now or before): the state forgets them."""
     done = pc.is_in(deleted.column("status"), value_set=pa.array([DELETED, ALREADY_GONE]))
     return deleted.column("key").filter(done).to_pylist()
+
+
+def pending(deleted: pa.Table) -> list[str]:
+    """Keys still in Core (deferred, refused, or left by a lock): marked ``DELETING`` in the
+    state, so they no longer count towards tomorrow's share, and tried again."""
+    return deleted.column("key").filter(pc.invert(pc.is_in(
+        deleted.column("status"), value_set=pa.array([DELETED, ALREADY_GONE])))).to_pylist()
 
 
 def counts(deleted: pa.Table) -> dict[str, int]:
