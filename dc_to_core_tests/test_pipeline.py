@@ -480,12 +480,13 @@ def test_a_field_the_org_rewrites_is_reported_by_field_not_resent_nightly(make_s
                           project.materialization(result)["rows_sent"]))
     (first, sent1), (second, sent2), (third, sent3) = drift
     assert first["differ_right_after_load"] == 40 and first["marked_for_resend"] == 0
-    assert first["rewritten_by_org"] == ["Name"] and "compare: false" in first["what_to_do"]
-    assert first["drifted_by_field"] == {"Name": 40}
+    assert first["rewritten_by_org"] == {"Name": 40} and "compare: false" in first["what_to_do"]
+    assert first["drifted_by_field"] == {"Name": 0} and first["rows_drifted"] == 0
     assert (sent1, sent2) == (40, 0)  # not resent: the org would rewrite it again
-    assert second["marked_for_resend"] == 0 and second["rewritten_by_org"] == ["Name"]
-    assert third["drifted_by_field"] == {"Industry": 1, "Name": 40}
-    assert third["marked_for_resend"] == 1 and sent3 == 0  # a real edit: healed next night
+    assert second["marked_for_resend"] == 0 and second["rows_rewritten_by_org"] == 40
+    # the edited record holds something else than the org wrote: it drifted, the rest not
+    assert third["rows_drifted"] == third["marked_for_resend"] == 1 and sent3 == 0
+    assert third["drifted_by_field"] == {"Industry": 1, "Name": 1}
 
 
 def test_a_field_with_compare_false_is_left_out_of_fields_match(make_server, tmp_path):

@@ -11,7 +11,6 @@ that follow meet the seeded org.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +28,10 @@ def change_a_day(org: BenchOrg, data_dir: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(data_dir / "datacloud.db", timeout=60)) as dc:
         cols = [r[1] for r in dc.execute(f"PRAGMA table_info({table})")]
         names = ", ".join(f'"{c}"' for c in cols)
-        copied = ", ".join("'OPP-NEW-' || \"ExternalId__c\"" if c == "ExternalId__c" else f'"{c}"'
-                           for c in cols)
+        copied = ", ".join('"ExternalId__c" || \'-new\'' if c == "ExternalId__c" else f'"{c}"'
+                           for c in cols)  # next to its original: spread over the partitions
+        edited = [r[0] for r in dc.execute(f'SELECT "ExternalId__c" FROM {table} WHERE rowid % '
+                                           f"{EDITED_IN_CORE} = 19")]  # none updated, removed
         with dc:
             updated = dc.execute(f"UPDATE {table} SET \"Name__c\" = \"Name__c\" || ' (v2)', "
                                  "\"LastModifiedDate__c\" = strftime('%Y-%m-%dT%H:%M:%SZ') "
@@ -38,8 +39,6 @@ def change_a_day(org: BenchOrg, data_dir: Path) -> dict[str, int]:
             added = dc.execute(f"INSERT INTO {table} ({names}) SELECT {copied} FROM {table} "
                                f"WHERE rowid % {ADDED} = 11").rowcount
             removed = dc.execute(f"DELETE FROM {table} WHERE rowid % {REMOVED} = 3").rowcount
-        edited = [r[0] for r in dc.execute(f'SELECT "ExternalId__c" FROM {table} WHERE rowid % '
-                                           f"{EDITED_IN_CORE} = 19 AND rowid % {UPDATED} <> 7")]
         total = dc.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     outcome = org.bulk().upsert("Opportunity", "External_Id__c", pa.table({
         "External_Id__c": edited, "Name": ["edited in Core"] * len(edited)}))
@@ -49,15 +48,19 @@ def change_a_day(org: BenchOrg, data_dir: Path) -> dict[str, int]:
 
 @contextlib.contextmanager
 def preserved(data_dir: Path) -> Iterator[None]:
-    """Restore the seeded Data Cloud file after the block (the emulator must be stopped)."""
+    """Restore the seeded Data Cloud file after the block, through SQLite's backup API (safe
+    with readers open on it)."""
     db = data_dir / "datacloud.db"
     keep = data_dir / "datacloud.db.before-incremental"
-    with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(
-            sqlite3.connect(keep)) as dst:
-        src.backup(dst)
+    _copy(db, keep)
     try:
         yield
     finally:
-        for suffix in ("-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        shutil.move(keep, db)
+        _copy(keep, db)
+        keep.unlink(missing_ok=True)
+
+
+def _copy(source: Path, target: Path) -> None:
+    with contextlib.closing(sqlite3.connect(source, timeout=60)) as src, contextlib.closing(
+            sqlite3.connect(target, timeout=60)) as dst:
+        src.backup(dst)

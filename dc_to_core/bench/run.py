@@ -114,9 +114,16 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     if name == INCREMENTAL:  # not measured: the first night, then a day of changes
         from .incremental import change_a_day
 
-        _dc_to_core(org, Path(work), cfg)
-        org.wait_until_idle()
-        day = change_a_day(org, Path(seeded_dir))
+        try:
+            _dc_to_core(org, Path(work), cfg)
+            org.wait_until_idle()
+            day = change_a_day(org, Path(seeded_dir))
+        except Exception as exc:  # said, never a bench that waits for ever
+            queue.put({"extra": {}, "error": f"before the measured night: "
+                       f"{type(exc).__name__}: {exc}", "wall_s": 0.0, "cpu_s": 0.0,
+                       "peak_rss_mb": 0.0, "org_busy_s": 0.0, "opportunities_after": 0,
+                       "delta": OrgSnapshot(0, 0, 0, 0, 0, 0).__dict__})
+            return
     earlier = resource.getrusage(resource.RUSAGE_CHILDREN)  # the first night's run workers
     before = org.snapshot()
     wall, cpu = time.perf_counter(), time.process_time()

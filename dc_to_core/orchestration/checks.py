@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.datacloud_arrow import combine
+from ..sync.changes import row_hashes
 from ..sync.deletes import DEFERRED
 from ..sync.keys import SettledRange, as_array, folded, settle_core_range
 from ..sync.outcome import SAMPLE_ROWS, run_extract
@@ -176,31 +177,38 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         return settled_reads.get(context.run.run_id, ("settled", r.key), read)
 
     def drift(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
-              cmp: FieldsComparison) -> dict:
-        """Mark the rows that drifted in Core for the next run, but not the rows this run has
-        just loaded (they already differ: the org rewrote them — a trigger, a flow,
-        rounding — and sending them again would not change that), nor rows that differ only
-        in fields the org is known to rewrite; report both by field."""
+              cmp: FieldsComparison, core: pa.Table, like: pa.Schema) -> dict:
+        """Mark the rows that drifted in Core for the next run. Not the rows this run has
+        just loaded: they already differ, so the org rewrote them (a trigger, a flow,
+        rounding) and sending them again would not change that; what Core holds for them is
+        recorded instead, and on a later night such a row has drifted only if Core holds
+        something else by then. Report both, by field."""
         state = SyncState(ledger)
         started = run_started(context)
-        fresh = state.recorded_since(spec.name, _folded(cmp.differing, spec), started)
-        by_field = {f: _folded(keys, spec) for f, keys in cmp.by_field.items()}
-        rewritten_now = {f: n for f, keys in by_field.items()
-                         if (n := len(set(keys) & fresh))}
-        rewritten = state.rewritten_fields(spec.name, rewritten_now)
-        healable = {k for f, keys in by_field.items() if f not in rewritten for k in keys}
-        marked = state.mark_retry(spec.name, sorted(healable - fresh), started, DRIFTED)
-        meta: dict = {"rows_drifted": len(cmp.differing), "marked_for_resend": marked,
+        keys = _folded(cmp.differing, spec)
+        fresh = state.recorded_since(spec.name, keys, started)
+        held = core.filter(pc.is_in(folded(core.column(spec.target_key), spec.folds_key),
+                                    value_set=pa.array(keys, pa.string())))
+        now = dict(zip(folded(held.column(spec.target_key), spec.folds_key).to_pylist(),
+                       row_hashes(spec, held, like, fields).to_pylist(), strict=True))
+        state.set_core_hashes(spec.name, {k: now[k] for k in fresh if k in now})
+        rewritten = {k for k, h in state.core_hashes(spec.name, sorted(set(keys) - fresh)
+                                                     ).items() if now.get(k) == h} | fresh
+        marked = state.mark_retry(spec.name, sorted(set(keys) - rewritten), started, DRIFTED)
+        by_field = {f: _folded(ks, spec) for f, ks in sorted(cmp.by_field.items())}
+        org = {f: n for f, ks in by_field.items() if (n := len(set(ks) & rewritten))}
+        meta: dict = {"rows_drifted": len(keys) - len(rewritten), "marked_for_resend": marked,
                       "differ_right_after_load": len(fresh),
+                      "rows_rewritten_by_org": len(rewritten),
                       "drifted_by_field": dg.MetadataValue.json(
-                          {f: len(keys) for f, keys in sorted(by_field.items())})}
-        if rewritten & set(by_field):
-            meta["rewritten_by_org"] = dg.MetadataValue.json(sorted(rewritten & set(by_field)))
+                          {f: len(ks) - org.get(f, 0) for f, ks in by_field.items()})}
+        if org:
+            meta["rewritten_by_org"] = dg.MetadataValue.json(org)
             meta["what_to_do"] = (
-                f"the org rewrites {', '.join(sorted(rewritten & set(by_field)))} when "
-                "dc_to_core saves it (rows differ right after their load): rows differing "
-                "only there are not sent again; set compare: false on the field in the "
-                "sync's defs.yaml to leave it out of this check")
+                f"the org rewrites {', '.join(org)} when dc_to_core saves a row (it differs "
+                "right after its load): such rows are not sent again while Core keeps what "
+                "it wrote; set compare: false on the field in the sync's defs.yaml to leave "
+                "it out of this check")
         return meta
 
     @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
@@ -284,7 +292,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         if cmp.mismatches:
             meta["mismatch_sample"] = _sample(cmp.mismatches, ["key", "field", "datacloud",
                                                                "core"])
-            meta |= drift(context, ledger, cmp)
+            meta |= drift(context, ledger, cmp, rows, ready.schema)
         return dg.AssetCheckResult(passed=cmp.passed, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 

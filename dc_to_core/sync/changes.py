@@ -42,11 +42,13 @@ REFUSED_CODES = (
     "FIELD_CUSTOM_VALIDATION_EXCEPTION")
 
 
-def row_hashes(spec: SyncSpec, ready: pa.Table, like: pa.Schema | None = None) -> pa.Array:
+def row_hashes(spec: SyncSpec, ready: pa.Table, like: pa.Schema | None = None,
+               names: list[str] | None = None) -> pa.Array:
     """A stable 64-bit hash per row of the values a sync writes (every target column but the
-    key), in canonical form: the same row hashes the same from any run, and Core's text read
-    back (``like``: the prepared rows' schema, for the types) hashes as the row it holds."""
-    names = spec.target_columns[1:]
+    key, or ``names``), in canonical form: the same row hashes the same from any run, and
+    Core's text read back (``like``: the prepared rows' schema, for the types) hashes as the
+    row it holds."""
+    names = spec.target_columns[1:] if names is None else names
     types = like or ready.schema
     text = [pc.fill_null(text_of(canonical(ready.column(c).combine_chunks(),
                                            types.field(c).type)), "\u2205")

@@ -42,16 +42,11 @@ STATE = sa.Table(
     sa.Column("status", sa.String(8), nullable=False),
     sa.Column("error_code", sa.String(64)),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # what Core held right after a load when it differed from what was sent (the org's own
+    # rewrite): while Core still holds exactly that, the row has not drifted
+    sa.Column("core_hash", sa.BigInteger),
     sqlite_with_rowid=False,  # a range is read off the primary key alone: 4x faster
 )
-REWRITTEN = sa.Table(  # fields the org rewrites on save: rows differing there are not resent
-    "dc_to_core_rewritten_fields", _META,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("field", sa.String(255), primary_key=True),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("seen_at", sa.String(32), nullable=False),
-)
-REWRITTEN_FOR = dt.timedelta(days=7)
 SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", pa.int64()),
                     ("status", pa.string()), ("error_code", pa.string())])
 KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
@@ -73,6 +68,7 @@ class SyncState:
             for attempt in range(3):
                 try:
                     _META.create_all(engine)
+                    _add_missing_columns(engine)
                     break
                 except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
                     if attempt == 2:  # two workers creating it at once on PostgreSQL
@@ -109,11 +105,11 @@ class SyncState:
             set_={"sf_id": sa.func.coalesce(insert.excluded.sf_id, STATE.c.sf_id),
                   "row_hash": insert.excluded.row_hash, "mapping": insert.excluded.mapping,
                   "status": insert.excluded.status, "error_code": insert.excluded.error_code,
-                  "updated_at": insert.excluded.updated_at})
+                  "updated_at": insert.excluded.updated_at, "core_hash": sa.null()})
         rows = rows.take(pc.sort_indices(rows, [("key", "ascending")]))  # one lock order
         n = rows.num_rows
         given = {"sync": [sync] * n, "mapping": [mapping] * n, "updated_at": [now] * n,
-                 **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
+                 "core_hash": [None] * n, **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
         names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
         values = list(zip(*(given[c] for c in names), strict=True))
         with engine.begin() as conn:
@@ -164,23 +160,22 @@ class SyncState:
                     STATE.c.updated_at >= since)))
         return out
 
-    def rewritten_fields(self, sync: str, seen: dict[str, int] | None = None) -> set[str]:
-        """The fields of ``sync`` found rewritten by the org (rows differing right after a
-        load) within ``REWRITTEN_FOR``, after noting ``seen`` ({field: rows} found so by this
-        check). Past that, its drifted rows are sent again once, which shows whether the org
-        still rewrites it."""
-        engine = self.engine()
-        with engine.begin() as conn:
-            for name, rows in sorted((seen or {}).items()):
-                values = {"sync": sync, "field": name, "rows": rows, "seen_at": stamp()}
-                insert = (postgresql.insert if engine.dialect.name == "postgresql" else
-                          sqlite.insert)(REWRITTEN).values(**values)
-                conn.execute(insert.on_conflict_do_update(
-                    index_elements=[REWRITTEN.c.sync, REWRITTEN.c.field],
-                    set_={"rows": rows, "seen_at": values["seen_at"]}))
-            since = stamp(dt.datetime.now(dt.UTC) - REWRITTEN_FOR)
-            return {f for (f,) in conn.execute(sa.select(REWRITTEN.c.field).where(
-                REWRITTEN.c.sync == sync, REWRITTEN.c.seen_at >= since))}
+    def core_hashes(self, sync: str, keys: list[str]) -> dict[str, int]:
+        """{key: core_hash} of the given keys that have one."""
+        out: dict[str, int] = {}
+        with self.engine().connect() as conn:
+            for i in range(0, len(keys), 500):
+                out.update(conn.execute(sa.select(STATE.c.key, STATE.c.core_hash).where(
+                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
+                    STATE.c.core_hash.is_not(None))).all())
+        return out
+
+    def set_core_hashes(self, sync: str, hashes: dict[str, int]) -> None:
+        """Record what Core holds for rows the org rewrote right after their load."""
+        with self.engine().begin() as conn:
+            for key, value in sorted(hashes.items()):
+                conn.execute(STATE.update().where(STATE.c.sync == sync, STATE.c.key == key)
+                             .values(core_hash=value))
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
         """{key: Salesforce Id} of the given recorded keys that have one."""
@@ -196,6 +191,16 @@ class SyncState:
         with self.engine().connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(STATE).where(
                 STATE.c.sync == sync)).scalar_one())
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """A state table created by an earlier version gains the columns added since."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(STATE.name)}
+    with engine.begin() as conn:
+        for column in STATE.columns:
+            if column.name not in have:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {STATE.name} ADD COLUMN {column.name} {kind}")
 
 
 def stamp(at: dt.datetime | None = None) -> str:
