@@ -117,7 +117,7 @@ def test_a_second_run_sends_only_rows_whose_error_can_heal(project):
     assert checks["counts_reconcile"] and checks["fields_match"]
     assert checks["no_duplicate_external_ids"]
     core = project.live["core"]
-    assert core.count("SELECT COUNT() FROM Opportunity") == first["rows_loaded"]
+    assert core.count("SELECT COUNT() FROM Opportunity") == third["rows_loaded"]
 
 
 def check_metadata(result: dg.ExecuteInProcessResult, name: str) -> tuple[bool, dict]:

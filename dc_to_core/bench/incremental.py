@@ -36,9 +36,9 @@ def change_a_day(org: BenchOrg, data_dir: Path) -> dict[str, int]:
             updated = dc.execute(f"UPDATE {table} SET \"Name__c\" = \"Name__c\" || ' (v2)', "
                                  "\"LastModifiedDate__c\" = strftime('%Y-%m-%dT%H:%M:%SZ') "
                                  f"WHERE rowid % {UPDATED} = 7").rowcount
+            removed = dc.execute(f"DELETE FROM {table} WHERE rowid % {REMOVED} = 3").rowcount
             added = dc.execute(f"INSERT INTO {table} ({names}) SELECT {copied} FROM {table} "
                                f"WHERE rowid % {ADDED} = 11").rowcount
-            removed = dc.execute(f"DELETE FROM {table} WHERE rowid % {REMOVED} = 3").rowcount
         total = dc.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     outcome = org.bulk().upsert("Opportunity", "External_Id__c", pa.table({
         "External_Id__c": edited, "Name": ["edited in Core"] * len(edited)}))

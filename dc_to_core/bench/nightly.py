@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,12 +35,15 @@ if TYPE_CHECKING:  # the run workers import this module: not the emulator behind
     from .org import BenchOrg
 
 
-def environment(org: BenchOrg, work: Path) -> dict[str, str]:
-    """The DC_TO_CORE_* settings of a pipeline pointed at ``org``."""
+def environment(org: BenchOrg, work: Path, tick: dt.datetime | None = None
+                ) -> dict[str, str]:
+    """The DC_TO_CORE_* settings of a pipeline pointed at ``org``, its night at 02:00 or at
+    ``tick``'s hour and minute."""
+    cron = f"{tick.minute} {tick.hour} * * *" if tick else "0 2 * * *"
     return {"DC_TO_CORE_LOGIN_URL": org.url, "DC_TO_CORE_CA_BUNDLE": str(org.ca_file),
             "DC_TO_CORE_STATE_DIR": str(work / "state"),
             "DC_TO_CORE_TIME_SCALE": str(org.time_scale),
-            "DC_TO_CORE_NIGHTLY_CRON": "0 2 * * *", "DC_TO_CORE_TIMEZONE": "UTC",
+            "DC_TO_CORE_NIGHTLY_CRON": cron, "DC_TO_CORE_TIMEZONE": "UTC",
             "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
 
 
@@ -60,16 +64,23 @@ def max_concurrent_runs() -> int:
     return int(config["concurrency"]["runs"]["max_concurrent_runs"])
 
 
+def next_tick() -> dt.datetime:
+    """The next minute, once it has passed: the tick of a next night on an instance that
+    has loaded one (its records are in real time, so the tick must be behind them)."""
+    tick = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    time.sleep(max(0.0, (tick - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+    return tick
+
+
 def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None,
-              days_later: int = 0) -> list[dict]:
-    """Evaluate the automation conditions from before the night's tick on, executing what
-    they request, until they request nothing more. ``days_later``: the tick that many days
-    after the last one (a next night, on an instance that has loaded one)."""
+              tick: dt.datetime | None = None) -> list[dict]:
+    """Evaluate the automation conditions from before the night's tick on (the last 02:00,
+    or ``tick``, which ``environment`` made the cron's), executing what they request, until
+    they request nothing more."""
     max_runs = max_runs or max_concurrent_runs()
-    night = dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    night = tick or dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
     if night > dt.datetime.now(dt.UTC):  # the last tick of the cron ``environment`` sets
         night -= dt.timedelta(days=1)
-    night += dt.timedelta(days=days_later)
     jobs = {asset_key(s): job_name(s) for s in load_syncs().ordered()}
     at, cursor, results = night - dt.timedelta(minutes=1), None, []
     while True:
@@ -138,8 +149,9 @@ def local_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def definitions(org: BenchOrg, work: Path, plans: Path) -> dg.Definitions:
+def definitions(org: BenchOrg, work: Path, plans: Path, tick: dt.datetime | None = None
+                ) -> dg.Definitions:
     """The definitions (and, for the run workers, the settings) of the benchmarked pipeline."""
     _SETTINGS.clear()
-    _SETTINGS.update({**environment(org, work), "DC_TO_CORE_PLANS": str(plans)})
+    _SETTINGS.update({**environment(org, work, tick), "DC_TO_CORE_PLANS": str(plans)})
     return build_definitions(plans_dir=plans, resources=resources_from_env(_SETTINGS))

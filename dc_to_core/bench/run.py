@@ -8,6 +8,7 @@ pre-loaded. The org's profile is fixed before anything is measured.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import multiprocessing as mp
 import os
 import resource
@@ -41,13 +42,13 @@ class BenchConfig:
     work: Path | None = None
 
 
-def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path
-            ) -> dict:
+def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path,
+            tick: dt.datetime | None = None) -> dict:
     """The client side of one strategy (runs in the child process)."""
     from . import strategies
 
     if name in ("dc_to_core", INCREMENTAL):  # the incremental one: its second night
-        return _dc_to_core(org, work, cfg, night=int(name == INCREMENTAL))
+        return _dc_to_core(org, work, cfg, tick)
     if name in ("ceiling", "plain script"):  # every row in memory, as their clients hold them
         source = seeded.read(OPPORTUNITIES_DMO, strategies.SOURCE_COLUMNS)
         run = strategies.ceiling if name == "ceiling" else strategies.plain_script
@@ -64,18 +65,19 @@ COUNTED = ("rows_sent", "rows_unchanged", "rows_created", "rows_updated", "rows_
            "rows_drifted", "rows_deleted", "rows_adopted")
 
 
-def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, night: int = 0) -> dict:
-    """One night of the pipeline (``night`` 0: the first, planning the partitions; 1: the
-    next night on the same instance and sync state)."""
+def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime | None = None
+                ) -> dict:
+    """One night of the pipeline: the first (planning the partitions), or with ``tick`` a
+    next night on the same instance and sync state."""
     from . import nightly
 
     started = time.process_time()
-    os.environ.update(nightly.environment(org, work))
-    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition) if night == 0 else (
+    os.environ.update(nightly.environment(org, work, tick))
+    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition) if tick is None else (
         work / "plans")
-    defs = nightly.definitions(org, work, plans)
+    defs = nightly.definitions(org, work, plans, tick)
     with nightly.local_instance(work / "dagster_home") as instance:
-        runs = nightly.run_night(defs, instance, days_later=night)
+        runs = nightly.run_night(defs, instance, tick=tick)
     totals: dict = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
                     "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0,
                     **dict.fromkeys(COUNTED, 0), "state_cpu_s_max_per_partition": 0.0}
@@ -111,13 +113,25 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     org = BenchOrg(emulator)
     seeded = SeededOrg(Path(seeded_dir))
     day: dict = {}
+    first_night: dict = {}
+    tick = None
     if name == INCREMENTAL:  # not measured: the first night, then a day of changes
         from .incremental import change_a_day
+        from .nightly import next_tick
 
         try:
-            _dc_to_core(org, Path(work), cfg)
+            start, cpu0 = org.snapshot(), _cpu()
+            first = _dc_to_core(org, Path(work), cfg)
             org.wait_until_idle()
+            end = org.snapshot()
+            first_night = {  # for ratios within this one run
+                "emulated_s": round(max(end.last_job_end_s, start.emulated_s)
+                                    - start.emulated_s, 1),
+                "bulk_batches": end.bulk_batches - start.bulk_batches,
+                "api_requests": end.api_requests - start.api_requests,
+                "client_cpu_s": round(_cpu() - cpu0, 2), "rows_sent": first["rows_sent"]}
             day = change_a_day(org, Path(seeded_dir))
+            tick = next_tick()
         except Exception as exc:  # said, never a bench that waits for ever
             queue.put({"extra": {}, "error": f"before the measured night: "
                        f"{type(exc).__name__}: {exc}", "wall_s": 0.0, "cpu_s": 0.0,
@@ -128,7 +142,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     before = org.snapshot()
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        extra = _client(name, org, seeded, cfg, Path(work))
+        extra = _client(name, org, seeded, cfg, Path(work), tick)
         org.wait_until_idle()
         error = None
     except Exception as exc:  # reported, not hidden: the row counts show the damage
@@ -138,10 +152,10 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
     cpu += (children.ru_utime + children.ru_stime) - (earlier.ru_utime + earlier.ru_stime)
     if day:
-        extra["day_of_changes"] = day
+        extra["day_of_changes"], extra["first_night"] = day, first_night
         extra["rows"] = day["rows_after"]
         try:  # the night after: the rows the checks found edited in Core are sent back
-            third = _dc_to_core(org, Path(work), cfg, night=2)
+            third = _dc_to_core(org, Path(work), cfg, next_tick())
             extra["next_night"] = {k: third[k] for k in (
                 "rows_sent", "rows_drifted", "failed_error_checks", "failed_runs")}
         except Exception as exc:
@@ -152,6 +166,12 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
                # org time from the start until the org finished its last job
                "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
                "delta": (after - before).__dict__, "opportunities_after": after.opportunities})
+
+
+def _cpu() -> float:
+    """CPU of this process and of its ended children (the run workers) so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,

@@ -71,7 +71,7 @@ def test_dg_lists_and_checks_the_project(tmp_path):
     ("  target: Opportunity", "  targt: Opportunity", "opportunity/defs.yaml:7",
      "attributes.targt"),
     ("CloseDate: {source: CloseDate__c, type: date}",
-     "CloseDate: {source: CloseDate__c, type: calendar}", "opportunity/defs.yaml:15",
+     "CloseDate: {source: CloseDate__c, type: calendar}", "opportunity/defs.yaml:17",
      "attributes.fields.CloseDate.type: sync 'Opportunity', field 'CloseDate': type 'calendar'"
      " is not one of"),
     ("parent: {sync: Account,", "parent: {sync: Acount,", "opportunity/defs.yaml:9",
