@@ -426,16 +426,30 @@ def test_an_org_that_already_holds_the_data_is_adopted_not_reloaded(make_server,
                                            "LIMIT 4")]
         core.execute("UPDATE Opportunity SET Name = 'edited in Core' WHERE External_Id__c = ?",
                      (keys[0],))
+        # and records someone else created there: one without an external id, one whose key
+        # Data Cloud does not have (mirrored deletes: recorded, so the next night sees it gone)
+        OrgClient(server).run_job("Opportunity", csv_text(
+            ["External_Id__c", "Name", "StageName", "CloseDate"],
+            [["", "no key", "Prospecting", "2026-01-01"],
+             ["OPP-000000000-ONLY-IN-CORE", "stray", "Prospecting", "2026-01-01"]]),
+            operation="insert", ext=None)
         dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Amount__c" = 1234.5 WHERE '
                    '"ExternalId__c" = ?', (keys[1],))
         before = ingest_jobs(server)
         runs = [project.run("Opportunity", p, instance)
                 for p in project.partitions("Opportunity")]
         metas = [m for _, m in outcomes(project, runs)]
-        assert all(all(project.checks(r).values()) for r in runs)
-    assert sent_keys(server, ingest_jobs(server) - before) == sorted(keys[:2])
-    assert sum(m["rows_adopted"] for m in metas) == 600 - 2
-    assert sum(m["rows_unchanged"] for m in metas) == 600 - 2
+        failed = [(e.check_name, e.metadata["unexpected_in_core"].value) for r in runs
+                  for e in r.get_asset_check_evaluations() if not e.passed]
+        assert failed == [("counts_reconcile", 1)]  # the stray: Data Cloud lacks its key
+        assert sent_keys(server, ingest_jobs(server) - before) == sorted(keys[:2])
+        assert sum(m["rows_adopted"] for m in metas) == 600 - 2 + 1  # and the stray record
+        assert sum(m["rows_unchanged"] for m in metas) == 600 - 2
+        runs = [project.run("Opportunity", p, instance)  # the next night deletes the stray
+                for p in project.partitions("Opportunity")]
+    assert sum(m["rows_deleted"] for _, m in outcomes(project, runs)) == 1
+    assert all(all(project.checks(r).values()) for r in runs)
+    assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 600 + 1
 
 
 def upper_casing_org(make_server, tmp_path):

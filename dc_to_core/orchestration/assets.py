@@ -40,8 +40,8 @@ from ..sync.deletes import (
     guard,
     merged,
 )
-from ..sync.deletes import pending as deletes_pending
 from ..sync.deletes import settled as deletes_settled
+from ..sync.deletes import under_way as deletes_under_way
 from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
 from ..sync.outcome import account, save_extract
@@ -288,25 +288,28 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             back = datacloud.keys_present(spec.source, spec.source_key, keys, spec.folds_key)
         keys = [k for k in keys if k not in back]  # since the changes step (a retry, days on)
 
-        def keep(rows: pa.Table) -> str:  # the run's file, this attempt's over an earlier one
-            earlier = settings.run_file(spec.name, context.partition_key, context.run_id,
-                                        "deleted")
-            return settings.write_quarantine(spec.name, context.partition_key, context.run_id,
+        state = SyncState(ledger)
+        earlier = settings.run_file(spec.name, context.partition_key, context.run_id, "deleted")
+
+        def keep(rows: pa.Table) -> str:  # on file, and in the state, before the job runs
+            path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
                                              merged(earlier, rows), kind="deleted")
+            state.mark_retry(spec.name, deletes_under_way(rows), status=DELETING)
+            return path
 
         with operator_errors(f"deleting from {spec.target} {context.partition_key}"):
             done = delete_gone(spec, bulk, keys, list(children), keep, settings.repass_rounds,
                                settings.wall(settings.repass_backoff_s))
-        path = keep(done.rows)
-        state = SyncState(ledger)
-        # what Core no longer holds leaves the state (a crash before this line finds those
-        # records gone next time, and forgets them then); the rest is marked as being deleted
-        state.forget(spec.name, deletes_settled(done.rows))
-        state.mark_retry(spec.name, deletes_pending(done.rows), status=DELETING)
+        final = merged(earlier, done.rows)  # an earlier attempt's deletes count as deleted
+        path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
+                                         final, kind="deleted")
+        # what Core no longer holds leaves the state (a crash before this line leaves them
+        # marked deleting: the next run finds them gone, and forgets them then)
+        state.forget(spec.name, deletes_settled(final))
         context.log.info(f"{len(keys)} keys gone from {spec.source}"
                          + (f" ({len(back)} back in it since the changes step)" if back else "")
                          + f": {len(done.jobs)} delete job(s); the rows in {path}")
-        return done.rows.replace_schema_metadata({STATS: json.dumps(
+        return final.replace_schema_metadata({STATS: json.dumps(
             {"jobs": done.jobs, "rounds": 0, "resumed": 0}), DELETED_PATH: path.encode()})
 
     @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),

@@ -119,6 +119,12 @@ def core_state(spec: SyncSpec, core: pa.Table, like: pa.Schema) -> pa.Table:
     """State rows (``sync.state.SCHEMA``, all ``loaded``) of what a read of Core holds (its
     ``Id``, key and target columns as text): how a run adopts an org that already holds the
     data, so its first night sends only what differs."""
+    keys = folded(core.column(spec.target_key), spec.folds_key)
+    counts = pc.value_counts(keys.drop_null())
+    twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    # a record without a key is nobody's; one Core holds twice (case variants of a key that
+    # ignores case) is not adopted: it is sent, and the checks report the duplicate
+    core = core.filter(pc.and_(pc.is_valid(keys), pc.invert(pc.is_in(keys, value_set=twice))))
     n = core.num_rows
     return state_rows(folded(core.column(spec.target_key), spec.folds_key),
                       as_array(core.column("Id")), row_hashes(spec, core, like),
@@ -133,11 +139,7 @@ def adopted(spec: SyncSpec, held: pa.Table, c: Changes, source: pa.Table, r: Key
     """What an adoption records (``held``: ``core_state`` of the range): the records that
     tonight's rows found unchanged, and — for a sync that mirrors deletes — the records of
     the range Data Cloud does not have, so the next run sees them gone and they go through
-    the delete guards. A key Core holds twice (case variants of a key that ignores case) is
-    not adopted: it is sent, and the checks report the duplicate."""
-    counts = pc.value_counts(held.column("key"))
-    twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    held = held.filter(pc.invert(pc.is_in(held.column("key"), value_set=twice)))
+    the delete guards."""
     same = pc.is_in(held.column("key"), value_set=folded(c.unchanged.column(spec.target_key),
                                                           spec.folds_key))
     if not spec.mirrors_deletes:

@@ -34,12 +34,12 @@ from ..salesforce.bulk_results import LOADED, UNPROCESSED
 from .keys import as_array, folded
 from .loading import TRANSIENT_CODES
 from .spec import SyncSpec
+from .state import DELETING  # on file before the job; in the state: under way or waiting
 
 ALLOW_TAG = "dc_to_core/allow_deletes"  # "true": this run may delete more than the share
 GONE_CODES = ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")  # not in Core any more
 DELETED, ALREADY_GONE, DEFERRED = "deleted", "already_gone", "deferred"
 FAILED, TRANSIENT = "failed", "transient"  # the org refused it; a lock or unprocessed row left
-DELETING = "deleting"  # on file before the job; in the state: a delete under way or waiting
 log = logging.getLogger("dc_to_core.sync.deletes")
 
 
@@ -181,7 +181,8 @@ def merged(earlier: pa.Table | None, now: pa.Table) -> pa.Table:
     taken = taken.set_column(taken.schema.get_field_index("status"), "status",
                              pa.array([DELETED] * taken.num_rows, pa.string()))
     rest = now.filter(pc.invert(pc.is_in(now.column("key"), value_set=taken.column("key"))))
-    return pa.concat_tables([taken.cast(now.schema), rest])
+    only = earlier.filter(pc.invert(pc.is_in(earlier.column("key"), value_set=now.column("key"))))
+    return pa.concat_tables([taken.cast(now.schema), rest, only.cast(now.schema)])
 
 
 def _with_children(bulk: BulkApi, ids: list[str], children: list[Child]) -> set[str]:
@@ -242,14 +243,7 @@ def settled(deleted: pa.Table) -> list[str]:
     return deleted.column("key").filter(done).to_pylist()
 
 
-def pending(deleted: pa.Table) -> list[str]:
-    """Keys still in Core (deferred, refused, or left by a lock): marked ``DELETING`` in the
-    state, so they no longer count towards tomorrow's share, and tried again."""
-    return deleted.column("key").filter(pc.invert(pc.is_in(
-        deleted.column("status"), value_set=pa.array([DELETED, ALREADY_GONE])))).to_pylist()
-
-
-def counts(deleted: pa.Table) -> dict[str, int]:
-    values = pc.value_counts(deleted.column("status"))
-    return dict(zip(values.field("values").to_pylist(), values.field("counts").to_pylist(),
-                    strict=True))
+def under_way(rows: pa.Table) -> list[str]:
+    """Keys of the records a delete is about to remove or waits for (``keep``'s rows)."""
+    return rows.column("key").filter(pc.is_in(
+        rows.column("status"), value_set=pa.array([DELETING, DEFERRED]))).to_pylist()

@@ -19,6 +19,7 @@ an unknown row, and still counts as a record Core holds (so its deletion is not 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +53,7 @@ SCHEMA = pa.schema([("key", pa.string()), ("sf_id", pa.string()), ("row_hash", p
 KNOWN = pa.schema([f for f in SCHEMA if f.name != "sf_id"])  # what a diff reads
 LOADED, REFUSED, RETRY = "loaded", "refused", "retry"
 DRIFTED = "drifted"  # like retry: the checks found it missing from Core or different there
+DELETING = "deleting"  # gone from the source; its delete waits or was refused (sync.deletes)
 STALE = "stale"  # read only: recorded under another mapping, so sent again (still in Core)
 WRITE_BATCH = 5_000
 
@@ -70,9 +72,11 @@ class SyncState:
                     _META.create_all(engine)
                     _add_missing_columns(engine)
                     break
-                except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                    if attempt == 2:  # two workers creating it at once on PostgreSQL
+                except (sa.exc.IntegrityError, sa.exc.ProgrammingError,
+                        sa.exc.OperationalError):
+                    if attempt == 2:  # two workers creating or widening it at once
                         raise
+                    time.sleep(0.2)
             engine._dc_to_core_state = True  # type: ignore[attr-defined]
         return engine
 
@@ -80,7 +84,8 @@ class SyncState:
         """The recorded rows of ``r`` (KNOWN: keys as the sync folds them, without the
         Salesforce Ids); a row recorded under another ``mapping`` has status ``stale``."""
         c = STATE.c
-        status = sa.case((c.mapping == mapping, c.status), else_=sa.literal(STALE))
+        status = sa.case((c.mapping == mapping, c.status), (c.status == DELETING, c.status),
+                         else_=sa.literal(STALE))
         query = sa.select(c.key, c.row_hash, status, c.error_code).where(c.sync == sync)
         if r.start is not None:
             query = query.where(c.key >= r.start)
@@ -150,14 +155,14 @@ class SyncState:
         return done
 
     def recorded_since(self, sync: str, keys: list[str], since: str) -> set[str]:
-        """Which of ``keys`` were recorded at or after ``since`` (a ``stamp``): loaded by the
-        run that started then."""
+        """Which of ``keys`` were recorded as loaded at or after ``since`` (a ``stamp``):
+        loaded by the run that started then."""
         out: set[str] = set()
         with self.engine().connect() as conn:
             for i in range(0, len(keys), 500):
                 out.update(k for (k,) in conn.execute(sa.select(STATE.c.key).where(
                     STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
-                    STATE.c.updated_at >= since)))
+                    STATE.c.updated_at >= since, STATE.c.status == LOADED)))
         return out
 
     def core_hashes(self, sync: str, keys: list[str]) -> dict[str, int]:
@@ -172,10 +177,13 @@ class SyncState:
 
     def set_core_hashes(self, sync: str, hashes: dict[str, int]) -> None:
         """Record what Core holds for rows the org rewrote right after their load."""
-        with self.engine().begin() as conn:
-            for key, value in sorted(hashes.items()):
-                conn.execute(STATE.update().where(STATE.c.sync == sync, STATE.c.key == key)
-                             .values(core_hash=value))
+        if not hashes:
+            return
+        update = STATE.update().where(STATE.c.sync == sa.bindparam("s"),
+                                      STATE.c.key == sa.bindparam("k")).values(
+            core_hash=sa.bindparam("h"))
+        with self.engine().begin() as conn:  # one statement, executed for every key
+            conn.execute(update, [{"s": sync, "k": k, "h": v} for k, v in sorted(hashes.items())])
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
         """{key: Salesforce Id} of the given recorded keys that have one."""
