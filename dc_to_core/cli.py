@@ -187,7 +187,8 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
               help="dc_to_core's partition size (plans are computed from Data Cloud).")
 @click.option("--only", multiple=True, help="Run only these strategies (repeatable): "
               "ceiling, dc_to_core, 'seed Test3', 'seed Test4', 'seed Test7', 'seed Test8', "
-              "'plain script'.")
+              "'plain script', 'dc_to_core incremental' (a first night, a day of changes, "
+              "the next night measured).")
 @click.option("--set", "settings", multiple=True,
               help="Override an org profile value for every strategy: KEY=VALUE.")
 @click.option("--busy-time-scale", default=1.0, show_default=True,
