@@ -334,12 +334,19 @@ def sent_keys(server, jobs: set[str]) -> list[str]:
 
 
 def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_path):
-    """Night 1 loads everything; night 2, with nothing changed, creates no Bulk job at all;
-    night 3 sends exactly the rows updated and added in Data Cloud (asserted by external id
-    from the org's own job records). A record edited and one deleted in Core fail the checks
-    of night 4, which mark them; night 5 sends exactly those two and every check passes."""
+    """Night 1 loads everything but a row the org refuses; night 2, with nothing changed,
+    creates no Bulk job at all; night 3 sends exactly the rows updated and added in Data
+    Cloud and the refused row once fixed there (asserted by external id from the org's own
+    job records), and deletes the row removed there. A record edited and one deleted in Core
+    fail the checks of night 4, which mark them; night 5 sends exactly those two and every
+    check passes."""
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=8, opportunities=900, seed=21))
+    columns = ["ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
+               "AccountExternalId__c", "LastModifiedDate__c"]
+    server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", columns, [
+        ["OPP-BAD-1", "x" * 200, "Prospecting", "2025-01-02", 5.0, "ACC-0000001",
+         "2025-01-01T00:00:00Z"]])  # Name is 120 characters at most: STRING_TOO_LONG
     project = make_project(server, tmp_path, partitions=2)
 
     failing: list[dict] = []
@@ -352,13 +359,15 @@ def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_
                 assert result.success, failure_messages(result)
                 failing.extend({"check": e.check_name, **{k: v.value for k, v in
                                                           e.metadata.items()}}
-                               for e in result.get_asset_check_evaluations() if not e.passed)
+                               for e in result.get_asset_check_evaluations()
+                               if not e.passed and e.check_name != "no_quarantined_rows")
                 out.append(project.materialization(result))
         return out
 
     with dg.instance_for_test() as instance:
         first = night(instance)
-        assert sum(m["rows_sent"] for m in first) == 908
+        assert sum(m["rows_sent"] for m in first) == 909
+        assert sum(m["rows_quarantined"] for m in first) == 1
         before = ingest_jobs(server)
         second = night(instance)
         assert ingest_jobs(server) == before  # not one job, not one batch
@@ -366,21 +375,34 @@ def test_incremental_nights_send_exactly_the_rows_that_changed(make_server, tmp_
         assert sum(m["rows_sent"] for m in second) == 0
         dc = server.org.storage.dc
         changed = [r[0] for r in dc.execute('SELECT "ExternalId__c" FROM '
-                                            '"Opportunity_Staging__dlm" ORDER BY 1 LIMIT 3')]
+                                            '"Opportunity_Staging__dlm" WHERE "ExternalId__c" '
+                                            "<> 'OPP-BAD-1' ORDER BY 1 LIMIT 4")]
+        changed, removed = changed[:3], changed[3]
         dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = "Name__c" || \' v2\' '
                    f'WHERE "ExternalId__c" IN ({",".join("?" * 3)})', changed)
+        dc.execute('UPDATE "Opportunity_Staging__dlm" SET "Name__c" = \'fixed\' WHERE '
+                   '"ExternalId__c" = \'OPP-BAD-1\'')
+        dc.execute('DELETE FROM "Opportunity_Staging__dlm" WHERE "ExternalId__c" = ?',
+                   (removed,))
         added = ["OPP-NEW-1", "opp-new-2"]
-        server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", [
-            "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
-            "AccountExternalId__c", "LastModifiedDate__c"], [
+        server.org.storage.insert_dc_rows("Opportunity_Staging__dlm", columns, [
             [k, "new", "Prospecting", "2025-01-02", 5.0, "ACC-0000001", "2025-01-01T00:00:00Z"]
             for k in added])
         third = night(instance)
-        assert sent_keys(server, ingest_jobs(server) - before) == sorted(changed + added)
-        assert sum(m["rows_sent"] for m in third) == 5
-        assert sum(m["rows_created"] for m in third) == 2
+        upserts = {j for j in ingest_jobs(server) - before if server.org.storage.core.execute(
+            "SELECT operation FROM ingest_job WHERE id = ?", (j,)).fetchone()[0] == "upsert"}
+        assert sent_keys(server, upserts) == sorted([*changed, *added, "OPP-BAD-1"])
+        assert sum(m["rows_sent"] for m in third) == 6
+        assert sum(m["rows_created"] for m in third) == 3  # the added and the fixed
         assert sum(m["rows_updated"] for m in third) == 3
-        assert sum(m["rows_unchanged"] for m in third) == 908 - 3
+        assert sum(m["rows_unchanged"] for m in third) == 908 - 3 - 1
+        assert sum(m.get("rows_deleted", 0) for m in third) == 1
+        assert sum(m["rows_quarantined"] for m in third) == 0
+        core_keys = {r[0] for r in server.org.storage.core.execute(
+            "SELECT External_Id__c FROM Opportunity")}
+        dc_keys = {r[0] for r in dc.execute('SELECT "ExternalId__c" FROM '
+                                            '"Opportunity_Staging__dlm"')}
+        assert core_keys == dc_keys  # Core equals the source
         names = project.live["bulk"].read_keys("Opportunity", ["External_Id__c", "Name"],
                                                "External_Id__c", changed)
         assert all(n.endswith(" v2") for n in names.column("Name").to_pylist())
