@@ -191,6 +191,9 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
               "the next night measured).")
 @click.option("--set", "settings", multiple=True,
               help="Override an org profile value for every strategy: KEY=VALUE.")
+@click.option("--next-night/--no-next-night", default=True, show_default=True,
+              help="After the incremental strategy's measured night, run the night after "
+              "too (it sends back the records the checks found edited in Core).")
 @click.option("--busy-time-scale", default=1.0, show_default=True,
               help="Clock of the strategies whose client never waits (ceiling, dc_to_core, "
               "plain script): on a faster clock each second of their client's work would "
@@ -200,6 +203,7 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Keep the org and the runs here (default: a temporary directory).")
 def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ...],
+          next_night: bool,
           settings: tuple[str, ...], busy_time_scale: float, out: Path, work: Path | None
           ) -> None:
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
@@ -214,7 +218,7 @@ def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ..
                                   rows_per_partition=rows_per_partition,
                                   strategies=only or tuple(ALL), overrides=settings,
                                   busy_time_scale=busy_time_scale or None, out=out,
-                                  work=work),
+                                  work=work, next_night=next_night),
                       echo=click.echo)
     click.echo(paths["markdown"].read_text())
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))

@@ -40,6 +40,7 @@ class BenchConfig:
     strategies: tuple[str, ...] = tuple(ALL)
     out: Path = Path("results")
     work: Path | None = None
+    next_night: bool = True             # the incremental strategy also runs the night after
 
 
 def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path,
@@ -154,6 +155,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     if day:
         extra["day_of_changes"], extra["first_night"] = day, first_night
         extra["rows"] = day["rows_after"]
+    if day and cfg.next_night:
         try:  # the night after: the rows the checks found edited in Core are sent back
             third = _dc_to_core(org, Path(work), cfg, next_tick())
             extra["next_night"] = {k: third[k] for k in (

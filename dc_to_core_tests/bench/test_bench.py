@@ -1,4 +1,4 @@
-"""``dc-to-core bench`` smoke test (100,000 rows): correctness only, never timings. Every
+"""``dc-to-core bench`` smoke test (50,000 rows): correctness only, never timings. Every
 strategy ran against the same org; dc_to_core accounted for every row; the seed replays ran."""
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from dc_to_core.bench.strategies import pages
 from dc_to_core.cli import main
 from dc_to_core.emulator import load_profile
 
+ROWS = 50_000  # the smoke's size: correctness only, in minutes
+
 
 @pytest.mark.bench
 def test_bench_smoke_accounts_for_every_row(tmp_path):
     out = tmp_path / "results"
-    result = CliRunner().invoke(main, ["bench", "--rows", "100000", "--rows-per-partition",
-                                       "50000", "--busy-time-scale", "0",  # quick: the
+    result = CliRunner().invoke(main, ["bench", "--rows", str(ROWS), "--rows-per-partition",
+                                       str(ROWS // 2), "--no-next-night",
+                                       "--busy-time-scale", "0",  # the
                                        "--out", str(out), "--work",  # profile's clock
                                        str(tmp_path / "work")])
     assert result.exit_code == 0, result.output
@@ -35,24 +38,24 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
     assert list(by_name) == ALL
     assert all("error" not in r["extra"] for r in by_name.values()), by_name
     ours = by_name["dc_to_core"]
-    assert ours["lost"] == 0 and ours["loaded"] + ours["quarantined"] == 100_000
+    assert ours["lost"] == 0 and ours["loaded"] + ours["quarantined"] == ROWS
     assert ours["extra"]["failed_runs"] == 0 and ours["extra"]["failed_error_checks"] == 0
     assert ours["extra"]["runs"] == 3  # Account: 1 partition (1,000 rows), Opportunity: 2
     assert by_name["ceiling"]["success_rate"] == 1.0
     for name in ("seed Test3", "seed Test4", "seed Test7", "seed Test8"):
         seed = by_name[name]
-        assert seed["loaded"] > 0 and seed["bulk_jobs"] >= 100_000 // 2000, seed
+        assert seed["loaded"] > 0 and seed["bulk_jobs"] >= ROWS // 2000, seed
         assert seed["bulk_batches"] >= seed["bulk_jobs"]  # one batch per job at least
     nightly = by_name["dc_to_core incremental"]  # the next night, after a day of changes
     day, night = nightly["extra"]["day_of_changes"], nightly["extra"]
-    assert nightly["rows"] == 100_000 + day["added"] - day["removed"]
+    assert nightly["rows"] == ROWS + day["added"] - day["removed"]
     assert nightly["lost"] == 0 and night["failed_runs"] == 0
-    assert day["updated"] == 1000 and day["removed"] == 200 and day["edited_in_core"] > 0
+    assert day["updated"] == ROWS // 100 and day["removed"] == ROWS // 500
+    assert day["edited_in_core"] > 0
     assert night["rows_deleted"] == day["removed"]  # mirrored, within the 5 % guard
     assert 0.9 * day["added"] <= night["rows_created"] <= day["added"]  # bad rows stay out
-    assert night["rows_sent"] < 100_000 // 10 and night["rows_unchanged"] > 90_000
-    assert night["next_night"]["rows_drifted"] == day["edited_in_core"]  # healed the night after
-    assert night["next_night"]["failed_error_checks"] == 0
+    assert night["rows_sent"] < ROWS // 10 and night["rows_unchanged"] > ROWS * 0.9
+    assert "next_night" not in night  # --no-next-night (test_pipeline heals Core edits)
     assert (out / "bench.png").stat().st_size > 10_000
     assert "| dc_to_core | 100.00 %" in (out / "bench.md").read_text()
 
