@@ -157,22 +157,21 @@ class SyncState:
     def recorded_since(self, sync: str, keys: list[str], since: str) -> set[str]:
         """Which of ``keys`` were recorded as loaded at or after ``since`` (a ``stamp``):
         loaded by the run that started then."""
-        out: set[str] = set()
-        with self.engine().connect() as conn:
-            for i in range(0, len(keys), 500):
-                out.update(k for (k,) in conn.execute(sa.select(STATE.c.key).where(
-                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
-                    STATE.c.updated_at >= since, STATE.c.status == LOADED)))
-        return out
+        return set(self._of_keys(sync, keys, STATE.c.status, STATE.c.updated_at >= since,
+                                 STATE.c.status == LOADED))
 
     def core_hashes(self, sync: str, keys: list[str]) -> dict[str, int]:
         """{key: core_hash} of the given keys that have one."""
-        out: dict[str, int] = {}
+        return self._of_keys(sync, keys, STATE.c.core_hash, STATE.c.core_hash.is_not(None))
+
+    def _of_keys(self, sync: str, keys: list[str], column: sa.Column,
+                 *where: sa.ColumnElement[bool]) -> dict:
+        """{key: ``column``} of the given keys whose rows meet ``where``, 500 keys a query."""
+        out: dict = {}
         with self.engine().connect() as conn:
             for i in range(0, len(keys), 500):
-                out.update(conn.execute(sa.select(STATE.c.key, STATE.c.core_hash).where(
-                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
-                    STATE.c.core_hash.is_not(None))).all())
+                out.update(conn.execute(sa.select(STATE.c.key, column).where(
+                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]), *where)).all())
         return out
 
     def set_core_hashes(self, sync: str, hashes: dict[str, int]) -> None:
@@ -187,13 +186,7 @@ class SyncState:
 
     def salesforce_ids(self, sync: str, keys: list[str]) -> dict[str, str]:
         """{key: Salesforce Id} of the given recorded keys that have one."""
-        out: dict[str, str] = {}
-        with self.engine().connect() as conn:
-            for i in range(0, len(keys), 500):
-                out.update(conn.execute(sa.select(STATE.c.key, STATE.c.sf_id).where(
-                    STATE.c.sync == sync, STATE.c.key.in_(keys[i:i + 500]),
-                    STATE.c.sf_id.is_not(None))).all())
-        return out
+        return self._of_keys(sync, keys, STATE.c.sf_id, STATE.c.sf_id.is_not(None))
 
     def keys(self, sync: str) -> int:
         with self.engine().connect() as conn:
