@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED as ROW_LOADED
 from ..salesforce.errors import ConfigurationError, SalesforceApiError
-from .keys import as_array, folded, in_range
+from .keys import as_array, folded, in_range, read_keys
 from .plan import KeyRange
 from .prepare import HASH, ROW
 from .reconcile import canonical, text_of
@@ -144,7 +144,7 @@ def adopted(spec: SyncSpec, held: pa.Table, c: Changes, source: pa.Table, r: Key
                                                           spec.folds_key))
     if not spec.mirrors_deletes:
         return held.filter(same)
-    read = folded(as_array(source.column(spec.source_key)).drop_null(), spec.folds_key)
+    read = read_keys(source.column(spec.source_key), spec.folds_key)
     orphan = pc.and_(pc.invert(pc.is_in(held.column("key"), value_set=read)),
                      in_range(held.column("key"), r, spec.folds_key))
     orphans = held.filter(orphan)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED, UNPROCESSED
-from .keys import as_array, folded
+from .keys import as_array, folded, read_keys
 from .loading import TRANSIENT_CODES
 from .spec import SyncSpec
 from .state import DELETING  # on file before the job; in the state: under way or waiting
@@ -52,7 +52,7 @@ def candidates(spec: SyncSpec, source: pa.Table, state: pa.Table) -> pa.Table:
     now) tonight's read does not hold."""
     if not spec.mirrors_deletes:
         return pa.table({"key": pa.array([], pa.string()), "status": pa.array([], pa.string())})
-    read = folded(as_array(source.column(spec.source_key)).drop_null(), spec.folds_key)
+    read = read_keys(source.column(spec.source_key), spec.folds_key)
     keys = folded(state.column("key"), spec.folds_key)
     gone = pc.invert(pc.is_in(keys, value_set=read))
     return pa.table({"key": keys.filter(gone),

@@ -32,6 +32,11 @@ def folded(keys: Keys, fold: bool) -> pa.Array:
     return pc.utf8_lower(arr) if fold else arr
 
 
+def read_keys(keys: Keys, fold: bool) -> pa.Array:
+    """The keys a read holds, as the sync compares them (folded when ``fold``; no nulls)."""
+    return folded(as_array(keys).drop_null(), fold)
+
+
 def in_range(keys: Keys, r: KeyRange, fold: bool) -> pa.Array:
     """Which keys belong to ``r`` by the rule Data Cloud reads use (NULL keys: the first)."""
     k = folded(keys, fold)
