@@ -128,6 +128,7 @@ class DataCloudQueries:
         self._kept: OrderedDict[str, ResultSet] = OrderedDict()
         self._batches: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
+        self.statements = 0  # SELECTs run (what a test asserts nothing was read)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -141,6 +142,8 @@ class DataCloudQueries:
             params: dict[str, object] | None = None) -> ResultSet:
         """Execute one SELECT; keep its rows for paging. SQL errors become 400s."""
         text = sql.strip().rstrip(";")
+        with self._lock:
+            self.statements += 1
         if not re.match(r"(?is)^\s*(select|with)\b", text):
             raise DcQueryError("Only SELECT statements are supported by the Query API")
         # SQLite reads an unknown "identifier" as a string literal; Data Cloud rejects it.

@@ -96,6 +96,9 @@ def plan_txn(conn: sqlite3.Connection, plan: HeaderPlan, block: RowBlock,
         if p not in txn.existing and block.insert_errors[p]:
             errors[p] = block.insert_errors[p]
             continue
+        if p in txn.existing and block.update_errors and block.update_errors[p]:
+            errors[p] = block.update_errors[p]
+            continue
         keys = [f"{obj.name}:{txn.existing[p]}"] if p in txn.existing else []
         for ref in plan.references.values():
             parent = txn.parent_ids[ref.field.name].get(p)

@@ -2,7 +2,8 @@
 
 It strips trailing slashes (Salesforce accepts both spellings), applies injected faults,
 requires a valid bearer token (a core token for ``/services/data`` and ``/__emulator__``, a Data
-Cloud token for the tenant ``/api`` routes) and counts API requests against the org's allocation.
+Cloud token for the tenant ``/api`` routes), counts API requests against the org's allocation
+and reports the usage in the ``Sforce-Limit-Info`` header.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Guard:
                 return await send_json(send, err.status, err.body_for(path))
         if fault is not None and fault.kind == "reset_after":
             send = _truncating(send)
+        if path.startswith("/services/data"):
+            send = _with_limit_info(send, self.org)
         await self.app(scope, receive, send)
 
     def _authorize(self, scope: Scope, kind: str, path: str) -> None:
@@ -115,6 +118,20 @@ class Guard:
             await send({"type": "http.response.body", "body": b"{", "more_body": True})
             raise InjectedReset("injected connection reset before the request was handled")
         return False
+
+
+def _with_limit_info(send: Send, org: Org) -> Send:
+    """A ``send`` that adds ``Sforce-Limit-Info: api-usage=<used>/<max>`` to the response, as
+    Salesforce does on REST (and Bulk API 2.0) responses."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            usage = f"api-usage={org.limits.used(API)}/{org.limits.max(API)}".encode()
+            message = dict(message, headers=[*message.get("headers", []),
+                                             (b"sforce-limit-info", usage)])
+        await send(message)
+
+    return wrapped
 
 
 def _truncating(send: Send) -> Send:

@@ -40,6 +40,15 @@ class CoreField:
     locks_parent: bool = False
     case_sensitive: bool = False  # text compares, sorts and is unique ignoring case unless set
     on_save: str | None = None    # "upper": a trigger upper-cases the value on every save
+    createable: bool = True       # false: a value sent on insert fails the row
+    updateable: bool = True       # false: a value sent on update fails the row
+    defaulted_on_create: bool = False  # the org fills it on insert (required is then optional)
+    id_lookup: bool | None = None  # usable to match records (default: an external id is)
+
+    @property
+    def matches_records(self) -> bool:
+        """idLookup in describe: an upsert key or a relationship may go through it."""
+        return self.external_id if self.id_lookup is None else self.id_lookup
 
     @property
     def folds_case(self) -> bool:
@@ -104,6 +113,10 @@ def _core_field(where: str, name: str, spec: dict) -> CoreField:
         raise SchemaError(f"{where}.{name}: a reference needs 'to' and 'relationship'")
     if spec.get("on_save") not in (None, "upper"):
         raise SchemaError(f"{where}.{name}: on_save {spec['on_save']!r} is not 'upper'")
+    for flag in ("createable", "updateable", "defaulted_on_create", "external_id", "required",
+                 "restricted", "case_sensitive", "locks_parent"):
+        if not isinstance(spec.get(flag, False), bool):
+            raise SchemaError(f"{where}.{name}: {flag} must be true or false")
     known = set(CoreField.__dataclass_fields__) - {"name"}
     unknown = set(spec) - known
     if unknown:

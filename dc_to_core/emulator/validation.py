@@ -102,6 +102,7 @@ class RowBlock:
     parents: dict[str, list[str]] = field(default_factory=dict)  # CSV column -> parent keys
     errors: list[str | None] = field(default_factory=list)
     insert_errors: list[str | None] = field(default_factory=list)
+    update_errors: list[str | None] = field(default_factory=list)
     insert_tuples: list[tuple] | None = None     # filled lazily by the DML layer
 
 
@@ -258,6 +259,7 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
     block = RowBlock(rows=rows, key_values=keys)
     errors: dict[int, str] = {}
     required_missing: dict[int, list[str]] = {}
+    read_only: dict[str, dict[int, list[str]]] = {"insert": {}, "update": {}}
     names = table.column_names
     for col, f in plan.fields.items():
         arr = part.column(col).combine_chunks()
@@ -267,6 +269,11 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
         block.values[f.name] = values
         for i, e in col_errors.items():
             errors.setdefault(i, e)
+        for when, allowed in (("insert", f.createable), ("update", f.updateable)):
+            if not allowed:
+                for i, v in enumerate(values):
+                    if v is not UNCHANGED:
+                        read_only[when].setdefault(i, []).append(f.name)
         if f.required:
             for i, v in enumerate(values):
                 if v is None:
@@ -276,7 +283,7 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
                 elif v is UNCHANGED:
                     required_missing.setdefault(i, []).append(f.name)
     absent = [f.name for f in plan.obj.fields.values()
-              if f.required and f not in plan.fields.values()]
+              if f.required and not f.defaulted_on_create and f not in plan.fields.values()]
     for col, ref in plan.references.items():
         block.parents[col] = part.column(col).to_pylist()
         if ref.field.required:
@@ -293,12 +300,19 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
     n = len(rows)
     block.errors = [errors.get(i) for i in range(n)]
     block.insert_errors = [None] * n
+    block.update_errors = [None] * n
     for i in range(n):
         missing = absent + required_missing.get(i, [])
         if missing:
             block.insert_errors[i] = sf_error(
                 "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                 missing)
+    for when, out in (("insert", block.insert_errors), ("update", block.update_errors)):
+        for i, names_ in read_only[when].items():
+            out[i] = out[i] or sf_error(
+                "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: "
+                f"{', '.join(names_)}. Please check the security settings of this field and "
+                "verify that it is read/write for your profile or permission set.", names_)
     return block
 
 

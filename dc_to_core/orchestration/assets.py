@@ -1,12 +1,13 @@
 """The op graph that materializes one partition of a sync, and the asset factory.
 
-extract (keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate,
-order by parent) → changes (against the sync state: only new, changed and retryable rows go
-on; keys gone from the source checked, ``sync.deletes``) → load (Bulk upserts, resumable via
-the ledger; pool ``bulk_api``) → repass (transient failures, regrouped by parent, after
-backoff; pool ``bulk_api_repass``) → [deletes, for ``deletes: mirror``] → finalize (every row
-loaded, unchanged or quarantined; the state written from the org's results; metadata; the
-extract kept for the checks of the run).
+extract (pre-flight: the sync checked against the org's describe, ``sync.preflight``; then
+keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate with the
+org's field constraints, order by parent) → changes (against the sync state: only new,
+changed and retryable rows go on; keys gone from the source checked, ``sync.deletes``) →
+load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
+failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → [deletes, for
+``deletes: mirror``] → finalize (every row loaded, unchanged or quarantined; the state
+written from the org's results; metadata; the extract kept for the checks of the run).
 Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
@@ -21,6 +22,7 @@ import dagster as dg
 import pyarrow as pa
 
 from ..salesforce.datacloud_arrow import combine
+from ..salesforce.describe import ObjectInfo
 from ..salesforce.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -46,12 +48,13 @@ from ..sync.ledger import Lease
 from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
 from ..sync.outcome import account, save_extract
 from ..sync.plan import PartitionPlan
+from ..sync.preflight import PreflightError, check, describe_objects
 from ..sync.prepare import fingerprint, prepare
 from ..sync.spec import SyncSpec
 from ..sync.state import SyncState
 from .io_manager import ArrowIOManager
 from .metadata import metadata
-from .resources import BulkApiResource, DataCloudResource, LedgerResource
+from .resources import BulkApiResource, DataCloudResource, LedgerResource, RestApiResource
 from .settings import PipelineSettings
 from .sources import source_key
 
@@ -64,6 +67,7 @@ FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
 DRIFTED_ROWS, STATE_CPU = b"dc_to_core.drifted", b"dc_to_core.state_cpu_s"
 DELETED_PATH = b"dc_to_core.deleted_path"
+DESCRIBE = b"dc_to_core.describe"  # the target's describe, read by the extract's pre-flight
 FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild the state
 
 
@@ -166,10 +170,13 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
            ins={"source": dg.In(dg.Nothing),
                 **({"after": dg.In(dg.Nothing)} if parent else {})},
-           description=f"Keyset-page {spec.source} for the partition's key range into Arrow.")
+           description=f"Check the sync against the org's describe of {spec.target}, then "
+                       f"keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource,
-                ledger: LedgerResource, settings: PipelineSettings) -> pa.Table:
+                core: RestApiResource, ledger: LedgerResource, settings: PipelineSettings
+                ) -> pa.Table:
         hold_partition(context, ledger, settings, spec)
+        org = preflight_check(context, core, datacloud)
         r = plan.range(context.partition_key)
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
@@ -177,13 +184,38 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                                 fold=spec.folds_key))
         table = combine(batches, spec.source_columns)
         context.log.info(f"extracted {table.num_rows} rows of {spec.source} {r.label}")
-        return table
+        return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                              DESCRIBE: org.to_json().encode()})
+
+    def preflight_check(context: dg.OpExecutionContext, core: RestApiResource,
+                        datacloud: DataCloudResource) -> ObjectInfo:
+        """The target's describe, after checking the sync against it (and its parent's) and
+        against the Data Cloud object's metadata."""
+        with operator_errors(f"describing {spec.target} for the pre-flight check"):
+            try:
+                org, parent_org = describe_objects(spec, parent.target if parent else None,
+                                                   core.describe_object)
+                columns = datacloud.columns(spec.source)
+                if columns is None:
+                    raise PreflightError(spec, [f"source {spec.source!r}: Data Cloud has no "
+                                                "such object (its metadata does not list it)"])
+                check(spec, org, parent_org, columns)
+            except PreflightError as exc:
+                raise dg.Failure(f"{exc}\nFix the sync file (or the org), then re-run.",
+                                 allow_retries=False) from None
+        context.log.info(f"pre-flight: {spec.name} matches {spec.target} in the org "
+                         f"({len(spec.fields) + 1} fields"
+                         + (f", relationship {spec.parent.relationship}" if spec.parent else "")
+                         + ")")
+        return org
 
     @dg.op(name=f"{name}_prepare", out={"ready": io, "rejected": io},
            description="Map and coerce fields, reject rows that cannot load, order by parent.")
     def prepare_op(context: dg.OpExecutionContext, source: pa.Table
                    ) -> tuple[pa.Table, pa.Table]:
-        p = prepare(spec, source, salt=context.partition_key)
+        described = (source.schema.metadata or {}).get(DESCRIBE)
+        p = prepare(spec, source, salt=context.partition_key,
+                    org=ObjectInfo.from_json(described) if described else None)
         ready = p.ready.replace_schema_metadata({FINGERPRINT: p.fingerprint.encode()})
         context.log.info(f"{ready.num_rows} rows ready, {p.rejected.num_rows} rejected before "
                          "upload")

@@ -8,6 +8,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Literal
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -160,6 +161,17 @@ class DataCloud(SalesforceApi):
             yield from head.select(keep).to_batches()
             yield from self.query(f"SELECT {select} FROM {table} WHERE {e} = "
                                   f"{sql_literal(last)}")
+
+    def columns(self, object_name: str) -> dict[str, str] | None:
+        """The object's columns and their Data Cloud types (``/api/v1/metadata``), or None
+        when Data Cloud does not know the object."""
+        c = self.client()
+        body = c.request("GET", f"/api/v1/metadata?entityName={quote(object_name, safe='')}",
+                         kind="dc").json()
+        for entity in body.get("metadata") or []:
+            if str(entity.get("name", "")).lower() == object_name.lower():
+                return {f["name"]: str(f.get("type", "")) for f in entity.get("fields") or []}
+        return None
 
     def keys_present(self, object_name: str, key: str, keys: list[str], fold: bool = False
                      ) -> set[str]:

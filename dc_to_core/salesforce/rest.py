@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
+from .describe import ObjectInfo
 from .sqltext import soql_identifier, soql_literal
 from .transport import SalesforceApi
 
@@ -92,3 +93,7 @@ class RestApi(SalesforceApi):
         c = self.client()
         return c.request("GET", c.data_path(f"sobjects/{soql_identifier(object_name)}/describe"
                                             )).json()
+
+    def describe_object(self, object_name: str) -> ObjectInfo:
+        """The object's describe, typed (``salesforce.describe``)."""
+        return ObjectInfo.from_describe(self.describe(object_name))

@@ -1,5 +1,6 @@
 """Prepare one partition for loading: map and coerce fields, reject what can be rejected before
-upload (missing or repeated external id, values that do not coerce), and order rows by parent
+upload (missing or repeated external id, values that do not coerce, values the org's field
+constraints refuse), and order rows by parent
 so the org's 10,000-row chunks hold whole parents (children of a parent in one chunk, and
 concurrent chunks on different parents).
 
@@ -23,8 +24,10 @@ import pyarrow.compute as pc
 
 from ..salesforce.bulk_csv import NA
 from ..salesforce.datacloud_arrow import UNPARSED, joined_text
+from ..salesforce.describe import ObjectInfo
 from .keys import folded
 from .spec import FieldMap, SyncSpec
+from .validate import org_rules
 
 ROW = "__source_row"   # position of the row in the extracted table
 RANK = "__parent_rank"
@@ -147,9 +150,12 @@ def _duplicate(spec: SyncSpec, spellings: list[str]) -> tuple[str, str]:
             "Data Cloud (or declare key.case_sensitive: true if the field is case-sensitive)")
 
 
-def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
+def prepare(spec: SyncSpec, source: pa.Table, salt: str = "", org: ObjectInfo | None = None
+            ) -> Prepared:
     """Map, coerce, pre-validate and order one extracted partition (``salt``, the partition,
-    shuffles the order of the parents)."""
+    shuffles the order of the parents). With ``org``, the target's describe, rows the org
+    would refuse for its field constraints are quarantined with the org's codes
+    (``sync.validate``)."""
     n = source.num_rows
     missing = [c for c in spec.source_columns if c not in source.column_names]
     if missing:
@@ -202,6 +208,9 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "") -> Prepared:
                                         "'#N/A', Bulk API's null marker: sent, it would "
                                         f"clear the {spec.target}'s parent instead of setting "
                                         "it; change the value in Data Cloud")
+    if org is not None:
+        for i, code, message in org_rules(spec, columns, org):
+            reasons[i] = reasons[i] or (code, message)
     columns[ROW] = pa.array(range(n), pa.int64())
     table = pa.table(columns)
     bad_rows = [i for i, r in enumerate(reasons) if r is not None]

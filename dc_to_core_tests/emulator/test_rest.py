@@ -78,3 +78,47 @@ def test_describe(org):
     assert fields["AccountId"]["referenceTo"] == ["Account"]
     assert fields["StageName"]["restrictedPicklist"] is True
     assert org.get(f"{V}/sobjects/Nope__c/describe").status_code == 404
+    shape = {"name", "type", "length", "precision", "scale", "nillable", "createable",
+             "updateable", "externalId", "idLookup", "defaultedOnCreate", "picklistValues",
+             "restrictedPicklist", "referenceTo", "relationshipName", "caseSensitive"}
+    assert all(shape <= set(f) for f in d["fields"])
+    assert fields["Id"]["idLookup"] and not fields["Id"]["createable"]
+    assert fields["Id"]["defaultedOnCreate"] and fields["External_Id__c"]["idLookup"]
+    assert fields["Name"]["nillable"] is False and fields["Amount"]["precision"] == 18
+    assert fields["AccountId"]["relationshipName"] == "Account"
+    account = org.get(f"{V}/sobjects/Account/describe").json()
+    assert {"childSObject": "Opportunity", "field": "AccountId", "relationshipName": None,
+            "cascadeDelete": True, "restrictedDelete": False} in account["childRelationships"]
+
+
+def test_rest_responses_carry_the_api_usage_header(org):
+    first = org.get(f"{V}/limits")
+    used, _, most = first.headers["sforce-limit-info"].removeprefix("api-usage=").partition("/")
+    assert int(most) == first.json()["DailyApiRequests"]["Max"]
+    second = org.get(f"{V}/limits")
+    assert second.headers["sforce-limit-info"] == f"api-usage={int(used) + 1}/{most}"
+
+
+def test_a_read_only_field_fails_the_rows_that_write_it(make_server, tmp_path):
+    schema = tmp_path / "org.yaml"
+    schema.write_text("""
+core:
+  Thing__c:
+    key_prefix: a01
+    fields:
+      External_Id__c: {type: string, length: 20, external_id: true}
+      Created_Only__c: {type: string, length: 20, updateable: false}
+      Formula__c: {type: string, length: 20, createable: false, updateable: false}
+""")
+    org = OrgClient(make_server(schema_path=schema))
+    info = org.run_job("Thing__c", csv_text(["External_Id__c", "Created_Only__c"],
+                                            [["T1", "a"], ["T2", "b"]]))
+    assert info["numberRecordsFailed"] == 0
+    again = org.run_job("Thing__c", csv_text(["External_Id__c", "Created_Only__c", "Formula__c"],
+                                             [["T1", "changed", ""], ["T3", "c", "x"]]))
+    failed = {r["External_Id__c"]: r["sf__Error"] for r in org.results(again["id"],
+                                                                      "failedResults")}
+    assert failed["T1"].startswith("INVALID_FIELD_FOR_INSERT_UPDATE:Unable to create/update "
+                                   "fields: Created_Only__c.")
+    assert failed["T3"].startswith("INVALID_FIELD_FOR_INSERT_UPDATE:Unable to create/update "
+                                   "fields: Formula__c.")

@@ -53,7 +53,8 @@ async def stats(request: Request) -> Response:
     body = {"engine": dataclasses.asdict(org.engine.stats()),
             "holdings": await run_in_threadpool(holdings, org),
             "last_job_end_s": await run_in_threadpool(last_job_end, org),
-            "limits": org.limits.report(), "emulated_now_s": org.clock.now()}
+            "limits": org.limits.report(), "emulated_now_s": org.clock.now(),
+            "datacloud_statements": org.datacloud.statements}
     return JSONResponse(body)
 
 

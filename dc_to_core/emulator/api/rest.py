@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from ..errors import ApiError, not_found
 from ..org import Org
-from ..schema import TEXT_TYPES, CoreField
+from ..schema import SYSTEM_FIELDS, TEXT_TYPES, CoreField
 from ..soql import Compiled, compile_soql
 from .common import api_version, org_of
 
@@ -127,15 +127,47 @@ async def versions(request: Request) -> Response:
                           f"{v}.0"} for v in range(58, 67)])
 
 
+SOAP_TYPES = {"date": "xsd:date", "datetime": "xsd:dateTime", "int": "xsd:int",
+              "boolean": "xsd:boolean", "double": "xsd:double", "currency": "xsd:double",
+              "percent": "xsd:double", "reference": "tns:ID"}
+
+
 def _describe_field(f: CoreField) -> dict:
+    """One ``fields[]`` entry of ``sobjects/<Object>/describe``, in Salesforce's shape."""
     return {"name": f.name, "label": f.label, "type": SF_TYPES.get(f.type, f.type),
-            "length": f.length or 0, "precision": f.precision or 0, "scale": f.scale or 0,
-            "nillable": not f.required, "externalId": f.external_id, "unique": f.external_id,
-            "idLookup": f.external_id, "createable": True, "updateable": True,
+            "soapType": SOAP_TYPES.get(f.type, "xsd:string"), "length": f.length or 0,
+            "precision": f.precision or 0, "scale": f.scale or 0,
+            "digits": 9 if f.type == "int" else 0, "nillable": not f.required,
+            "externalId": f.external_id, "unique": f.external_id,
+            "idLookup": f.matches_records, "createable": f.createable,
+            "updateable": f.updateable, "defaultedOnCreate": f.defaulted_on_create,
+            "calculated": False, "autoNumber": False, "nameField": f.name == "Name",
             "caseSensitive": f.type in TEXT_TYPES and f.case_sensitive,
             "restrictedPicklist": f.restricted,
-            "picklistValues": [{"value": v, "label": v, "active": True} for v in f.values],
-            "referenceTo": [f.to] if f.to else [], "relationshipName": f.relationship}
+            "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False,
+                                "validFor": None} for v in f.values],
+            "referenceTo": [f.to] if f.to else [], "relationshipName": f.relationship,
+            "cascadeDelete": False, "defaultValue": None}
+
+
+def _system_field(name: str) -> dict:
+    is_id = name == "Id"
+    return {"name": name, "label": name, "type": "id" if is_id else "datetime",
+            "soapType": "tns:ID" if is_id else "xsd:dateTime", "length": 18 if is_id else 0,
+            "precision": 0, "scale": 0, "digits": 0, "nillable": False,
+            "externalId": False, "unique": False, "idLookup": is_id, "createable": False,
+            "updateable": False, "defaultedOnCreate": True, "calculated": False,
+            "autoNumber": False, "nameField": False, "caseSensitive": False,
+            "restrictedPicklist": False, "picklistValues": [], "referenceTo": [],
+            "relationshipName": None, "cascadeDelete": False, "defaultValue": None}
+
+
+def _child_relationships(org: Org, name: str) -> list[dict]:
+    """Reference fields of other objects that point at ``name`` (master-detail cascades)."""
+    return [{"childSObject": other.name, "field": f.name, "relationshipName": None,
+             "cascadeDelete": f.locks_parent, "restrictedDelete": False}
+            for other in org.schema.core.values() for f in other.fields.values()
+            if f.type == "reference" and f.to == name]
 
 
 async def describe(request: Request) -> Response:
@@ -143,13 +175,13 @@ async def describe(request: Request) -> Response:
     obj = org.schema.object(request.path_params["sobject"])
     if obj is None:
         raise not_found()
-    system = [{"name": n, "type": "id" if n == "Id" else "datetime", "nillable": n != "Id",
-               "externalId": False, "caseSensitive": False, "createable": False,
-               "updateable": False, "length": 18}
-              for n in ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")]
-    return JSONResponse({"name": obj.name, "keyPrefix": obj.key_prefix, "createable": True,
-                         "updateable": True, "fields": system + [_describe_field(f) for f in
-                                                                  obj.fields.values()]})
+    fields = [_system_field(n) for n in SYSTEM_FIELDS]
+    fields += [_describe_field(f) for f in obj.fields.values()]
+    return JSONResponse({"name": obj.name, "label": obj.name, "keyPrefix": obj.key_prefix,
+                         "createable": True, "updateable": True, "deletable": True,
+                         "queryable": True, "custom": obj.name.endswith("__c"),
+                         "fields": fields,
+                         "childRelationships": _child_relationships(org, obj.name)})
 
 
 routes = [
