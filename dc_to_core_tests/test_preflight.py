@@ -119,3 +119,18 @@ def test_rows_the_orgs_constraints_refuse_are_quarantined_before_upload(make_ser
     assert not set(bad) & set(sent)
     assert "Probability (%): value outside of valid range: 150" in quarantine[
         "BAD-precise"]["error_message"]
+
+
+def test_a_partition_whose_forecast_does_not_fit_the_budget_sends_no_job(make_server,
+                                                                         tmp_path):
+    server = make_server(time_scale=200.0, daily_bulk_batches=4)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=5, opportunities=50, seed=9))
+    server.org.limits.take("DailyBulkApiBatches", 3)  # others used 3 of 4 today
+    project = make_project(server, tmp_path, partitions=1)
+    with dg.instance_for_test() as instance:
+        result = project.run("Account", "p00", instance)
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert ("Account p00 (1 job(s) of 5 rows) needs 1 DailyBulkApiBatches but the org has used "
+            "3 of 4 in the last 24 h and dc_to_core stops at 80% of it (3)") in message, message
+    assert not ingest_jobs(server)

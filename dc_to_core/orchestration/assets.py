@@ -30,6 +30,7 @@ from ..salesforce.errors import (
     OrgUnreachableError,
     SalesforceApiError,
 )
+from ..sync.budget import Budget, BudgetExceeded, forecast
 from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
 from ..sync.deletes import (
     ALLOW_TAG,
@@ -45,7 +46,14 @@ from ..sync.deletes import (
 from ..sync.deletes import settled as deletes_settled
 from ..sync.deletes import under_way as deletes_under_way
 from ..sync.ledger import Lease
-from ..sync.loading import LoadStats, LoadTarget, load_round, repass, settle_stale_jobs
+from ..sync.loading import (
+    LoadStats,
+    LoadTarget,
+    load_round,
+    planned_jobs,
+    repass,
+    settle_stale_jobs,
+)
 from ..sync.outcome import account, save_extract
 from ..sync.plan import PartitionPlan
 from ..sync.preflight import PreflightError, check, describe_objects
@@ -82,6 +90,8 @@ def operator_errors(what: str) -> Iterator[None]:
     try:
         yield
     except ConfigurationError as exc:
+        raise dg.Failure(f"{what}: {exc}.", allow_retries=False) from None
+    except BudgetExceeded as exc:
         raise dg.Failure(f"{what}: {exc}.", allow_retries=False) from None
     except AuthenticationError as exc:
         raise dg.Failure(f"{what}: Salesforce refused the login. {exc}. Check the connected "
@@ -148,12 +158,14 @@ def _stats(table: pa.Table) -> LoadStats:
     if not raw:
         return LoadStats()
     data = json.loads(raw)
-    return LoadStats(jobs=data["jobs"], rounds=data["rounds"], resumed_jobs=data["resumed"])
+    return LoadStats(jobs=data["jobs"], rounds=data["rounds"], resumed_jobs=data["resumed"],
+                     forecast=data.get("forecast"))
 
 
 def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
     meta = {**(table.schema.metadata or {}), STATS: json.dumps(
-        {"jobs": stats.jobs, "rounds": stats.rounds, "resumed": stats.resumed_jobs})}
+        {"jobs": stats.jobs, "rounds": stats.rounds, "resumed": stats.resumed_jobs,
+         "forecast": stats.forecast})}
     return table.replace_schema_metadata(meta)
 
 
@@ -277,19 +289,33 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             yield dg.Output(gone, "gone")
 
     def target(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
-               send: pa.Table) -> LoadTarget:
+               settings: PipelineSettings, core: RestApiResource, send: pa.Table
+               ) -> LoadTarget:
         fp = (send.schema.metadata or {}).get(FINGERPRINT, b"").decode()
-        return LoadTarget(spec, context.partition_key, fp, bulk, ledger, context.run_id)
+        return LoadTarget(spec, context.partition_key, fp, bulk, ledger, context.run_id,
+                          before_job=Budget(settings.limit_share).guard(core.limits, (
+                              f"{spec.name} {context.partition_key}: the next Bulk job")))
 
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
-             settings: PipelineSettings, send: pa.Table) -> pa.Table:
+             settings: PipelineSettings, core: RestApiResource, send: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # a retry from failure may start here
         stats = LoadStats()
-        t = target(context, bulk, ledger, send)
+        t = target(context, bulk, ledger, settings, core, send)
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
             settle_stale_jobs(t)
+            need = forecast(planned_jobs(t, send), bulk.chunk_rows)
+            stats.forecast = {"jobs": need.jobs, "batches": need.batches,
+                              "api_calls": need.api_calls}
+            if need.jobs:  # the whole partition must fit before its first job is created
+                Budget(settings.limit_share).check(core.limits(), need, (
+                    f"{spec.name} {context.partition_key} ({need.jobs} job(s) of "
+                    f"{send.num_rows:,} rows)"))
+                context.log.info(f"forecast: {need.jobs} Bulk job(s), {need.batches} "
+                                 f"batch(es), about {need.api_calls} API calls; within the "
+                                 f"budget ({settings.limit_share:.0%} of the org's daily "
+                                 "allocations)")
             outcome = load_round(t, send, 0, stats)
         context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
         return _with_stats(outcome, stats)
@@ -297,11 +323,11 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     @dg.op(name=f"{name}_repass", pool=REPASS_POOL, retry_policy=RETRY, out=io,
            description="Resubmit rows that failed transiently, by parent, with backoff.")
     def repass_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
-                  ledger: LedgerResource, settings: PipelineSettings, send: pa.Table,
-                  outcome: pa.Table) -> pa.Table:
+                  ledger: LedgerResource, settings: PipelineSettings, core: RestApiResource,
+                  send: pa.Table, outcome: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # ... or here
         stats = _stats(outcome)
-        t = target(context, bulk, ledger, send)
+        t = target(context, bulk, ledger, settings, core, send)
         with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
             final = repass(t, send, outcome, settings.repass_rounds,
                            settings.wall(settings.repass_backoff_s), stats)
@@ -313,7 +339,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                        f"{spec.source} (children before parents), by Salesforce Id.")
     def deletes_op(context: dg.OpExecutionContext, bulk: BulkApiResource,
                    datacloud: DataCloudResource, ledger: LedgerResource,
-                   settings: PipelineSettings, gone: pa.Table) -> pa.Table:
+                   settings: PipelineSettings, core: RestApiResource, gone: pa.Table
+                   ) -> pa.Table:
         hold_partition(context, ledger, settings, spec)
         keys = gone.column("key").to_pylist()
         with operator_errors(f"checking {spec.source} again before deleting"):
@@ -331,7 +358,10 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
         with operator_errors(f"deleting from {spec.target} {context.partition_key}"):
             done = delete_gone(spec, bulk, keys, list(children), keep, settings.repass_rounds,
-                               settings.wall(settings.repass_backoff_s))
+                               settings.wall(settings.repass_backoff_s),
+                               before_job=Budget(settings.limit_share).guard(core.limits, (
+                                   f"deleting from {spec.target} {context.partition_key}: "
+                                   "the next delete job")))
         final = merged(earlier, done.rows)  # an earlier attempt's deletes count as deleted
         path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
                                          final, kind="deleted")
@@ -387,6 +417,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         meta["rows_adopted"] = int(sent_meta.get(ADOPTED, b"0"))
         meta["rows_drifted"] = int(sent_meta.get(DRIFTED_ROWS, b"0"))  # healed in Core now
         meta["state_cpu_s"] = round(cpu, 3)  # reading, diffing and writing the sync state
+        planned = _stats(outcome).forecast or {}
+        meta["forecast_bulk_jobs"] = int(planned.get("jobs", 0))  # the first round's, before it
+        meta["forecast_bulk_batches"] = int(planned.get("batches", 0))
         if not result.accounted:
             raise dg.Failure(f"{spec.name} {context.partition_key}: {result.extracted} rows "
                              f"extracted but {result.loaded} loaded + {result.quarantined} "

@@ -14,6 +14,7 @@
 | DC_TO_CORE_LEDGER_URL | the ledger's SQLAlchemy URL (the instance's PostgreSQL, else sqlite) |
 | DC_TO_CORE_HTTP_TIMEOUT_S | per-request timeout; a slower answer is retried (120) |
 | DC_TO_CORE_TIME_SCALE | the emulator's time scale, so client waits shrink with it (1) |
+| DC_TO_CORE_LIMIT_SHARE | use the org's daily batches and API requests up to this share (0.8) |
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "ledger": ledger(env, state, resolve),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale,
                                      quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL"),
+                                     limit_share=env_number(env, "DC_TO_CORE_LIMIT_SHARE",
+                                                            "0.8"),
                                      lease_wait_s=env_number(env, "DC_TO_CORE_LEASE_WAIT_S",
                                                              "3600", zero_ok=True)),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),

@@ -48,6 +48,10 @@ class PipelineSettings(dg.ConfigurableResource):
                               "(set to the emulator's time_scale; 1 against a real org).")
     intermediate_retention_days: float = Field(default=7.0, description="Keep intermediates of "
                                                "unfinished runs this long.")
+    limit_share: float = Field(default=0.8, gt=0, le=1, description="dc_to_core works only "
+                               "while the org's usage of DailyBulkApiBatches and "
+                               "DailyApiRequests stays at most this share of each daily "
+                               "maximum (DC_TO_CORE_LIMIT_SHARE).")
     quarantine_url: str | None = Field(default=None, description="Where quarantine files go, "
                                        "for every run worker and operator: a path or an fsspec "
                                        "URL (default: <state_dir>/quarantine); the files of "

@@ -229,11 +229,15 @@ class BulkApi(SalesforceApi):
     # -- whole tables ---------------------------------------------------------------------------
     def submit(self, object_name: str, external_id_field: str | None, table: pa.Table,
                operation: str = "upsert",
-               on_submitted: Callable[[SubmittedJob], None] | None = None
-               ) -> list[SubmittedJob]:
-        """Create, upload and close the jobs that carry ``table`` (in its row order)."""
+               on_submitted: Callable[[SubmittedJob], None] | None = None,
+               before_each: Callable[[int], None] | None = None) -> list[SubmittedJob]:
+        """Create, upload and close the jobs that carry ``table`` (in its row order);
+        ``before_each`` is called with each job's row count before the job is created (it
+        may raise to send nothing more)."""
         submitted = []
         for payload in split_jobs(table, self.max_job_bytes, self.chunk_rows):
+            if before_each:
+                before_each(payload.stop - payload.start)
             job_id = self._submit_one(object_name, operation, external_id_field, payload.data)
             job = SubmittedJob(job_id, payload.start, payload.stop, len(payload.data))
             log.info("submitted %s job %s: rows %d-%d, %d bytes", object_name, job_id,
@@ -285,6 +289,11 @@ class BulkApi(SalesforceApi):
             raise BulkJobError(f"the jobs cover {rows.num_rows} rows of a {table.num_rows}-row "
                                "table; submit and collect were given different tables")
         return LoadOutcome(rows, [infos[j.job_id] for j in submitted])
+
+    def job_rows(self, table: pa.Table) -> list[int]:
+        """The row count of each job :meth:`submit` would create for ``table``."""
+        return [p.stop - p.start for p in split_jobs(table, self.max_job_bytes,
+                                                     self.chunk_rows)]
 
     def upsert(self, object_name: str, external_id_field: str, table: pa.Table) -> LoadOutcome:
         """Upsert every row of ``table``; the outcome has one row per input row."""

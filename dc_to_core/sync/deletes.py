@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED, UNPROCESSED
 from .keys import as_array, folded, read_keys
-from .loading import TRANSIENT_CODES
+from .loading import TRANSIENT_CODES, stop_on_quota
 from .spec import SyncSpec
 from .state import DELETING  # on file before the job; in the state: under way or waiting
 
@@ -117,7 +117,8 @@ class Deletes:
 
 def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
                 keep: Callable[[pa.Table], object], rounds: int = 3, backoff_s: float = 20.0,
-                sleep: Callable[[float], None] = time.sleep) -> Deletes:
+                sleep: Callable[[float], None] = time.sleep,
+                before_job: Callable[[int], None] | None = None) -> Deletes:
     """Delete the Core records of ``keys`` (folded keys gone from the source), saying for each
     what became of it. ``keep`` is given the records' last values before anything is deleted
     (``DELETING``), so they are on file even if the run stops during the delete."""
@@ -150,7 +151,7 @@ def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[C
               pa.nulls(n, pa.string())))
     jobs: list[dict] = []
     status, codes, messages = _delete(spec, bulk, as_array(todo.column("Id")), rounds,
-                                      backoff_s, sleep, jobs)
+                                      backoff_s, sleep, jobs, before_job)
     return Deletes(rows(status, codes, messages), jobs)
 
 
@@ -196,7 +197,8 @@ def _with_children(bulk: BulkApi, ids: list[str], children: list[Child]) -> set[
 
 
 def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s: float,
-            sleep: Callable[[float], None], jobs: list[dict]
+            sleep: Callable[[float], None], jobs: list[dict],
+            before_job: Callable[[int], None] | None = None
             ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Delete jobs for ``ids``; lock failures retried after a backoff. Per Id: its status,
     error code and message."""
@@ -213,8 +215,10 @@ def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s
             log.info("%s: deleting %d records again after %.1f s", spec.name, len(todo), wait)
             sleep(wait)
         table = pa.table({"Id": ids.take(todo)})
-        done = bulk.collect(bulk.submit(spec.target, None, table, operation), table, None)
+        done = bulk.collect(bulk.submit(spec.target, None, table, operation,
+                                        before_each=before_job), table, None)
         jobs += done.jobs
+        stop_on_quota(f"deleting from {spec.target}", done.jobs)
         outcome = done.rows
         code = outcome.column("error_code")
         ok = pc.equal(outcome.column("status"), LOADED)

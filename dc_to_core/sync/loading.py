@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
+from .budget import quota_exhausted
 from .keys import folded
 from .ledger import Ledger
 from .prepare import HASH, ROW
@@ -44,6 +45,7 @@ class LoadTarget:
     ledger: Ledger
     run_id: str | None = None
     sleep: Callable[[float], None] = time.sleep
+    before_job: Callable[[int], None] | None = None  # the limit budget's check (sync.budget)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class LoadStats:
     jobs: list[dict] = field(default_factory=list)
     rounds: int = 0
     resumed_jobs: int = 0
+    forecast: dict | None = None  # what the first round was forecast to need (sync.budget)
 
     @property
     def batches(self) -> int:
@@ -81,16 +84,29 @@ def _upload_columns(table: pa.Table) -> pa.Table:
     return table.drop_columns([c for c in (ROW, HASH) if c in table.column_names])
 
 
+def _waves(target: LoadTarget, table: pa.Table) -> list[pa.Array]:
+    spec = target.spec
+    return waves(table, spec.parent.relationship if spec.parent else None,
+                 target.bulk.chunk_rows)
+
+
+def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
+    """The row count of every job a first round of ``table`` creates, in order (what the
+    limit budget and the dry run forecast: exactly what :func:`load_round` then sends)."""
+    if table.num_rows == 0:
+        return []
+    return [n for rows in _waves(target, table)
+            for n in target.bulk.job_rows(_upload_columns(table.take(rows)))]
+
+
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
     """Load ``table`` (already ordered) as one round; an OUTCOME row per input row. Nothing
     to send costs nothing: no job, no batch."""
     if table.num_rows == 0:
         return OUTCOME.empty_table()
-    spec = target.spec
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []
-    for w, rows in enumerate(waves(table, spec.parent.relationship if spec.parent else None,
-                                   target.bulk.chunk_rows)):
+    for w, rows in enumerate(_waves(target, table)):
         part = _upload_columns(table.take(rows))
         parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
         indices.append(rows)
@@ -144,16 +160,26 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
             jobs.append(moved)
 
         bulk.submit(spec.target, spec.target_key, table.slice(start, stop - start),
-                    on_submitted=record)
+                    on_submitted=record, before_each=target.before_job)
     jobs.sort(key=lambda j: j.start)
     outcome = bulk.collect(jobs, table, spec.target_key)
     stats.jobs += outcome.jobs
+    stop_on_quota(f"{spec.name} {target.partition}", outcome.jobs)
     for info in outcome.jobs:
         message = str(info.get("errorMessage") or "")
         if info.get("state") == "Failed" and message.startswith("InvalidBatch"):
             raise JobRejectedError(f"{spec.target} rejected Bulk job {info.get('id')}: "
                                    f"{message}. Check the field mapping of sync {spec.name!r}")
     return outcome.rows
+
+
+def stop_on_quota(what: str, jobs: list[dict]) -> None:
+    """A job the org failed for its allocation (``ExceededQuota``) stops the load: its rows
+    are not transient, a re-pass would only spend more."""
+    for info in jobs:
+        message = str(info.get("errorMessage") or "")
+        if info.get("state") == "Failed" and message.startswith("ExceededQuota"):
+            raise quota_exhausted(what, message)
 
 
 def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,
