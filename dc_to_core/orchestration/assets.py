@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import dagster as dg
 import pyarrow as pa
 
+from ..salesforce.bulk_results import OUTCOME
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.describe import ObjectInfo
 from ..salesforce.errors import (
@@ -62,6 +63,16 @@ from ..sync.spec import SyncSpec
 from ..sync.state import SyncState
 from .io_manager import ArrowIOManager
 from .metadata import metadata
+from .preview import (
+    DRY_RUN_TAG,
+    PREVIEW,
+    budget_verdict,
+    is_dry_run,
+    need_json,
+    preview_metadata,
+    preview_of,
+    with_preview,
+)
 from .resources import BulkApiResource, DataCloudResource, LedgerResource, RestApiResource
 from .settings import PipelineSettings
 from .sources import source_key
@@ -124,7 +135,11 @@ def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource,
                    settings: PipelineSettings, spec: SyncSpec) -> None:
     """Make this run the one loading the partition until it ends: two runs of one partition
     would load its rows twice and both claim them. While another run holds it, wait for that
-    run to end (at most ``lease_wait_s``), then fail naming it."""
+    run to end (at most ``lease_wait_s``), then fail naming it. A dry run writes nothing, so
+    it holds nothing."""
+    if is_dry_run(context):
+        return
+
     def ended(lease: Lease) -> bool:
         run = context.instance.get_run_by_id(lease.run_id)
         if run is None:  # a run of another instance (a CLI run): trust it until it is stale
@@ -250,6 +265,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         known = state.read_range(spec.name, r, spec.folds_key, spec.mapping_fingerprint)
         cpu = time.process_time() - cpu
         gone = candidates(spec, source, known)
+        dry, refusal = is_dry_run(context), None
         try:  # before anything of the partition is sent: a short read must stop it whole
             with operator_errors(f"checking {spec.source} {r.label} for removed rows"):
                 guard(spec, f"{spec.name} {context.partition_key}", gone, known.num_rows,
@@ -257,22 +273,28 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                       lambda keys: datacloud.keys_present(spec.source, spec.source_key, keys,
                                                           spec.folds_key))
         except DeleteRefused as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from None
+            if not dry:
+                raise dg.Failure(str(exc), allow_retries=False) from None
+            refusal, gone = str(exc), gone.slice(0, 0)  # a dry run reports what a run does
         held = None
         if not known.num_rows and ready.num_rows and not full:  # a first run, or a new org
             with operator_errors(f"reading {spec.target} {r.label} to adopt what it holds"):
                 held = read_core_state(spec, bulk, r, ready.schema)
         started = time.process_time()  # the state's cost: not the reads of the orgs
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
-        state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
-        adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
-                                                    adopted(spec, held, c, source, r))
+        if dry:
+            adopt = 0 if held is None else adopted(spec, held, c, source, r).num_rows
+        else:
+            state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
+            adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
+                                                        adopted(spec, held, c, source, r))
         cpu += time.process_time() - started
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode(),
                                                DRIFTED_ROWS: str(c.drifted).encode(),
                                                STATE_CPU: f"{cpu:.4f}".encode(),
                                                ADOPTED: str(adopt).encode()})
+        send = with_preview(send, new=c.new, delete_refused=refusal)
         context.log.info(
             f"{send.num_rows} of {ready.num_rows} rows to send ({c.retried} retried, "
             f"{c.drifted} drifted in Core), "
@@ -303,15 +325,17 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         hold_partition(context, ledger, settings, spec)  # a retry from failure may start here
         stats = LoadStats()
         t = target(context, bulk, ledger, settings, core, send)
+        what = f"{spec.name} {context.partition_key} ({{}} job(s) of {send.num_rows:,} rows)"
         with operator_errors(f"loading {spec.target} {context.partition_key}"):
-            settle_stale_jobs(t)
             need = forecast(planned_jobs(t, send), bulk.chunk_rows)
-            stats.forecast = {"jobs": need.jobs, "batches": need.batches,
-                              "api_calls": need.api_calls}
+            stats.forecast = need_json(need)
+            if is_dry_run(context):  # what the budget would say, and nothing sent
+                stats.forecast["budget"] = budget_verdict(settings, core, need, what)
+                return _with_stats(OUTCOME.empty_table(), stats)
+            settle_stale_jobs(t)
             if need.jobs:  # the whole partition must fit before its first job is created
-                Budget(settings.limit_share).check(core.limits(), need, (
-                    f"{spec.name} {context.partition_key} ({need.jobs} job(s) of "
-                    f"{send.num_rows:,} rows)"))
+                Budget(settings.limit_share).check(core.limits(), need,
+                                                   what.format(need.jobs))
                 context.log.info(f"forecast: {need.jobs} Bulk job(s), {need.batches} "
                                  f"batch(es), about {need.api_calls} API calls; within the "
                                  f"budget ({settings.limit_share:.0%} of the org's daily "
@@ -326,6 +350,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                   ledger: LedgerResource, settings: PipelineSettings, core: RestApiResource,
                   send: pa.Table, outcome: pa.Table) -> pa.Table:
         hold_partition(context, ledger, settings, spec)  # ... or here
+        if is_dry_run(context):
+            return outcome
         stats = _stats(outcome)
         t = target(context, bulk, ledger, settings, core, send)
         with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
@@ -342,6 +368,11 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                    settings: PipelineSettings, core: RestApiResource, gone: pa.Table
                    ) -> pa.Table:
         hold_partition(context, ledger, settings, spec)
+        if is_dry_run(context):  # the delete jobs a run would send, by the same job cuts
+            need = forecast(bulk.job_rows(pa.table({"Id": gone.column("key")})), bulk.chunk_rows
+                            ) if gone.num_rows else forecast([])
+            return gone.replace_schema_metadata({PREVIEW: json.dumps(
+                {**need_json(need), "rows": gone.num_rows}).encode()})
         keys = gone.column("key").to_pylist()
         with operator_errors(f"checking {spec.source} again before deleting"):
             back = datacloud.keys_present(spec.source, spec.source_key, keys, spec.folds_key)
@@ -374,14 +405,38 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         return final.replace_schema_metadata({STATS: json.dumps(
             {"jobs": done.jobs, "rounds": 0, "resumed": 0}), DELETED_PATH: path.encode()})
 
-    @dg.op(name=f"{name}_finalize", retry_policy=RETRY, out=dg.Out(dg.Nothing),
+    def observe_preview(context: dg.OpExecutionContext, source: pa.Table, rejected: pa.Table,
+                        send: pa.Table, kept: pa.Table, outcome: pa.Table,
+                        deleted: pa.Table | None) -> dg.AssetObservation:
+        last = context.instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=asset_key(spec), asset_partitions=[context.partition_key]), limit=1)
+        meta = {k: v.value for k, v in (last.records[0].asset_materialization.metadata.items()
+                                        if last.records else [])}
+        pace = (meta.get("rows_sent") or 0) / meta["duration_s"] if meta.get("duration_s") \
+            else None
+        report = preview_metadata(
+            source.num_rows, send, rejected, kept, plan.range(context.partition_key).label,
+            _stats(outcome).forecast or {}, preview_of(deleted) if deleted is not None else {},
+            pace)
+        context.log.info(f"dry run of {spec.name} {context.partition_key}: nothing written; "
+                         + ", ".join(f"{k} {v}" for k, v in report.items()
+                                     if isinstance(v, int | str) and k != "range"))
+        return dg.AssetObservation(asset_key(spec), partition=context.partition_key,
+                                   metadata=report, tags={DRY_RUN_TAG: "true"})
+
+    @dg.op(name=f"{name}_finalize", retry_policy=RETRY,
+           out=dg.Out(dg.Nothing, is_required=False),
            description="Record what Core holds; account for every row (loaded, unchanged or "
                        "quarantined) and report.")
     def finalize(context: dg.OpExecutionContext, datacloud: DataCloudResource,
                  ledger: LedgerResource, settings: PipelineSettings, source: pa.Table,
                  rejected: pa.Table, ready: pa.Table, send: pa.Table, kept: pa.Table,
-                 outcome: pa.Table, deleted: pa.Table | None = None) -> Iterator[dg.Output]:
+                 outcome: pa.Table, deleted: pa.Table | None = None
+                 ) -> Iterator[dg.Output | dg.AssetObservation]:
         hold_partition(context, ledger, settings, spec)  # ... or here
+        if is_dry_run(context):  # an observation of what the night would do; no output
+            yield observe_preview(context, source, rejected, send, kept, outcome, deleted)
+            return
         # what Core holds now, from the org's own results (one transaction): a crash before
         # it leaves these rows unrecorded, so the next run sends them again
         cpu = time.process_time()

@@ -70,6 +70,7 @@ class Changes:
     to_mark: list[str]    # keys of rows to send that the state records as loaded or refused:
                           # marked retry before they go (a crash must not leave their old hash)
     drifted: int = 0      # rows sent again because the checks found them drifted in Core
+    new: int = 0          # rows to send whose key the state does not know (to be created)
 
     @property
     def unchanged_rows(self) -> int:
@@ -99,7 +100,8 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
                    _refused(ready.filter(still_refused),
                             was.column("error_code").filter(still_refused)),
                    int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist(),
-                   int(pc.sum(drifted).as_py() or 0))
+                   int(pc.sum(drifted).as_py() or 0),
+                   int(pc.sum(pc.and_(send, pc.invert(known))).as_py() or 0))
 
 
 def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema) -> pa.Table:
