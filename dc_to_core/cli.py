@@ -1,4 +1,4 @@
-"""``dc-to-core``: run the emulated org, seed it, run the demo."""
+"""``dc-to-core``: run the emulated org, seed it, run the demo, plan and preview syncs."""
 
 from __future__ import annotations
 
@@ -153,6 +153,26 @@ def demo(partitions: int, keep: Path | None, **options: object) -> None:
     work = keep or Path(tempfile.mkdtemp(prefix="dc_to_core_demo_"))
     rows = run_demo(work, _spec(**options), partitions)  # type: ignore[arg-type]
     if any(r.error or r.checks_failed for r in rows):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("sync", required=False)
+@click.option("--partition", "-p", default=None, help="Only this partition (e.g. p03).")
+def preview(sync: str | None, partition: str | None) -> None:
+    """What tonight would do to SYNC (default: every sync), without doing it: a dry run of
+    each partition (read, pre-flight, prepare, diff) that writes nothing to Core, the ledger
+    or the sync state. Connects with the same DC_TO_CORE_* settings as the pipeline."""
+    from .dry_run import run_preview
+    from .sync.spec import load_syncs
+
+    syncs = load_syncs()
+    if sync is not None and sync not in syncs.syncs:
+        raise click.BadParameter(f"no sync {sync!r}; the defs folder declares "
+                                 f"{', '.join(syncs.syncs)}", param_hint="SYNC")
+    names = [sync] if sync else [s.name for s in syncs.ordered()]
+    rows = run_preview(names, partition)
+    if any(r.error for r in rows):
         raise SystemExit(1)
 
 

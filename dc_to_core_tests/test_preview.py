@@ -8,6 +8,7 @@ import sqlite3
 
 import dagster as dg
 
+from dc_to_core.dry_run import run_preview
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.orchestration.preview import DRY_RUN_TAG
 from dc_to_core_tests.pipeline_support import failure_messages, make_project
@@ -62,6 +63,8 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
             tags={DRY_RUN_TAG: "true"})
         assert dry.success, failure_messages(dry)
         assert not [e for e in dry.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+        printed: list[str] = []  # the CLI's table, from the same dry run
+        rows = run_preview(["Opportunity"], "p00", printed.append, project.defs, instance)
         assert snapshot(server, tmp_path / "state" / "ledger.db") == before
         preview = observation(dry)
         real = project.run("Opportunity", "p00", instance)
@@ -75,3 +78,7 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
     assert preview["budget"].startswith("fits")
     assert "forecast_load_s" in preview  # from the first night's pace
     assert done["rows_sent"] == 5 and done["rows_deleted"] == 1
+    assert rows[0].values["rows_would_create"] == 2 and not rows[0].error
+    head, _, line = printed[-2].splitlines()
+    assert head.split()[:6] == ["sync", "partition", "range", "extracted", "create", "update"]
+    assert line.split()[:2] == ["Opportunity", "p00"] and " fits " in f" {line} "
