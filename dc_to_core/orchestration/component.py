@@ -21,6 +21,7 @@ from ..sync.deletes import children_of
 from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
 from .assets import build_sync_asset
+from .budget_condition import WithinLimitBudget
 from .checks import build_checks
 from .conditions import sync_condition
 from .sources import source_asset, source_key, source_owner
@@ -137,8 +138,10 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
                                  children=tuple(children_of(spec, list(syncs.syncs.values()))))
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         tz, cron = self.night(context, parent)
+        rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,
-                                   watched=bool(spec.modified and owner.modified))
+                                   watched=bool(spec.modified and owner.modified),
+                                   budget=WithinLimitBudget(spec.name, rows))
         freshness = dg.FreshnessPolicy.cron(
             deadline_cron=self.fresh_by_cron,
             lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours), timezone=tz)

@@ -6,7 +6,8 @@ A partition of a sync is requested when no run is loading it and either
 - **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
   every partition of every parent sync has been loaded since that tick (Dagster's stock
   ``on_cron`` would start a child once *any* parent partition was loaded: under the
-  ``AllPartitionMapping`` a child waits for all of them here); or
+  ``AllPartitionMapping`` a child waits for all of them here), and the night's forecast fits
+  the org's limit budget (``budget_condition.py``); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent partition is being loaded or failed its latest run (a child resolves
@@ -21,16 +22,19 @@ import dagster as dg
 AC = dg.AutomationCondition
 
 
-def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool = True
-                   ) -> dg.AutomationCondition:
+def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool = True,
+                   budget: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
     """The condition of a sync's asset whose Data Cloud object is ``source`` (``watched``:
-    the sync has a last-modified column, so its changes are followed)."""
+    the sync has a last-modified column, so its changes are followed; ``budget``: the
+    night's limit budget, ``budget_condition.WithinLimitBudget``)."""
     data_cloud = dg.AssetSelection.assets(source)
     tick = AC.cron_tick_passed(cron, timezone)
     parents_tonight = ~AC.any_deps_match(~AC.newly_updated().since(tick)).ignore(data_cloud)
     nightly = (tick.since_last_handled()
-               & parents_tonight.with_label("every parent partition loaded since the tick")
-               ).with_label(f"nightly ({cron}, {timezone})")
+               & parents_tonight.with_label("every parent partition loaded since the tick"))
+    if budget is not None:  # evaluated last: only for the partitions otherwise due
+        nightly = nightly & budget
+    nightly = nightly.with_label(f"nightly ({cron}, {timezone})")
     not_loading = ~AC.in_progress().with_label("not being loaded")
     if not watched:
         return (nightly & not_loading).with_label("dc_to_core sync")

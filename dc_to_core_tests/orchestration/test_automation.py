@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
+from dc_to_core.orchestration import budget_condition
 from dc_to_core.orchestration.alerts import failed_checks, failed_runs
 from dc_to_core_tests.pipeline_support import load_everything, make_project
 from dc_to_core_tests.support import OrgClient, csv_text
@@ -18,10 +19,14 @@ NIGHT = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)  # the shipped cron: 0 2 
 
 
 @pytest.fixture
-def project(make_server, tmp_path):
+def project(make_server, tmp_path, monkeypatch):
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=20, opportunities=600, seed=3))
-    return make_project(server, tmp_path)
+    project = make_project(server, tmp_path)
+    for name, value in project.env.items():  # the daemon's environment: the budget reads it
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(budget_condition, "_seen", {})
+    return project
 
 
 class Automation:
@@ -111,6 +116,40 @@ def test_the_night_loads_the_roots_then_a_child_once_every_parent_partition_is_l
         assert ACCOUNT.to_user_string() not in children
         assert auto.tick() == {}  # once per night
         assert auto.tick(minutes=60 * 24)[ACCOUNT.to_user_string()] == accounts  # next night
+
+
+def budget_results(result) -> list:
+    """The evaluations of the limit budget's condition, anywhere in the trees."""
+    found, todo = [], list(result.results)
+    while todo:
+        r = todo.pop()
+        todo += r.child_results
+        if r.condition.name == "within_limit_budget":
+            found.append(r)
+    return found
+
+
+def test_a_night_that_does_not_fit_the_budget_is_not_started_and_says_why(project):
+    limits = project.server.org.limits
+    limits.take("DailyBulkApiBatches", limits.remaining("DailyBulkApiBatches") - 100)
+    with dg.instance_for_test() as instance:
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        auto.at += dt.timedelta(minutes=5)  # 02:01: the tick has passed
+        result = dg.evaluate_automation_conditions(defs=project.defs, instance=instance,
+                                                   cursor=auto.cursor,
+                                                   evaluation_time=auto.at)
+        assert not any(r.true_subset.size for r in result.results)
+        (refused,) = [m for m in (r.serializable_evaluation.metadata for r in
+                                  budget_results(result)) if "refused" in m]
+        message = refused["refused"].value
+        assert message.startswith("tonight's Account load (2 partition(s), 2 job(s)) needs ")
+        assert "DailyBulkApiBatches but the org has used 14,900 of 15,000" in message
+        OrgClient(project.server).http.patch("/__emulator__/profile", json={
+            "daily_bulk_batches": 1_000_000}).raise_for_status()  # the allocation is raised
+        budget_condition._seen.clear()  # (the next look, LOOK_EVERY_S later)
+        auto.cursor = result.cursor
+        assert auto.tick()[ACCOUNT.to_user_string()] == project.partitions("Account")
 
 
 def test_a_changed_range_requests_only_its_partition(project):
