@@ -214,6 +214,9 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 @click.option("--next-night/--no-next-night", default=True, show_default=True,
               help="After the incremental strategy's measured night, run the night after "
               "too (it sends back the records the checks found edited in Core).")
+@click.option("--bad-share", default=0.0, show_default=True,
+              help="Seed this share of rows bad (over the seed's kinds): dc_to_core reports "
+              "how many it caught before upload and how many the org refused.")
 @click.option("--busy-time-scale", default=1.0, show_default=True,
               help="Clock of the strategies whose client never waits (ceiling, dc_to_core, "
               "plain script): on a faster clock each second of their client's work would "
@@ -223,7 +226,7 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Keep the org and the runs here (default: a temporary directory).")
 def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ...],
-          next_night: bool,
+          next_night: bool, bad_share: float,
           settings: tuple[str, ...], busy_time_scale: float, out: Path, work: Path | None
           ) -> None:
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
@@ -235,7 +238,7 @@ def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ..
         raise click.BadParameter(f"unknown strategy {unknown[0]!r}; known: {', '.join(ALL)}",
                                  param_hint="--only")
     paths = run_bench(BenchConfig(rows=rows, accounts=accounts,
-                                  rows_per_partition=rows_per_partition,
+                                  rows_per_partition=rows_per_partition, bad_share=bad_share,
                                   strategies=only or tuple(ALL), overrides=settings,
                                   busy_time_scale=busy_time_scale or None, out=out,
                                   work=work, next_night=next_night),

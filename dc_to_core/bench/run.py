@@ -14,6 +14,7 @@ import os
 import resource
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class BenchConfig:
     out: Path = Path("results")
     work: Path | None = None
     next_night: bool = True             # the incremental strategy also runs the night after
+    bad_share: float = 0.0              # rows the org must refuse, over the seed's bad kinds
 
 
 def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path,
@@ -93,6 +95,8 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime |
                     totals[k] += int(meta.get(k, 0))
                 totals["state_cpu_s_max_per_partition"] = max(
                     totals["state_cpu_s_max_per_partition"], float(meta.get("state_cpu_s", 0)))
+    totals |= quarantine_stages([meta.get("quarantine_path") for run in runs
+                                 for meta in run["materializations"]])
     totals["run_workers"] = "CPU and RSS include the run worker processes"
     totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
     last = {r["worker_pid"]: r["worker_cpu_s"] for r in runs}  # each worker's final total
@@ -103,6 +107,20 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime |
     totals["failed_error_checks"] = sum(len(r["failed_checks"]) for r in runs)
     totals["failed_checks"] = sorted({c for r in runs for c in r["failed_checks"]})
     return totals
+
+
+def quarantine_stages(paths: list[str | None]) -> dict:
+    """Of the rows quarantined, how many were caught before upload (the pre-flight's
+    describe, prepare) and how many the org refused, by code."""
+    import pyarrow.parquet as pq
+
+    before, refused = 0, Counter()
+    for path in filter(None, paths):
+        table = pq.read_table(path, columns=["stage", "error_code"]).to_pylist()
+        before += sum(r["stage"] == "prepare" for r in table)
+        refused.update(r["error_code"] for r in table if r["stage"] != "prepare")
+    return {"quarantined_before_upload": before, "refused_by_org": sum(refused.values()),
+            "refused_by_org_by_code": dict(refused.most_common())}
 
 
 def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: dict,
@@ -253,7 +271,8 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
 def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
     work = cfg.work or Path(tempfile.mkdtemp(prefix="dc_to_core_bench_"))
     started = time.perf_counter()
-    seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts, opportunities=cfg.rows))
+    seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts, opportunities=cfg.rows,
+                                                   bad_share=cfg.bad_share))
     echo(f"seeded {cfg.rows:,} opportunities over {cfg.accounts:,} accounts in "
          f"{time.perf_counter() - started:.1f} s ({work})")
     if cfg.overrides:
