@@ -40,10 +40,9 @@ class PreviewRow:
         if self.error:
             return [self.sync, self.partition, "", *[""] * 9, f"FAILED: {self.error}"]
         v = self.values
-        budget = str(v.get("budget", ""))
         return [self.sync, self.partition, str(v.get("range", "")),
                 *[f"{int(v.get(FROM_METADATA[c], 0)):,}" for c in COLUMNS[3:12]],
-                budget if len(budget) < 60 else budget[:57] + "..."]
+                str(v.get("budget", ""))]
 
 
 def _row(sync: str, partition: str, result: dg.ExecuteInProcessResult) -> PreviewRow:
@@ -60,8 +59,8 @@ def text_table(head: list[str], body: list[list[str]], left: int = 3) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i < left or i == len(widths) - 1 else f"{{:>{w}}}"
                     for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head), fmt.format(*["-" * w for w in widths]),
-                      *[fmt.format(*b) for b in body]])
+    return "\n".join(line.rstrip() for line in [
+        fmt.format(*head), fmt.format(*["-" * w for w in widths]), *[fmt.format(*b) for b in body]])
 
 
 def run_preview(syncs: list[str], partition: str | None,
@@ -87,7 +86,12 @@ def run_preview(syncs: list[str], partition: str | None,
                                                 raise_on_error=False, run_config=QUIET,
                                                 tags={DRY_RUN_TAG: "true"})
                 rows.append(_row(sync, p, result))
-    echo(text_table(list(COLUMNS), [r.cells() for r in rows]))
+    total = ["total", "", "", *[f"{sum(int(r.values.get(FROM_METADATA[c], 0)) for r in rows):,}"
+                                for c in COLUMNS[3:12]], ""]
+    echo(text_table(list(COLUMNS), [*[r.cells() for r in rows], total]))
+    for r in rows:
+        if r.values.get("budget_refusal"):
+            echo(f"{r.sync} {r.partition}: {r.values['budget_refusal']}")
     echo("nothing was written to Core, the ledger or the sync state"
          + (f"; the reports are observations on the instance at {home}" if home else ""))
     return rows

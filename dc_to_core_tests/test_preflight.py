@@ -37,7 +37,8 @@ MISMATCHES = {  # what the sync gets wrong -> (sync that fails, words the failur
         "Account", ["sync 'Account'", "field 'Colour__c'", "has no such field"]),
     "not createable": ({"account": ACCOUNT.format(key="External_Id__c", fields=(
         "{Name: Name__c, Rating_Score__c: {source: AnnualRevenue__c, type: number}}"))},
-        "Account", ["sync 'Account'", "field 'Rating_Score__c'", "is not createable"]),
+        "Account", ["sync 'Account'", "field 'Rating_Score__c'",
+                    "neither createable nor updateable"]),
     "key not an external id": ({"account": ACCOUNT.format(key="Name", fields=(
         "{Industry: Industry__c}"))},
         "Account", ["sync 'Account'", "key 'Name'", "is not an external id"]),

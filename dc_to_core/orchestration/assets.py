@@ -330,7 +330,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             need = forecast(planned_jobs(t, send), bulk.chunk_rows)
             stats.forecast = need_json(need)
             if is_dry_run(context):  # what the budget would say, and nothing sent
-                stats.forecast["budget"] = budget_verdict(settings, core, need, what)
+                stats.forecast["budget"], stats.forecast["budget_refusal"] = budget_verdict(
+                    settings, core, need, what)
                 return _with_stats(OUTCOME.empty_table(), stats)
             settle_stale_jobs(t)
             if need.jobs:  # the whole partition must fit before its first job is created

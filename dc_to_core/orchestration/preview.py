@@ -56,15 +56,16 @@ def codes_of(*tables: pa.Table) -> Counter:
     return found
 
 
-def budget_verdict(settings: PipelineSettings, core: RestApi, need: Need, what: str) -> str:
-    """What the limit budget would say to a run that sends ``need``."""
+def budget_verdict(settings: PipelineSettings, core: RestApi, need: Need, what: str
+                   ) -> tuple[str, str]:
+    """What the limit budget would say to a run that sends ``need``: (in short, in full)."""
     if not need.jobs:
-        return "nothing to send"
+        return "nothing to send", ""
     try:
         Budget(settings.limit_share).check(core.limits(), need, what.format(need.jobs))
     except BudgetExceeded as exc:
-        return f"refused: {exc}"
-    return f"fits ({settings.limit_share:.0%} of the org's daily allocations)"
+        return exc.short, str(exc)
+    return f"fits ({settings.limit_share:.0%} of the org's daily allocations)", ""
 
 
 def preview_metadata(extracted: int, send: pa.Table, rejected: pa.Table, kept: pa.Table,
@@ -91,6 +92,8 @@ def preview_metadata(extracted: int, send: pa.Table, rejected: pa.Table, kept: p
         "api_calls_estimate": int(load.get("api_calls", 0)) + int(deletes.get("api_calls", 0)),
         "budget": str(load.get("budget") or "nothing to send"),
     }
+    if load.get("budget_refusal"):
+        meta["budget_refusal"] = str(load["budget_refusal"])
     if p.get("delete_refused"):
         meta["deletes_refused"] = str(p["delete_refused"])
     if last_pace:  # rows per second the partition's last load sent at

@@ -25,7 +25,12 @@ DEFAULT_SHARE = 0.8
 
 
 class BudgetExceeded(SalesforceError):
-    """Work that would take the org's usage past the budget; nothing more is sent."""
+    """Work that would take the org's usage past the budget; nothing more is sent.
+    ``short`` says it in a table cell."""
+
+    def __init__(self, message: str, short: str = "refused") -> None:
+        super().__init__(message)
+        self.short = short
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,9 @@ class Budget:
             most, remaining = int(entry["Max"]), int(entry["Remaining"])
             used, allowed = most - remaining, int(self.share * most)
             if used + n > allowed:
-                raise BudgetExceeded(refusal(what, kind, n, used, most, allowed, self.share))
+                raise BudgetExceeded(refusal(what, kind, n, used, most, allowed, self.share),
+                                     f"refused: {kind} {used:,} used + {n:,} needed > "
+                                     f"{allowed:,} ({self.share:.0%} of {most:,})")
 
     def guard(self, read_limits: Callable[[], dict], what: str) -> Callable[[int], None]:
         """A check to call before each job of ``rows`` rows (reads ``/limits`` each time)."""
@@ -91,4 +98,5 @@ def quota_exhausted(what: str, message: str) -> BudgetExceeded:
     return BudgetExceeded(f"{what}: the org refused a Bulk job for its daily allocation "
                           f"({message}). Nothing more is sent and nothing is re-passed: "
                           "Salesforce counts a rolling 24 h window, so re-run the partition "
-                          "once usage has aged out, or raise the org's allocation")
+                          "once usage has aged out, or raise the org's allocation",
+                          "refused by the org: ExceededQuota")

@@ -142,11 +142,14 @@ def _field(spec: SyncSpec, obj: ObjectInfo, m: FieldMap) -> list[str]:
     if f is None:
         return [_missing(obj, m.target, "field")]
     problems = []
-    for flag, what in ((f.createable, "createable"), (f.updateable, "updateable")):
-        if not flag:
-            problems.append(f"field {f.name!r}: {obj.name}.{f.name} is not {what} (describe: "
-                            f"{what} false; a formula, roll-up or read-only field), so an "
-                            "upsert cannot write it; remove it from 'fields'")
+    denied = [what for flag, what in ((f.createable, "createable"), (f.updateable, "updateable"))
+              if not flag]
+    if denied:
+        said = "neither createable nor updateable" if len(denied) == 2 else f"not {denied[0]}"
+        problems.append(f"field {f.name!r}: {obj.name}.{f.name} is {said} "
+                        f"(describe: {' and '.join(d + ' false' for d in denied)}; a formula, "
+                        "roll-up or read-only field), so an upsert cannot write it; remove it "
+                        "from 'fields'")
     if f.type not in SUITS[m.type]:
         want = TYPE_FOR.get(f.type)
         fix = f"declare type: {want}" if want else "map a field of a type text can fill"
