@@ -79,6 +79,7 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
     assert "forecast_load_s" in preview  # from the first night's pace
     assert done["rows_sent"] == 5 and done["rows_deleted"] == 1
     assert rows[0].values["rows_would_create"] == 2 and not rows[0].error
-    head, _, line = printed[-2].splitlines()
+    head, _, line, total = printed[-2].splitlines()
+    assert total.split()[:4] == ["total", "302", "2", "3"]  # 300 + 3 new - 1 removed
     assert head.split()[:6] == ["sync", "partition", "range", "extracted", "create", "update"]
     assert line.split()[:2] == ["Opportunity", "p00"] and " fits " in f" {line} "
