@@ -12,11 +12,9 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
 
-import datetime as dt
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
 import pyarrow as pa
@@ -24,14 +22,7 @@ import pyarrow as pa
 from ..salesforce.bulk_results import OUTCOME
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.describe import ObjectInfo
-from ..salesforce.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    JobRejectedError,
-    OrgUnreachableError,
-    SalesforceApiError,
-)
-from ..sync.budget import Budget, BudgetExceeded, forecast
+from ..sync.budget import Budget, forecast
 from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
 from ..sync.deletes import (
     ALLOW_TAG,
@@ -46,7 +37,6 @@ from ..sync.deletes import (
 )
 from ..sync.deletes import settled as deletes_settled
 from ..sync.deletes import under_way as deletes_under_way
-from ..sync.ledger import Lease
 from ..sync.loading import (
     LoadStats,
     LoadTarget,
@@ -61,7 +51,9 @@ from ..sync.preflight import PreflightError, check, describe_objects
 from ..sync.prepare import fingerprint, prepare
 from ..sync.spec import SyncSpec
 from ..sync.state import SyncState
+from .failures import operator_errors
 from .io_manager import ArrowIOManager
+from .lease import hold_partition
 from .metadata import metadata
 from .preview import (
     DRY_RUN_TAG,
@@ -92,80 +84,6 @@ FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild 
 
 def asset_key(spec: SyncSpec) -> dg.AssetKey:
     return dg.AssetKey(["core", spec.target])
-
-
-@contextmanager
-def operator_errors(what: str) -> Iterator[None]:
-    """Turn connector errors into failures that tell the operator what to do; permanent ones
-    skip the op's retries."""
-    try:
-        yield
-    except ConfigurationError as exc:
-        raise dg.Failure(f"{what}: {exc}.", allow_retries=False) from None
-    except BudgetExceeded as exc:
-        raise dg.Failure(f"{what}: {exc}.", allow_retries=False) from None
-    except AuthenticationError as exc:
-        raise dg.Failure(f"{what}: Salesforce refused the login. {exc}. Check the connected "
-                         "app credentials (DC_TO_CORE_CLIENT_ID, DC_TO_CORE_CLIENT_SECRET or "
-                         "DC_TO_CORE_PRIVATE_KEY).", allow_retries=False) from None
-    except SalesforceApiError as exc:
-        if exc.error_code == "REQUEST_LIMIT_EXCEEDED":
-            raise dg.Failure(f"{what}: the org's API allocation is used up ({exc}). Wait for "
-                             "the rolling 24 h window or raise the limit, then backfill the "
-                             "failed partitions.", allow_retries=False) from None
-        if exc.status >= 500 or exc.status == 429:
-            raise  # transient: the op's RetryPolicy tries again
-        raise dg.Failure(f"{what}: {exc}. This will not succeed by retrying; fix the sync "
-                         "configuration or the data, then re-run the partition.",
-                         allow_retries=False) from None
-    except JobRejectedError as exc:
-        raise dg.Failure(f"{what}: {exc}, then re-run the partition. Retrying cannot help: "
-                         "the org refuses the job itself, not single rows.",
-                         allow_retries=False) from None
-    except OrgUnreachableError as exc:
-        raise dg.Failure(f"{what}: {exc}. The op retries with backoff; if the org stays "
-                         "unreachable, check the network and re-run the partition.") from None
-
-
-STALE_LEASE = dt.timedelta(hours=12)  # run monitoring's max_runtime_seconds: no run is longer
-LEASE_POLL_S = 2.0
-
-
-def hold_partition(context: dg.OpExecutionContext, ledger: LedgerResource,
-                   settings: PipelineSettings, spec: SyncSpec) -> None:
-    """Make this run the one loading the partition until it ends: two runs of one partition
-    would load its rows twice and both claim them. While another run holds it, wait for that
-    run to end (at most ``lease_wait_s``), then fail naming it. A dry run writes nothing, so
-    it holds nothing."""
-    if is_dry_run(context):
-        return
-
-    def ended(lease: Lease) -> bool:
-        run = context.instance.get_run_by_id(lease.run_id)
-        if run is None:  # a run of another instance (a CLI run): trust it until it is stale
-            since = dt.datetime.fromisoformat(lease.acquired_at)
-            return dt.datetime.now(dt.UTC) - since > STALE_LEASE
-        return run.is_finished
-
-    waited, told = 0.0, False
-    while (held := ledger.acquire(spec.name, context.partition_key, context.run_id,
-                                  ended)) is not None:
-        if waited >= settings.lease_wait_s:
-            raise dg.Failure(
-                f"{spec.name} {context.partition_key} is being loaded by run {held.run_id} "
-                f"(since {held.acquired_at}); this run waited {waited:.0f} s for it to end and "
-                "stops so the partition is not loaded twice. Re-run it once that run has "
-                "ended (however a run ends, it gives the partition up).", allow_retries=False)
-        if not told:
-            context.log.warning(f"{spec.name} {context.partition_key} is being loaded by run "
-                                f"{held.run_id}: waiting for it to end (at most "
-                                f"{settings.lease_wait_s:.0f} s)")
-            told = True
-        time.sleep(LEASE_POLL_S)
-        waited += LEASE_POLL_S
-    if told:
-        context.log.info(f"the other run ended: this run now loads {spec.name} "
-                         f"{context.partition_key}")
 
 
 def _stats(table: pa.Table) -> LoadStats:

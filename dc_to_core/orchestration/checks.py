@@ -38,7 +38,8 @@ from ..sync.prepare import QUARANTINE, prepare
 from ..sync.reconcile import FieldsComparison, compare_fields, duplicates, reconcile
 from ..sync.spec import SyncSpec
 from ..sync.state import DRIFTED, SyncState, stamp
-from .assets import asset_key, operator_errors
+from .assets import asset_key
+from .failures import operator_errors
 from .resources import BulkApiResource, DataCloudResource, LedgerResource
 from .settings import PipelineSettings
 
