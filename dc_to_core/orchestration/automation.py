@@ -59,6 +59,7 @@ def sync_automation(syncs: SyncSet, interval_s: int = 30) -> dg.AutomationCondit
                                                               syncs.ordered()]),
         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=interval_s,
         run_tags={TRIGGER: "sync_automation"},
+        use_user_code_server=True,  # the limit budget is a custom condition (our code)
         description="Nightly loads in parent order, and loads of the ranges that changed in "
                     "Data Cloud (conditions.py).")
 

@@ -164,6 +164,8 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
     jobs.sort(key=lambda j: j.start)
     outcome = bulk.collect(jobs, table, spec.target_key)
     stats.jobs += outcome.jobs
+    for info in filter(quota_failed, outcome.jobs):  # a later run sends its rows anew, not
+        ledger.forget_job(*key[:3], str(info.get("id")))  # resumes a job that cannot succeed
     stop_on_quota(f"{spec.name} {target.partition}", outcome.jobs)
     for info in outcome.jobs:
         message = str(info.get("errorMessage") or "")
@@ -173,13 +175,17 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
     return outcome.rows
 
 
+def quota_failed(info: dict) -> bool:
+    """Whether the org failed the job for its daily allocation (``ExceededQuota``)."""
+    return info.get("state") == "Failed" and str(info.get("errorMessage") or "").startswith(
+        "ExceededQuota")
+
+
 def stop_on_quota(what: str, jobs: list[dict]) -> None:
-    """A job the org failed for its allocation (``ExceededQuota``) stops the load: its rows
-    are not transient, a re-pass would only spend more."""
-    for info in jobs:
-        message = str(info.get("errorMessage") or "")
-        if info.get("state") == "Failed" and message.startswith("ExceededQuota"):
-            raise quota_exhausted(what, message)
+    """A job the org failed for its allocation stops the load: its rows are not transient, a
+    re-pass would only spend more."""
+    for info in filter(quota_failed, jobs):
+        raise quota_exhausted(what, str(info.get("errorMessage")))
 
 
 def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,

@@ -71,3 +71,5 @@ def test_the_orgs_exceeded_quota_stops_the_load_instead_of_a_re_pass(make_server
     target = LoadTarget(OPP, "p00", prepared.fingerprint, bulk, ledger, "run-1")
     with pytest.raises(BudgetExceeded, match="ExceededQuota"):
         load_round(target, prepared.ready, 0, LoadStats())
+    # the failed job is not resumed by a later run: its rows go again in a new job
+    assert ledger.submitted("Opportunity", "p00", prepared.fingerprint, 0) == []
