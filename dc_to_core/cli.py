@@ -130,10 +130,13 @@ def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
     from .emulator.schema import load_schema
     from .emulator.seed import reset_core, seed_datacloud
     from .emulator.storage import Storage
+    from .progress import progress
 
     storage = Storage(data_dir, load_schema())
     started = time.perf_counter()
-    report = seed_datacloud(storage, _spec(**options))  # type: ignore[arg-type]
+    spec = _spec(**options)  # type: ignore[arg-type]
+    with progress("seeding Data Cloud", spec.accounts + spec.opportunities, "rows") as bar:
+        report = seed_datacloud(storage, spec, bar.update)
     if reset_core_flag:
         reset_core(storage)
     click.echo(json.dumps(report.summary(), indent=2))
@@ -185,6 +188,7 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
     """Compute SYNC's partition boundaries from Data Cloud quantiles and write its plan file.
     Connects with the same DC_TO_CORE_* settings as the pipeline."""
     from .orchestration.resources import resources_from_env
+    from .progress import progress
     from .sync.plan import compute_plan, plans_dir, save_plan
     from .sync.spec import load_syncs
 
@@ -193,7 +197,9 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
         raise click.BadParameter(f"no sync {sync!r}; the defs folder declares "
                                  f"{', '.join(syncs.syncs)}", param_hint="SYNC")
     live = resources_from_env(resolve=True)
-    result = compute_plan(live["datacloud"], syncs.syncs[sync], partitions)  # type: ignore[arg-type]
+    with progress(f"planning {sync} from Data Cloud quantiles"):
+        result = compute_plan(live["datacloud"], syncs.syncs[sync],  # type: ignore[arg-type]
+                              partitions)
     path = save_plan(result, out or plans_dir())
     click.echo(f"{path}: {len(result.ranges)} partitions over {result.source_rows:,} rows")
     for r in result.ranges:

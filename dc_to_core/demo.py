@@ -23,6 +23,7 @@ from .emulator.credentials import DEFAULT_CLIENT_SECRET
 from .emulator.seed import SeedSpec, seed_datacloud
 from .orchestration.project import QUIET, build_definitions
 from .orchestration.resources import resources_from_env
+from .progress import progress
 from .sync.plan import compute_plan, save_plan
 from .sync.spec import CONFIG_DIR, load_syncs
 
@@ -104,14 +105,15 @@ def materialize_all(defs: dg.Definitions, syncs: list[str], instance: dg.Dagster
     todo = [(sync, p) for sync in syncs
             for p in defs.resolve_job_def(f"load_{sync}").partitions_def.get_partition_keys()]
     rows: list[PartitionRow] = []
-    with click.progressbar(todo, label="materializing partitions", show_pos=True,
-                           item_show_func=lambda t: f"{t[0]} {t[1]}" if t else "") as bar:
-        for sync, partition in bar:
+    with progress("materializing partitions", len(todo), "partitions") as bar:
+        for sync, partition in todo:
+            bar.update(detail=f"{sync} {partition}")
             started = time.perf_counter()
             result = defs.resolve_job_def(f"load_{sync}").execute_in_process(
                 partition_key=partition, instance=instance, raise_on_error=False,
                 run_config=QUIET)
             rows.append(_row(sync, partition, result, time.perf_counter() - started))
+            bar.advance()
     return rows
 
 
@@ -127,7 +129,8 @@ def run_demo(work: Path, spec: SeedSpec, partitions: int,
                                                                    profile=profile)))
         assert server.org is not None and server.ca_file is not None
         started = time.perf_counter()
-        report = seed_datacloud(server.org.storage, spec)
+        with progress("seeding Data Cloud", spec.accounts + spec.opportunities, "rows") as bar:
+            report = seed_datacloud(server.org.storage, spec, bar.update)
         echo(f"emulated org at {server.url}: seeded {report.accounts:,} accounts and "
              f"{report.opportunities:,} opportunities in {time.perf_counter() - started:.1f} s "
              f"({sum(len(v) for v in report.bad_rows.values()):,} bad rows on purpose)")
@@ -138,8 +141,11 @@ def run_demo(work: Path, spec: SeedSpec, partitions: int,
         stack.enter_context(_environment(env))  # EnvVars are read from the process env
         live = resources_from_env(env, resolve=True)
         syncs = load_syncs()
-        for s in syncs.ordered():
-            save_plan(compute_plan(live["datacloud"], s, partitions), work / "plans")
+        with progress("planning partitions", len(syncs.ordered()), "syncs") as bar:
+            for s in syncs.ordered():
+                bar.update(detail=s.name)
+                save_plan(compute_plan(live["datacloud"], s, partitions), work / "plans")
+                bar.advance()
         defs = build_definitions(plans_dir=work / "plans", resources=resources_from_env(env))
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
         rows = materialize_all(defs, [s.name for s in syncs.ordered()], instance)

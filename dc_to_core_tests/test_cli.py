@@ -19,8 +19,11 @@ def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):
     seeded = CliRunner().invoke(main, ["seed", "--data-dir", str(tmp_path), "--accounts", "5",
                                        "--opportunities", "100", "--bad-share", "0.07"])
     assert seeded.exit_code == 0, seeded.output
-    assert json.loads(seeded.output[: seeded.output.rindex("}") + 1])["bad_rows"][
+    assert json.loads(seeded.stdout[: seeded.stdout.rindex("}") + 1])["bad_rows"][
         "bad_date"] == 1
+    said = seeded.stderr.splitlines()  # not a terminal: plain progress lines, no bar
+    assert said[0] == "seeding Data Cloud: 0/105 rows (0%)"
+    assert said[-1].startswith("seeding Data Cloud: 105/105 rows (100%), done in ")
     emu = spawn_emulator(tmp_path, "--profile", "fast", "--set", "workers=2",
                          env={"DC_TO_CORE_EMULATOR_CLIENT_SECRET": "s3cret"})
     try:
@@ -47,7 +50,9 @@ def test_plan_command_writes_boundaries_from_datacloud_quantiles(shared_server, 
     monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     result = CliRunner().invoke(main, ["plan", "Opportunity", "-n", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "3 partitions over 3,000 rows" in result.output
+    assert "3 partitions over 3,000 rows" in result.stdout
+    assert result.stderr.splitlines()[0] == "planning Opportunity from Data Cloud quantiles ..."
+    assert "planning Opportunity from Data Cloud quantiles: done in " in result.stderr
     plan = load_plan(load_syncs().syncs["Opportunity"], tmp_path)
     assert [r.key for r in plan.ranges] == ["p00", "p01", "p02"]
     assert plan.ranges[0].start is None and plan.ranges[-1].end is None

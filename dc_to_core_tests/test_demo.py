@@ -25,6 +25,8 @@ def test_demo_loads_every_partition_and_summarises(tmp_path):
     extracted, loaded, quarantined = (int(x.replace(",", "")) for x in total.split()[1:4])
     assert extracted == 609 and loaded + quarantined == extracted and quarantined > 0
     assert "FAILED" not in result.output and "run failed" not in result.output
+    assert "materializing partitions: 4/4 partitions (100%), done in " in (
+        result.stderr)  # not a terminal: plain progress lines
     with sqlite3.connect(tmp_path / "org" / "core.db") as db:
         in_core = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                       for t in ("Account", "Opportunity"))

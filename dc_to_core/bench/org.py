@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +124,10 @@ class SeededOrg:
         self.storage = Storage(data_dir, load_schema())
 
     @classmethod
-    def seed(cls, data_dir: Path, spec: SeedSpec) -> SeededOrg:
+    def seed(cls, data_dir: Path, spec: SeedSpec,
+             progress: Callable[[int], None] | None = None) -> SeededOrg:
         org = cls(data_dir)
-        org.report: SeedReport = seed_datacloud(org.storage, spec)
+        org.report: SeedReport = seed_datacloud(org.storage, spec, progress)
         return org
 
     def read(self, dmo: str, columns: list[str]) -> pa.Table:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..emulator import load_profile
 from ..emulator.seed import SeedSpec
+from ..progress import progress
 from .org import OPPORTUNITIES_DMO, BenchOrg, OrgSnapshot, SeededOrg
 from .report import StrategyResult, peak_rss_mb, write
 
@@ -271,20 +272,26 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
 def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
     work = cfg.work or Path(tempfile.mkdtemp(prefix="dc_to_core_bench_"))
     started = time.perf_counter()
-    seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts, opportunities=cfg.rows,
-                                                   bad_share=cfg.bad_share))
+    with progress("seeding Data Cloud", cfg.accounts + cfg.rows, "rows") as bar:
+        seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts,
+                                                       opportunities=cfg.rows,
+                                                       bad_share=cfg.bad_share),
+                                bar.update)
     echo(f"seeded {cfg.rows:,} opportunities over {cfg.accounts:,} accounts in "
          f"{time.perf_counter() - started:.1f} s ({work})")
     if cfg.overrides:
         echo(f"org profile {cfg.profile} with {', '.join(cfg.overrides)}")
     results = []
-    for name in cfg.strategies:
-        echo(f"running {name} ...")
-        r = run_strategy(name, seeded, cfg, work, echo)
-        echo(f"  {name}: {r.loaded:,}/{r.rows:,} loaded ({r.success_rate:.2%}), "
-             f"{r.emulated_s / 60:.1f} emulated min, {r.wall_s:.0f} s wall, "
-             f"{r.bulk_batches} batches")
-        results.append(r)
+    with progress("running strategies", len(cfg.strategies), "strategies") as bar:
+        for name in cfg.strategies:
+            bar.update(detail=name)
+            echo(f"running {name} ...")
+            r = run_strategy(name, seeded, cfg, work, echo)
+            echo(f"  {name}: {r.loaded:,}/{r.rows:,} loaded ({r.success_rate:.2%}), "
+                 f"{r.emulated_s / 60:.1f} emulated min, {r.wall_s:.0f} s wall, "
+                 f"{r.bulk_batches} batches")
+            results.append(r)
+            bar.advance()
     p = load_profile(cfg.profile, **_overrides(cfg.overrides))
     meta = {"rows": cfg.rows, "accounts": cfg.accounts, "profile": cfg.profile,
             "time_scale": p.time_scale, "workers": p.workers,

@@ -9,7 +9,7 @@ uniform, Zipf, or one giant parent. A share of rows is bad, spread evenly over t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,8 +92,21 @@ def _account_rows(spec: SeedSpec, rng: np.random.Generator) -> Iterator[tuple]:
                int(employees[i]), stamps[i])
 
 
-def seed_datacloud(storage: Storage, spec: SeedSpec) -> SeedReport:
-    """Replace the two staging objects' rows with generated data; Core is left alone."""
+def _told(rows: Iterable[tuple], progress: Callable[[int], None] | None, before: int = 0,
+          every: int = 10_000) -> Iterator[tuple]:
+    """``rows``, telling ``progress`` the rows written so far (``before`` these) every
+    ``every`` rows."""
+    for n, row in enumerate(rows, before + 1):
+        if progress and n % every == 0:
+            progress(n)
+        yield row
+
+
+def seed_datacloud(storage: Storage, spec: SeedSpec,
+                   progress: Callable[[int], None] | None = None) -> SeedReport:
+    """Replace the two staging objects' rows with generated data; Core is left alone.
+    ``progress`` is told the rows written so far (of ``spec.accounts + spec.opportunities``).
+    """
     rng = np.random.default_rng(spec.seed)
     n = spec.opportunities
     with storage.write_lock:
@@ -101,7 +114,8 @@ def seed_datacloud(storage: Storage, spec: SeedSpec) -> SeedReport:
             storage.dc.execute(f'DELETE FROM "{table}"')
     storage.insert_dc_rows(ACCOUNTS, ["ExternalId__c", "Name__c", "Industry__c",
                                       "AnnualRevenue__c", "NumberOfEmployees__c",
-                                      "LastModifiedDate__c"], _account_rows(spec, rng))
+                                      "LastModifiedDate__c"],
+                           _told(_account_rows(spec, rng), progress))
     parents = _parents(spec, rng)
     stage_idx = rng.integers(0, len(STAGES), n)
     days = rng.integers(0, 730, n)
@@ -142,7 +156,9 @@ def seed_datacloud(storage: Storage, spec: SeedSpec) -> SeedReport:
     storage.insert_dc_rows(OPPORTUNITIES, [
         "ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
         "Probability__c", "LeadSource__c", "Description__c", "AccountExternalId__c",
-        "LastModifiedDate__c"], rows)
+        "LastModifiedDate__c"], _told(rows, progress, spec.accounts))
+    if progress:
+        progress(spec.accounts + n)
     return report
 
 

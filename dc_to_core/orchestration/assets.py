@@ -126,7 +126,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         with operator_errors(f"reading {spec.source} {r.label}"):
             batches = list(datacloud.read_range(spec.source, spec.source_columns[1:],
                                                 spec.source_key, r.start, r.end,
-                                                fold=spec.folds_key))
+                                                fold=spec.folds_key, progress=context.log.info))
         table = combine(batches, spec.source_columns)
         context.log.info(f"extracted {table.num_rows} rows of {spec.source} {r.label}")
         return table.replace_schema_metadata({**(table.schema.metadata or {}),
@@ -234,7 +234,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         fp = (send.schema.metadata or {}).get(FINGERPRINT, b"").decode()
         return LoadTarget(spec, context.partition_key, fp, bulk, ledger, context.run_id,
                           before_job=Budget(settings.limit_share).guard(core.limits, (
-                              f"{spec.name} {context.partition_key}: the next Bulk job")))
+                              f"{spec.name} {context.partition_key}: the next Bulk job")),
+                          progress=context.log.info)
 
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
@@ -311,7 +312,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                settings.wall(settings.repass_backoff_s),
                                before_job=Budget(settings.limit_share).guard(core.limits, (
                                    f"deleting from {spec.target} {context.partition_key}: "
-                                   "the next delete job")))
+                                   "the next delete job")),
+                               progress=context.log.info)
         final = merged(earlier, done.rows)  # an earlier attempt's deletes count as deleted
         path = settings.write_quarantine(spec.name, context.partition_key, context.run_id,
                                          final, kind="deleted")

@@ -13,6 +13,7 @@ import gzip
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,12 +35,28 @@ from .bulk_results import (
 from .errors import BulkJobError, OrgUnreachableError, SalesforceApiError
 from .rest import keys_soql, range_soql
 from .sqltext import soql_literal
+from .throttle import Progress, throttled
 from .transport import SalesforceApi
 
 log = logging.getLogger("dc_to_core.salesforce.bulk")
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 RESULT_PATHS = {"successful": "successfulResults", "failed": "failedResults",
                 "unprocessed": "unprocessedrecords"}
+
+
+def jobs_line(infos: list[dict], shown: int = 3) -> str:
+    """One progress line for Bulk jobs: each job's id and state (the first ``shown``), and
+    the records processed and failed, summed over the jobs."""
+    processed = sum(int(i.get("numberRecordsProcessed") or 0) for i in infos)
+    failed = sum(int(i.get("numberRecordsFailed") or 0) for i in infos)
+    first = infos[0] if infos else {}
+    what = " ".join(str(first[k]) for k in ("object", "operation") if first.get(k))
+    jobs = ", ".join(f"{i.get('id')} {i.get('state')}" for i in infos[:shown])
+    rest = Counter(str(i.get("state")) for i in infos[shown:])
+    more = (f" and {len(infos) - shown} more ("
+            + ", ".join(f"{n} {state}" for state, n in rest.items()) + ")") if rest else ""
+    return (f"Bulk {what + ' ' if what else ''}job{'s' * (len(infos) != 1)} {jobs}{more}: "
+            f"{processed:,} records processed, {failed:,} failed")
 
 
 @dataclass(frozen=True)
@@ -150,19 +167,28 @@ class BulkApi(SalesforceApi):
         return jobs
 
     def wait(self, job_ids: list[str], on_poll: Callable[[dict], None] | None = None,
-             kind: str = "ingest") -> dict[str, dict]:
-        """Poll until every job (ingest or query) is terminal (capped exponential backoff)."""
+             kind: str = "ingest", progress: Progress | None = None) -> dict[str, dict]:
+        """Poll until every job (ingest or query) is terminal (capped exponential backoff).
+        ``progress`` is told the jobs' states and records processed and failed (throttled)."""
+        with throttled(progress) as report:
+            return self._wait(job_ids, on_poll, kind, report)
+
+    def _wait(self, job_ids: list[str], on_poll: Callable[[dict], None] | None, kind: str,
+              report: Progress | None) -> dict[str, dict]:
         pending, done = list(job_ids), {}
         delay = self.poll_initial_s
         deadline = time.monotonic() + self.job_timeout_s
+        latest: dict[str, dict] = {}
         while pending:
             for job_id in list(pending):
-                info = self.get_job(job_id, kind)
+                info = latest[job_id] = self.get_job(job_id, kind)
                 if on_poll:
                     on_poll(info)
                 if info["state"] in TERMINAL:
                     done[job_id] = info
                     pending.remove(job_id)
+            if report:
+                report(jobs_line([latest[j] for j in job_ids]))
             if pending:
                 if time.monotonic() > deadline:
                     raise BulkJobError(f"jobs {pending} not finished after "
@@ -182,14 +208,15 @@ class BulkApi(SalesforceApi):
         return JobResults(job_id, *(read_result_csv(raw[k]) for k in (
             "successful", "failed", "unprocessed")))
 
-    def query(self, soql: str, fields: list[str] | None = None) -> pa.Table:
+    def query(self, soql: str, fields: list[str] | None = None,
+              progress: Progress | None = None) -> pa.Table:
         """Every record of a SOQL query through a Bulk API 2.0 query job, as string columns
         (nulls where Salesforce wrote an empty cell); ``fields`` fixes the columns."""
         c = self.client()
         job_id = c.request("POST", self._path(kind="query"), json={
             "operation": "query", "query": soql, "contentType": "CSV",
             "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()["id"]
-        info = self.wait([job_id], kind="query")[job_id]
+        info = self.wait([job_id], kind="query", progress=progress)[job_id]
         if info["state"] != "JobComplete":
             raise BulkJobError(f"query job {job_id} ended {info['state']}: "
                                f"{info.get('errorMessage') or 'no message'} ({soql[:200]})")
@@ -207,7 +234,7 @@ class BulkApi(SalesforceApi):
         return self.query(range_soql(object_name, fields, key, start, end), fields)
 
     def read_keys(self, object_name: str, fields: list[str], key: str, values: list[str],
-                  soql_chars: int = 90_000) -> pa.Table:
+                  soql_chars: int = 90_000, progress: Progress | None = None) -> pa.Table:
         """The given fields (as text) of the records whose ``key`` is one of ``values`` (as
         the org matches them: ignoring case unless the field is case-sensitive), one query
         job per statement of at most ``soql_chars`` characters (SOQL's limit is 100,000)."""
@@ -216,12 +243,14 @@ class BulkApi(SalesforceApi):
         for v in values:
             cost = len(soql_literal(v)) + 2
             if batch and base + size + cost > soql_chars:
-                parts.append(self.query(keys_soql(object_name, fields, key, batch), fields))
+                parts.append(self.query(keys_soql(object_name, fields, key, batch), fields,
+                                        progress))
                 batch, size = [], 0
             batch.append(v)
             size += cost
         if batch:
-            parts.append(self.query(keys_soql(object_name, fields, key, batch), fields))
+            parts.append(self.query(keys_soql(object_name, fields, key, batch), fields,
+                                    progress))
         if not parts:
             return pa.table({f: pa.array([], pa.string()) for f in fields})
         return pa.concat_tables(parts)
@@ -271,9 +300,11 @@ class BulkApi(SalesforceApi):
         raise AssertionError("unreachable")
 
     def collect(self, submitted: list[SubmittedJob], table: pa.Table,
-                external_id_field: str | None) -> LoadOutcome:
-        """Wait for the jobs, then one outcome per input row (in input order)."""
-        infos = self.wait([j.job_id for j in submitted])
+                external_id_field: str | None, progress: Progress | None = None
+                ) -> LoadOutcome:
+        """Wait for the jobs (``progress``: see ``wait``), then one outcome per input row (in
+        input order)."""
+        infos = self.wait([j.job_id for j in submitted], progress=progress)
         key = external_id_field or "Id"
         keys = bulk_table(table.select([key])) if key in table.column_names else None
         parts = []
@@ -295,7 +326,8 @@ class BulkApi(SalesforceApi):
         return [p.stop - p.start for p in split_jobs(table, self.max_job_bytes,
                                                      self.chunk_rows)]
 
-    def upsert(self, object_name: str, external_id_field: str, table: pa.Table) -> LoadOutcome:
+    def upsert(self, object_name: str, external_id_field: str, table: pa.Table,
+               progress: Progress | None = None) -> LoadOutcome:
         """Upsert every row of ``table``; the outcome has one row per input row."""
         return self.collect(self.submit(object_name, external_id_field, table), table,
-                            external_id_field)
+                            external_id_field, progress)

@@ -24,6 +24,7 @@ from .datacloud_arrow import (
 )
 from .errors import SalesforceError, SourceValueError
 from .sqltext import sql_identifier, sql_literal
+from .throttle import Progress, throttled
 from .transport import SalesforceApi
 
 FINISHED = {"FINISHED", "RESULTSPRODUCED"}
@@ -129,12 +130,28 @@ class DataCloud(SalesforceApi):
 
     # -- ranges -----------------------------------------------------------------------------------
     def read_range(self, object_name: str, columns: list[str], key: str, start: str | None,
-                   end: str | None, page_rows: int | None = None, fold: bool = False
-                   ) -> Iterator[pa.RecordBatch]:
+                   end: str | None, page_rows: int | None = None, fold: bool = False,
+                   progress: Progress | None = None) -> Iterator[pa.RecordBatch]:
         """Rows of ``object_name`` with ``start <= key < end`` (the key folded to lower case
         when ``fold``; NULL keys when start is open), in key order, keyset-paged
         (``key > last``, never OFFSET). Rows sharing a key are never split or lost across
-        pages."""
+        pages. ``progress`` is told the rows read so far (throttled)."""
+        where = (f"{object_name} [{'-inf' if start is None else start}, "
+                 f"{'+inf' if end is None else end})")
+        with throttled(progress) as report:
+            rows = 0
+            for batch in self._range_batches(object_name, columns, key, start, end,
+                                             page_rows, fold):
+                rows += batch.num_rows
+                if report:
+                    report(f"{where}: {rows:,} rows read so far")
+                yield batch
+            if report:
+                report(f"{where}: {rows:,} rows read, done")
+
+    def _range_batches(self, object_name: str, columns: list[str], key: str,
+                       start: str | None, end: str | None, page_rows: int | None, fold: bool
+                       ) -> Iterator[pa.RecordBatch]:
         size = page_rows or self.page_rows
         cols = list(dict.fromkeys([key, *columns]))
         select = ", ".join(sql_identifier(c) for c in cols)

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED, UNPROCESSED
+from ..salesforce.throttle import Progress, throttled
 from .keys import as_array, folded, read_keys
 from .loading import TRANSIENT_CODES, stop_on_quota
 from .spec import SyncSpec
@@ -118,20 +119,31 @@ class Deletes:
 def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
                 keep: Callable[[pa.Table], object], rounds: int = 3, backoff_s: float = 20.0,
                 sleep: Callable[[float], None] = time.sleep,
-                before_job: Callable[[int], None] | None = None) -> Deletes:
+                before_job: Callable[[int], None] | None = None,
+                progress: Progress | None = None) -> Deletes:
     """Delete the Core records of ``keys`` (folded keys gone from the source), saying for each
     what became of it. ``keep`` is given the records' last values before anything is deleted
-    (``DELETING``), so they are on file even if the run stops during the delete."""
+    (``DELETING``), so they are on file even if the run stops during the delete.
+    ``progress`` is told how the Bulk jobs (the reads of Core, the deletes) are doing."""
+    with throttled(progress) as report:  # one pace for all the jobs
+        return _delete_gone(spec, bulk, keys, children, keep, rounds, backoff_s, sleep, report,
+                            before_job)
+
+
+def _delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
+                 keep: Callable[[pa.Table], object], rounds: int, backoff_s: float,
+                 sleep: Callable[[float], None], progress: Progress | None,
+                 before_job: Callable[[int], None] | None) -> Deletes:
     schema = deleted_schema(spec)
     if not keys:
         return Deletes(schema.empty_table())
     columns = ["Id", spec.target_key, *_value_columns(spec)]
     wanted = pa.array(keys, pa.string())
-    core = bulk.read_keys(spec.target, columns, spec.target_key, keys)
+    core = bulk.read_keys(spec.target, columns, spec.target_key, keys, progress=progress)
     core = core.filter(pc.is_in(folded(core.column(spec.target_key), spec.folds_key),
                                 value_set=wanted))
     ids = as_array(core.column("Id"))
-    busy = _with_children(bulk, ids.to_pylist(), children)
+    busy = _with_children(bulk, ids.to_pylist(), children, progress)
     deferred = pc.is_in(ids, value_set=pa.array(sorted(busy), pa.string()))
     todo, held = core.filter(pc.invert(deferred)), core.filter(deferred)
     found = pa.concat_tables([todo, held])
@@ -151,7 +163,7 @@ def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[C
               pa.nulls(n, pa.string())))
     jobs: list[dict] = []
     status, codes, messages = _delete(spec, bulk, as_array(todo.column("Id")), rounds,
-                                      backoff_s, sleep, jobs, before_job)
+                                      backoff_s, sleep, jobs, before_job, progress)
     return Deletes(rows(status, codes, messages), jobs)
 
 
@@ -186,19 +198,22 @@ def merged(earlier: pa.Table | None, now: pa.Table) -> pa.Table:
     return pa.concat_tables([taken.cast(now.schema), rest, only.cast(now.schema)])
 
 
-def _with_children(bulk: BulkApi, ids: list[str], children: list[Child]) -> set[str]:
+def _with_children(bulk: BulkApi, ids: list[str], children: list[Child],
+                   progress: Progress | None) -> set[str]:
     """The Ids of ``ids`` some record of a child sync's object still points at."""
     busy: set[str] = set()
     for child in children:
         if ids:
-            found = bulk.read_keys(child.target, [child.field], child.field, ids)
+            found = bulk.read_keys(child.target, [child.field], child.field, ids,
+                                   progress=progress)
             busy.update(v[:15] for v in found.column(child.field).to_pylist() if v)
     return {i for i in ids if i[:15] in busy}
 
 
 def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s: float,
             sleep: Callable[[float], None], jobs: list[dict],
-            before_job: Callable[[int], None] | None = None
+            before_job: Callable[[int], None] | None = None,
+            progress: Progress | None = None
             ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Delete jobs for ``ids``; lock failures retried after a backoff. Per Id: its status,
     error code and message."""
@@ -216,7 +231,8 @@ def _delete(spec: SyncSpec, bulk: BulkApi, ids: pa.Array, rounds: int, backoff_s
             sleep(wait)
         table = pa.table({"Id": ids.take(todo)})
         done = bulk.collect(bulk.submit(spec.target, None, table, operation,
-                                        before_each=before_job), table, None)
+                                        before_each=before_job), table, None,
+                            progress)
         jobs += done.jobs
         stop_on_quota(f"deleting from {spec.target}", done.jobs)
         outcome = done.rows

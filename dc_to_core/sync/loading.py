@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
+from ..salesforce.throttle import Progress, throttled
 from .budget import quota_exhausted
 from .keys import folded
 from .ledger import Ledger
@@ -45,6 +46,7 @@ class LoadTarget:
     ledger: Ledger
     run_id: str | None = None
     sleep: Callable[[float], None] = time.sleep
+    progress: Progress | None = None  # told how the Bulk jobs are doing (throttled)
     before_job: Callable[[int], None] | None = None  # the limit budget's check (sync.budget)
 
 
@@ -102,6 +104,12 @@ def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
     """Load ``table`` (already ordered) as one round; an OUTCOME row per input row. Nothing
     to send costs nothing: no job, no batch."""
+    with throttled(target.progress) as report:  # one pace for all the round's waves
+        return _load_round(replace(target, progress=report), table, round_, stats)
+
+
+def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats
+                ) -> pa.Table:
     if table.num_rows == 0:
         return OUTCOME.empty_table()
     parts: list[pa.Table] = []
@@ -127,7 +135,7 @@ def settle_stale_jobs(target: LoadTarget) -> int:
     if live:
         log.warning("%s %s: waiting for %d job(s) an earlier, interrupted load left with the "
                     "org before sending", spec.name, target.partition, len(live))
-        target.bulk.wait(live)
+        target.bulk.wait(live, progress=target.progress)
     ledger.forget_others(spec.name, target.partition, target.fingerprint)
     return len(live)
 
@@ -162,7 +170,7 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
         bulk.submit(spec.target, spec.target_key, table.slice(start, stop - start),
                     on_submitted=record, before_each=target.before_job)
     jobs.sort(key=lambda j: j.start)
-    outcome = bulk.collect(jobs, table, spec.target_key)
+    outcome = bulk.collect(jobs, table, spec.target_key, target.progress)
     stats.jobs += outcome.jobs
     for info in filter(quota_failed, outcome.jobs):  # a later run sends its rows anew, not
         ledger.forget_job(*key[:3], str(info.get("id")))  # resumes a job that cannot succeed
@@ -222,6 +230,13 @@ def repass(target: LoadTarget, ready: pa.Table, outcome: pa.Table, rounds: int,
            backoff_s: float, stats: LoadStats) -> pa.Table:
     """Resubmit transient failures, regrouped by parent, with exponential backoff; at most
     ``rounds`` rounds. Returns the updated outcome (aligned with ``ready``)."""
+    with throttled(target.progress) as report:  # one pace for all the rounds
+        return _repass(replace(target, progress=report), ready, outcome, rounds, backoff_s,
+                       stats)
+
+
+def _repass(target: LoadTarget, ready: pa.Table, outcome: pa.Table, rounds: int,
+            backoff_s: float, stats: LoadStats) -> pa.Table:
     for r in range(1, rounds + 1):
         again = transient(outcome)
         if len(again) == 0:

@@ -46,3 +46,10 @@ def test_parent_skews_and_uncorrelated_keys(tmp_path):
     zipf = seed_datacloud(storage, SeedSpec(accounts=100, opportunities=5_000, skew="zipf"))
     counts = Counter(r[8] for r in rows(storage))
     assert zipf.largest_parent == max(counts.values()) > 5 * (5_000 / 100)
+
+
+def test_progress_is_told_the_rows_written_rising_to_all_of_them(tmp_path):
+    told: list[int] = []
+    seed_datacloud(Storage(tmp_path, load_schema()), SeedSpec(accounts=5, opportunities=25_000),
+                   told.append)
+    assert told == [10_000, 20_000, 25_005]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 
 import dagster as dg
@@ -55,3 +56,15 @@ def test_a_run_that_waited_too_long_fails_naming_the_run_that_holds_the_partitio
         assert f"Account p00 is being loaded by run {first.run_id}" in said, said
         assert "stops so the partition is not loaded twice" in said
         assert OrgClient(project.server).query("SELECT COUNT() FROM Account")["totalSize"] == 0
+
+
+def test_the_run_log_tells_the_progress_of_the_read_and_of_the_bulk_jobs(project):
+    with dg.instance_for_test() as instance:
+        result = project.run("Account", "p00", instance)
+        assert result.success
+        said = collections.defaultdict(list)
+        for e in instance.all_logs(result.run_id):
+            said[(e.step_key or "").split(".")[-1]].append(e.user_message)
+    assert any("rows read, done" in m for m in said["account_extract"]), said
+    done = [m for m in said["account_load"] if m.startswith("Bulk Account upsert job")]
+    assert done and " JobComplete: " in done[-1] and "records processed, 0 failed" in done[-1]

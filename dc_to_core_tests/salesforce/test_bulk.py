@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dc_to_core.salesforce.bulk import BulkApi
+from dc_to_core.salesforce.bulk import BulkApi, jobs_line
 from dc_to_core.salesforce.errors import SalesforceApiError
 from dc_to_core.salesforce.rest import RestApi
+from dc_to_core.salesforce.throttle import Progress, Throttle
 from dc_to_core_tests.support import OrgClient, auth_for, csv_text
 
 ACC = "External_Id__c"
@@ -136,6 +137,31 @@ def test_a_table_over_the_size_limit_is_split_into_several_jobs(shared_server):
     assert all(j["rows"] % 500 == 0 for j in out.jobs[:-1])  # cut on the chunk grid
 
 
+def test_waiting_tells_each_jobs_state_and_the_records_processed_summed(shared_server):
+    lines: list[str] = []
+    bulk = bulk_for(shared_server, max_job_bytes=64 * 1024, chunk_rows=500)
+    table = accounts(f"PROG{uuid.uuid4().hex[:4]}", 3_000, Industry=["Banking"] * 3_000)
+    out = bulk.upsert("Account", ACC, table, progress=Throttle(lines.append, interval_s=0))
+    ids = [j["id"] for j in out.jobs]
+    assert len(ids) > 1 and lines
+    assert all(line.startswith(f"Bulk Account upsert jobs {ids[0]} ") for line in lines)
+    assert lines[-1].endswith(": 3,000 records processed, 0 failed")
+    assert f"{ids[0]} JobComplete, {ids[1]} JobComplete" in lines[-1]
+
+
+def test_a_progress_line_of_many_jobs_names_the_first_and_counts_the_others_by_state():
+    infos = [{"id": f"750{i}", "object": "Opportunity", "operation": "delete",
+              "state": state, "numberRecordsProcessed": 100 * i, "numberRecordsFailed": i}
+             for i, state in enumerate(["JobComplete", "InProgress", "InProgress",
+                                        "InProgress", "UploadComplete", "JobComplete"], 1)]
+    assert jobs_line(infos) == (
+        "Bulk Opportunity delete jobs 7501 JobComplete, 7502 InProgress, 7503 InProgress and "
+        "3 more (1 InProgress, 1 UploadComplete, 1 JobComplete): 2,100 records processed, 21 "
+        "failed")
+    assert jobs_line(infos[:1]) == ("Bulk Opportunity delete job 7501 JobComplete: 100 records "
+                                    "processed, 1 failed")
+
+
 def test_token_expiry_mid_run_is_recovered(make_server):
     server = make_server()
     OrgClient(server).http.patch("/__emulator__/profile",
@@ -183,9 +209,10 @@ def test_read_keys_finds_records_by_key_ignoring_case_in_statements_under_the_li
     statements: list[int] = []
 
     class Counting(BulkApi):
-        def query(self, soql: str, fields: list[str] | None = None) -> pa.Table:
+        def query(self, soql: str, fields: list[str] | None = None,
+                  progress: Progress | None = None) -> pa.Table:
             statements.append(len(soql))
-            return super().query(soql, fields)
+            return super().query(soql, fields, progress)
 
     bulk = Counting(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
     prefix = f"RK-{uuid.uuid4().hex[:6]}-" + "x" * 64

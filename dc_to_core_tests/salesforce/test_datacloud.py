@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from dc_to_core.emulator.schema import DcColumn
 from dc_to_core.salesforce.datacloud import DataCloud
+from dc_to_core.salesforce.throttle import Throttle
 from dc_to_core.sync.keys import in_range
 from dc_to_core.sync.plan import KeyRange
 from dc_to_core_tests.support import auth_for
@@ -156,3 +157,17 @@ def test_token_expiry_mid_read_is_recovered(make_server, api):
     rows = sum(b.num_rows for b in dc.read_range(name, ["N__c"], "ExternalId__c", None, None,
                                                   page_rows=7))
     assert rows == 60
+
+
+@pytest.mark.parametrize("api", ["query-sql", "v2"])
+def test_a_read_tells_its_progress_with_rising_row_counts(shared_server, api):
+    lines: list[str] = []
+    dc = dc_for(shared_server, api=api)
+    read = list(dc.read_range(OPP, ["Name__c"], "ExternalId__c", "OPP-000000100",
+                              "OPP-000000600", page_rows=100,
+                              progress=Throttle(lines.append, interval_s=0)))
+    rows = sum(b.num_rows for b in read)
+    counts = [int(line.split(": ")[1].split(" rows")[0].replace(",", "")) for line in lines]
+    assert len(counts) > 5 and counts == sorted(counts) and counts[-1] == rows
+    assert lines[0].startswith(f"{OPP} [OPP-000000100, OPP-000000600): ")
+    assert lines[-1].endswith(f"{rows:,} rows read, done")
