@@ -20,6 +20,7 @@ import dagster as dg
 
 from .orchestration.preview import DRY_RUN_TAG
 from .orchestration.project import QUIET, build_definitions
+from .progress import progress
 
 COLUMNS = ("sync", "partition", "range", "extracted", "create", "update", "delete",
            "unchanged", "quarantined", "jobs", "batches", "api calls", "budget")
@@ -72,20 +73,23 @@ def run_preview(syncs: list[str], partition: str | None,
     own = instance is None
     if instance is None:
         instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    todo = []
+    for sync in syncs:
+        keys = defs.resolve_job_def(f"load_{sync}").partitions_def.get_partition_keys()
+        if partition is not None and partition not in keys:
+            raise click.BadParameter(f"sync {sync} has no partition {partition!r} (it has "
+                                     f"{', '.join(keys)})", param_hint="--partition")
+        todo += [(sync, p) for p in ([partition] if partition else keys)]
     rows = []
-    with contextlib.nullcontext() if not own else instance:
-        for sync in syncs:
-            job = defs.resolve_job_def(f"load_{sync}")
-            keys = job.partitions_def.get_partition_keys()
-            if partition is not None and partition not in keys:
-                raise click.BadParameter(f"sync {sync} has no partition {partition!r} (it has "
-                                         f"{', '.join(keys)})", param_hint="--partition")
-            for p in [partition] if partition else keys:
-                echo(f"dry run of {sync} {p} ...")
-                result = job.execute_in_process(partition_key=p, instance=instance,
-                                                raise_on_error=False, run_config=QUIET,
-                                                tags={DRY_RUN_TAG: "true"})
-                rows.append(_row(sync, p, result))
+    with (contextlib.nullcontext() if not own else instance,
+          progress("dry runs", len(todo), "partitions") as bar):
+        for sync, p in todo:
+            bar.update(detail=f"{sync} {p}")
+            result = defs.resolve_job_def(f"load_{sync}").execute_in_process(
+                partition_key=p, instance=instance, raise_on_error=False, run_config=QUIET,
+                tags={DRY_RUN_TAG: "true"})
+            rows.append(_row(sync, p, result))
+            bar.advance()
     total = ["total", "", "", *[f"{sum(int(r.values.get(FROM_METADATA[c], 0)) for r in rows):,}"
                                 for c in COLUMNS[3:12]], ""]
     echo(text_table(list(COLUMNS), [*[r.cells() for r in rows], total]))

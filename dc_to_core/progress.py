@@ -1,6 +1,6 @@
-"""Progress of the long commands (``seed``, ``plan``, ``demo``, ``bench``): a bar (rich) on
-stderr when it is a terminal, plain lines otherwise (CI, a pipe): the first, at most one per
-``PLAIN_INTERVAL_S`` after it, and the last, with the time taken.
+"""Progress of the long commands (``seed``, ``plan``, ``demo``, ``bench``, ``preview``): a
+bar (rich) on stderr when it is a terminal, plain lines otherwise (CI, a pipe): the first,
+at most one per ``PLAIN_INTERVAL_S`` after it, and the last, with the time taken.
 
     with progress("seeding Data Cloud", total=rows, unit="rows") as bar:
         seed_datacloud(storage, spec, progress=bar.update)   # rows written so far
