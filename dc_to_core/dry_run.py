@@ -39,7 +39,7 @@ class PreviewRow:
 
     def cells(self) -> list[str]:
         if self.error:
-            return [self.sync, self.partition, "", *[""] * 9, f"FAILED: {self.error}"]
+            return [self.sync, self.partition, "", *[""] * 9, "FAILED (below)"]
         v = self.values
         return [self.sync, self.partition, str(v.get("range", "")),
                 *[f"{int(v.get(FROM_METADATA[c], 0)):,}" for c in COLUMNS[3:12]],
@@ -51,8 +51,10 @@ def _row(sync: str, partition: str, result: dg.ExecuteInProcessResult) -> Previe
         if event.event_type_value == "ASSET_OBSERVATION":
             meta = event.event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
             return PreviewRow(sync, partition, {k: v.value for k, v in meta.items()})
-    failure = next((e.message or "" for e in result.all_events if e.is_step_failure), "")
-    return PreviewRow(sync, partition, {}, failure.split("\n")[0][:200] or "no report")
+    failure = next((e.step_failure_data.error.message for e in result.all_events
+                    if e.is_step_failure and e.step_failure_data.error), "")
+    failure = failure.removeprefix("dagster._core.definitions.events.Failure: ").strip()
+    return PreviewRow(sync, partition, {}, failure or "the dry run ended without a report")
 
 
 def text_table(head: list[str], body: list[list[str]], left: int = 3) -> str:
@@ -94,8 +96,8 @@ def run_preview(syncs: list[str], partition: str | None,
                                 for c in COLUMNS[3:12]], ""]
     echo(text_table(list(COLUMNS), [*[r.cells() for r in rows], total]))
     for r in rows:
-        if r.values.get("budget_refusal"):
-            echo(f"{r.sync} {r.partition}: {r.values['budget_refusal']}")
+        if r.error or r.values.get("budget_refusal"):
+            echo(f"{r.sync} {r.partition}: {r.error or r.values['budget_refusal']}")
     echo("nothing was written to Core, the ledger or the sync state"
          + (f"; the reports are observations on the instance at {home}" if home else ""))
     return rows

@@ -31,6 +31,12 @@ def snapshot(server, ledger_db) -> dict:
     return out
 
 
+def files(root) -> dict:
+    """Every file under ``root`` but the ledger's database, with its bytes."""
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith("ledger.db")}
+
+
 def observation(result: dg.ExecuteInProcessResult) -> dict:
     events = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert len(events) == 1, failure_messages(result)
@@ -58,6 +64,7 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
             ["OPP-NEW-BAD", "x" * 200, "Prospecting", "2025-03-01", 5.0, "ACC-0000001",
              "2025-03-01T00:00:00Z"]])
         before = snapshot(server, tmp_path / "state" / "ledger.db")
+        kept = files(tmp_path / "state")
         dry = project.job("Opportunity").execute_in_process(
             partition_key="p00", instance=instance, raise_on_error=False,
             tags={DRY_RUN_TAG: "true"})
@@ -66,6 +73,7 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
         printed: list[str] = []  # the CLI's table, from the same dry run
         rows = run_preview(["Opportunity"], "p00", printed.append, project.defs, instance)
         assert snapshot(server, tmp_path / "state" / "ledger.db") == before
+        assert files(tmp_path / "state") == kept  # no quarantine, extract or intermediate
         preview = observation(dry)
         real = project.run("Opportunity", "p00", instance)
         done = project.materialization(real)

@@ -280,10 +280,11 @@ def validate_rows(plan: HeaderPlan, table: pa.Table, rows: Sequence[int],
                     errors.setdefault(i, sf_error("REQUIRED_FIELD_MISSING",
                                                   f"Required fields are missing: [{f.name}]",
                                                   [f.name]))
-                elif v is UNCHANGED:
+                elif v is UNCHANGED and not f.defaulted_on_create:
                     required_missing.setdefault(i, []).append(f.name)
+    sent = [*plan.fields.values(), *(r.field for r in plan.references.values())]
     absent = [f.name for f in plan.obj.fields.values()
-              if f.required and not f.defaulted_on_create and f not in plan.fields.values()]
+              if f.required and not f.defaulted_on_create and f not in sent]
     for col, ref in plan.references.items():
         block.parents[col] = part.column(col).to_pylist()
         if ref.field.required:

@@ -357,6 +357,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         hold_partition(context, ledger, settings, spec)  # ... or here
         if is_dry_run(context):  # an observation of what the night would do; no output
             yield observe_preview(context, source, rejected, send, kept, outcome, deleted)
+            _cleanup(settings, context.run_id)
             return
         # what Core holds now, from the org's own results (one transaction): a crash before
         # it leaves these rows unrecorded, so the next run sends them again

@@ -1,23 +1,22 @@
-"""The limit budget at the start of a night: a custom automation condition in the nightly
-branch of each sync's condition (``conditions.py``).
+"""The limit budget before loads are requested: a custom automation condition, last in each
+sync's condition (``conditions.py``), evaluated in the code server.
 
-When the sync's nightly tick has passed and its parents are loaded, the partitions due
-tonight are requested only if their forecast fits the budget (``sync.budget``): each
-partition needs what its last night sent (the ``forecast_bulk_jobs`` / ``_batches`` of its
-latest materialization), or, never loaded, one batch per started 10,000 of its share of the
-source's rows. The org's usage comes from ``/limits`` (read at most once per
-``LOOK_EVERY_S`` per sync while the night waits). A night that does not fit is not started:
-the evaluation is false with the numbers in its metadata (the asset's Automation tab) and a
-warning in the sensor's log; it is evaluated again on later ticks, and starts once the rolling
-window has freed enough. An org whose limits cannot be read does not hold the night back:
-each run checks the budget again before its first job.
+The partitions due (the night's, or ranges changed in Data Cloud) are requested only if their
+forecast fits the budget (``sync.budget``): each partition needs what its latest load sent
+(the ``forecast_bulk_jobs`` / ``_batches`` of its latest materialization), or, never loaded,
+one batch per started 10,000 of its share of the source's rows. The org's usage comes from
+``/limits``, read with one attempt and at most once per ``LOOK_EVERY_S`` of evaluation time
+per sync and forecast. What does not fit is not requested: the evaluation is false with the
+numbers in its metadata (the asset's Automation tab) and a warning in the sensor's log; it is
+evaluated again on later ticks and requested once the rolling window has freed enough. An
+org whose limits cannot be read does not hold the loads back: each run checks the budget
+again before its first job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 
 import dagster as dg
@@ -28,13 +27,23 @@ from .settings import env_number
 
 log = logging.getLogger("dc_to_core.orchestration.budget_condition")
 LOOK_EVERY_S = 300.0
-_seen: dict[str, tuple[float, str | None]] = {}  # sync -> (when, refusal) of the last look
+_seen: dict[str, tuple[float, str | None, Need]] = {}  # sync -> the last look's (evaluation
+                                                       # time, refusal, need)
+
+
+_orgs: dict = {}  # login URL -> the one REST client of this process for that org
 
 
 def _default_limits() -> dict:
-    from .resources import resources_from_env  # the daemon's environment: the pipeline's org
+    """``/limits`` of the pipeline's org (the code server's environment), one attempt: an org
+    that does not answer must not hold the sensor's tick for minutes."""
+    from ..salesforce.rest import RestApi
+    from .resources import salesforce_auth
 
-    return resources_from_env(resolve=True)["core"].limits()  # type: ignore[attr-defined]
+    auth = salesforce_auth(os.environ, resolve=True)
+    if auth.login_url not in _orgs:
+        _orgs[auth.login_url] = RestApi(auth=auth, retry_attempts=1)
+    return _orgs[auth.login_url].limits()
 
 
 def night_need(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str],
@@ -65,7 +74,7 @@ class WithinLimitBudget(dg.AutomationCondition):
 
     @property
     def description(self) -> str:
-        return "tonight's forecast fits the limit budget (DC_TO_CORE_LIMIT_SHARE)"
+        return "the forecast of what is due fits the limit budget (DC_TO_CORE_LIMIT_SHARE)"
 
     @property
     def name(self) -> str:
@@ -78,33 +87,35 @@ class WithinLimitBudget(dg.AutomationCondition):
         keys = sorted(candidates.expensively_compute_partition_keys())
         need = night_need(context.asset_graph_view.instance, context.key, keys,
                           self.rows_per_partition)
-        refusal = self._refusal(need, len(keys))
+        refusal = self._refusal(need, len(keys), context.evaluation_time.timestamp())
         metadata = {"forecast_bulk_jobs": dg.MetadataValue.int(need.jobs),
                     "forecast_bulk_batches": dg.MetadataValue.int(need.batches),
                     "forecast_api_calls": dg.MetadataValue.int(need.api_calls)}
         if refusal is None:
             return dg.AutomationResult(context=context, true_subset=candidates,
                                        metadata=metadata)
-        context.log.warning(f"not starting tonight's {self.sync} load: {refusal}")
+        context.log.warning(f"not starting the {self.sync} load due now: {refusal}")
         return dg.AutomationResult(context=context, true_subset=context.get_empty_subset(),
                                    metadata={**metadata, "refused": dg.MetadataValue.text(
                                        refusal)})
 
-    def _refusal(self, need: Need, partitions: int) -> str | None:
+    def _refusal(self, need: Need, partitions: int, now: float) -> str | None:
         seen = _seen.get(self.sync)
-        if seen is not None and time.monotonic() - seen[0] < LOOK_EVERY_S:
+        if seen is not None and seen[2] == need and 0 <= now - seen[0] < LOOK_EVERY_S:
             return seen[1]
-        share = env_number(os.environ, "DC_TO_CORE_LIMIT_SHARE", "0.8")
+        refusal = None
         try:
-            Budget(share).check(self.read_limits(), need, f"tonight's {self.sync} load "
-                                f"({partitions} partition(s), {need.jobs} job(s))")
-            refusal = None
+            share = env_number(os.environ, "DC_TO_CORE_LIMIT_SHARE", "0.8")
+            if share > 1:
+                raise ValueError(f"DC_TO_CORE_LIMIT_SHARE must be at most 1, got {share}")
+            if need.jobs:
+                Budget(share).check(self.read_limits(), need, f"the {self.sync} load due now "
+                                    f"({partitions} partition(s), {need.jobs} job(s))")
         except BudgetExceeded as exc:
             refusal = str(exc)
         except (SalesforceError, ValueError) as exc:  # the runs check again before each job
-            log.warning("cannot read the org's limits for tonight's %s load (%s); starting it "
-                        "anyway: each run checks the budget before its first job", self.sync,
-                        exc)
-            refusal = None
-        _seen[self.sync] = (time.monotonic(), refusal)
+            log.warning("cannot check the limit budget of the %s load due now (%s); starting "
+                        "it anyway: each run checks the budget before its first job",
+                        self.sync, exc)
+        _seen[self.sync] = (now, refusal, need)
         return refusal

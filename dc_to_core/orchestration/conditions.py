@@ -6,12 +6,15 @@ A partition of a sync is requested when no run is loading it and either
 - **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
   every partition of every parent sync has been loaded since that tick (Dagster's stock
   ``on_cron`` would start a child once *any* parent partition was loaded: under the
-  ``AllPartitionMapping`` a child waits for all of them here), and the night's forecast fits
-  the org's limit budget (``budget_condition.py``); or
+  ``AllPartitionMapping`` a child waits for all of them here); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent partition is being loaded or failed its latest run (a child resolves
   its parents' external ids in Core). A sync without a last-modified column has no such part.
+
+and, either way, what is due fits the org's limit budget (``budget_condition.py``): a refused
+night or change is not requested, so nothing counts as handled, and it is requested once the
+budget allows.
 
 The checks have no condition of their own, so they ride along: they run in the run that loads
 their partition (a condition on a check would make it a run, or a backfill, of its own).
@@ -31,17 +34,18 @@ def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool 
     tick = AC.cron_tick_passed(cron, timezone)
     parents_tonight = ~AC.any_deps_match(~AC.newly_updated().since(tick)).ignore(data_cloud)
     nightly = (tick.since_last_handled()
-               & parents_tonight.with_label("every parent partition loaded since the tick"))
-    if budget is not None:  # evaluated last: only for the partitions otherwise due
-        nightly = nightly & budget
-    nightly = nightly.with_label(f"nightly ({cron}, {timezone})")
+               & parents_tonight.with_label("every parent partition loaded since the tick")
+               ).with_label(f"nightly ({cron}, {timezone})")
     not_loading = ~AC.in_progress().with_label("not being loaded")
-    if not watched:
-        return (nightly & not_loading).with_label("dc_to_core sync")
-    source_changed = AC.any_deps_updated().allow(data_cloud).since(
-        AC.newly_requested() | AC.newly_updated()).with_label("Data Cloud range changed")
-    parents_settled = ~AC.any_deps_match(AC.in_progress() | AC.execution_failed()).ignore(
-        data_cloud).with_label("no parent partition loading or failed")
-    changed = (source_changed & ~AC.missing() & parents_settled).with_label(
-        "changed in Data Cloud")
-    return ((nightly | changed) & not_loading).with_label("dc_to_core sync")
+    due = nightly
+    if watched:
+        source_changed = AC.any_deps_updated().allow(data_cloud).since(
+            AC.newly_requested() | AC.newly_updated()).with_label("Data Cloud range changed")
+        parents_settled = ~AC.any_deps_match(AC.in_progress() | AC.execution_failed()).ignore(
+            data_cloud).with_label("no parent partition loading or failed")
+        due = nightly | (source_changed & ~AC.missing() & parents_settled).with_label(
+            "changed in Data Cloud")
+    condition = due & not_loading
+    if budget is not None:  # last: evaluated only for the partitions otherwise due
+        condition = condition & budget
+    return condition.with_label("dc_to_core sync")

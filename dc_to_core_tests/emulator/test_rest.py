@@ -122,3 +122,27 @@ core:
                                    "fields: Created_Only__c.")
     assert failed["T3"].startswith("INVALID_FIELD_FOR_INSERT_UPDATE:Unable to create/update "
                                    "fields: Formula__c.")
+
+
+def test_a_required_lookup_given_by_its_relationship_column_is_not_missing(make_server,
+                                                                          tmp_path):
+    schema = tmp_path / "org.yaml"
+    schema.write_text("""
+core:
+  Parent__c:
+    key_prefix: a02
+    fields:
+      External_Id__c: {type: string, length: 20, external_id: true}
+  Child__c:
+    key_prefix: a03
+    fields:
+      External_Id__c: {type: string, length: 20, external_id: true}
+      Status__c: {type: string, length: 20, required: true, defaulted_on_create: true}
+      Parent__c: {type: reference, to: Parent__c, relationship: Parent__r, required: true}
+""")
+    org = OrgClient(make_server(schema_path=schema))
+    org.run_job("Parent__c", csv_text(["External_Id__c"], [["P1"]]))
+    info = org.run_job("Child__c", csv_text(["External_Id__c", "Status__c",
+                                             "Parent__r.External_Id__c"],
+                                            [["C1", "", "P1"]]))
+    assert info["numberRecordsFailed"] == 0, org.results(info["id"], "failedResults")

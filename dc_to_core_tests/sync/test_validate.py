@@ -102,3 +102,22 @@ def test_values_the_org_would_refuse_are_quarantined_with_its_codes():
     message = p.rejected.column("error_message").to_pylist()
     assert f"Opportunity Name: data value too large: {'x' * 40} (max length=120)" in message
     assert prepare(spec, source).rejected.num_rows == 0  # without describe: the org decides
+
+
+def test_an_empty_cell_is_left_to_the_org_and_a_non_number_is_invalid_as_it_says():
+    """An empty cell leaves the field as it is (the org checks nothing); NaN is no number."""
+    spec = opportunity(**{"Name": "Name__c",
+                          "StageName": {"source": "StageName__c", "empty_as_null": False},
+                          "CloseDate": {"source": "CloseDate__c", "type": "date"},
+                          "Amount": {"source": "Amount__c", "type": "number"}})
+    source = pa.table({"ExternalId__c": ["EMPTY", "NAN"], "Name__c": ["n", "n"],
+                       "StageName__c": ["", "Prospecting"],
+                       "CloseDate__c": [dt.date(2025, 1, 2)] * 2,
+                       "Amount__c": [1.0, float("nan")],
+                       "AccountExternalId__c": ["ACC-1"] * 2})
+    p = prepare(spec, source, org=described("Opportunity"))
+    assert p.rejected.column("key").to_pylist() == ["NAN"]
+    assert p.rejected.column("error_code").to_pylist() == ["INVALID_FIELD"]
+    assert p.rejected.column("error_message")[0].as_py().startswith(
+        "Failed to deserialize field at col 5. Due to, 'nan' is not a valid value for the "
+        "type xsd:double")
