@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..salesforce.bulk_results import OUTCOME
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.describe import ObjectInfo
-from ..sync.budget import Budget, forecast
+from ..sync.budget import Budget, BudgetExceeded, forecast
 from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
 from ..sync.deletes import (
     ALLOW_TAG,
@@ -237,6 +237,14 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                               f"{spec.name} {context.partition_key}: the next Bulk job")),
                           progress=context.log.info)
 
+    def keep_what_was_done(ledger: LedgerResource, sent: pa.Table,
+                           outcome: pa.Table | None) -> None:
+        """A load the budget stopped records what the org did (as finalize would), so the
+        next run does not send it again."""
+        if outcome is not None and outcome.num_rows:
+            SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
+                                     recorded(spec, sent, outcome))
+
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
@@ -260,7 +268,12 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                                  f"batch(es), about {need.api_calls} API calls; within the "
                                  f"budget ({settings.limit_share:.0%} of the org's daily "
                                  "allocations)")
-            outcome = load_round(t, send, 0, stats)
+            try:
+                outcome = load_round(t, send, 0, stats)
+            except BudgetExceeded as stop:  # what the org did before it is in the state
+                if stop.rows is not None:
+                    keep_what_was_done(ledger, send.take(stop.rows), stop.outcome)
+                raise
         context.log.info(f"{len(stats.jobs)} job(s), {stats.resumed_jobs} resumed")
         return _with_stats(outcome, stats)
 
@@ -275,8 +288,12 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         stats = _stats(outcome)
         t = target(context, bulk, ledger, settings, core, send)
         with operator_errors(f"re-passing {spec.target} {context.partition_key}"):
-            final = repass(t, send, outcome, settings.repass_rounds,
-                           settings.wall(settings.repass_backoff_s), stats)
+            try:
+                final = repass(t, send, outcome, settings.repass_rounds,
+                               settings.wall(settings.repass_backoff_s), stats)
+            except BudgetExceeded:  # the first round's results are in the state
+                keep_what_was_done(ledger, send, outcome)
+                raise
         return _with_stats(final, stats)
 
     @dg.op(name=f"{name}_deletes", pool=POOL, retry_policy=RETRY, out=io,

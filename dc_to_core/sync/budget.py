@@ -15,6 +15,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from ..salesforce.bulk_csv import CHUNK_ROWS
 from ..salesforce.errors import SalesforceError
 
@@ -31,6 +33,8 @@ class BudgetExceeded(SalesforceError):
     def __init__(self, message: str, short: str = "refused") -> None:
         super().__init__(message)
         self.short = short
+        self.outcome: pa.Table | None = None  # what the org did before the stop (OUTCOME
+        self.rows: pa.Array | None = None     # rows), for these rows of the load's table
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
 from ..salesforce.throttle import Progress, throttled
-from .budget import quota_exhausted
+from .budget import BudgetExceeded, quota_exhausted
 from .keys import folded
 from .ledger import Ledger
 from .prepare import HASH, ROW
@@ -116,7 +116,15 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
     indices: list[pa.Array] = []
     for w, rows in enumerate(_waves(target, table)):
         part = _upload_columns(table.take(rows))
-        parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
+        try:
+            parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
+        except BudgetExceeded as stop:  # what the org did before the stop, for the state
+            if stop.outcome is not None:  # the wave was collected (a job hit ExceededQuota)
+                parts.append(stop.outcome)
+                indices.append(rows)
+            stop.outcome = pa.concat_tables(parts) if parts else OUTCOME.empty_table()
+            stop.rows = pa.chunked_array(indices, pa.int64()).combine_chunks()
+            raise
         indices.append(rows)
     outcome = pa.concat_tables(parts) if parts else OUTCOME.empty_table()
     order = pc.sort_indices(pa.table({"i": pa.chunked_array(indices, pa.int64())}), [("i",
@@ -174,7 +182,11 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
     stats.jobs += outcome.jobs
     for info in filter(quota_failed, outcome.jobs):  # a later run sends its rows anew, not
         ledger.forget_job(*key[:3], str(info.get("id")))  # resumes a job that cannot succeed
-    stop_on_quota(f"{spec.name} {target.partition}", outcome.jobs)
+    try:
+        stop_on_quota(f"{spec.name} {target.partition}", outcome.jobs)
+    except BudgetExceeded as stop:
+        stop.outcome = outcome.rows  # the rows the org did load before it refused the job
+        raise
     for info in outcome.jobs:
         message = str(info.get("errorMessage") or "")
         if info.get("state") == "Failed" and message.startswith("InvalidBatch"):

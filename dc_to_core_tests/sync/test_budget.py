@@ -59,9 +59,12 @@ def test_a_load_that_would_cross_the_budget_mid_way_stops_before_its_next_job(ma
     assert planned_jobs(target, prepared.ready) == [20, 10]
     jobs_before = len(bulk.list_jobs())
     with pytest.raises(BudgetExceeded, match=r"needs 1 DailyBulkApiBatches but the org has used "
-                                             r"8[0-9] of 100"):
+                                             r"8[0-9] of 100") as stop:
         load_round(target, prepared.ready, 0, LoadStats())
     assert len(bulk.list_jobs()) == jobs_before + 1
+    # what the first job did goes with the stop, for the sync state: its 20 rows, loaded
+    assert len(stop.value.rows) == stop.value.outcome.num_rows == 20
+    assert set(stop.value.outcome.column("status").to_pylist()) == {"loaded"}
 
 
 def test_the_orgs_exceeded_quota_stops_the_load_instead_of_a_re_pass(make_server, tmp_path):
@@ -69,7 +72,8 @@ def test_the_orgs_exceeded_quota_stops_the_load_instead_of_a_re_pass(make_server
     prepared, ledger, bulk = opportunities_of_one_parent(server, tmp_path, "EQ", 5)
     server.org.limits.take(BATCH, server.org.limits.remaining(BATCH))  # all used
     target = LoadTarget(OPP, "p00", prepared.fingerprint, bulk, ledger, "run-1")
-    with pytest.raises(BudgetExceeded, match="ExceededQuota"):
+    with pytest.raises(BudgetExceeded, match="ExceededQuota") as stop:
         load_round(target, prepared.ready, 0, LoadStats())
+    assert stop.value.outcome.num_rows == len(stop.value.rows) == 5  # each row's fate, kept
     # the failed job is not resumed by a later run: its rows go again in a new job
     assert ledger.submitted("Opportunity", "p00", prepared.fingerprint, 0) == []
