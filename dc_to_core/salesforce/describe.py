@@ -68,6 +68,7 @@ class FieldInfo:
 class ObjectInfo:
     name: str
     fields: dict[str, FieldInfo] = field(default_factory=dict)  # by lower-case name
+    deletable: bool = True
 
     def field(self, name: str) -> FieldInfo | None:
         """Salesforce resolves field names ignoring case."""
@@ -81,11 +82,12 @@ class ObjectInfo:
     @classmethod
     def from_describe(cls, raw: dict) -> ObjectInfo:
         fields = [FieldInfo.from_describe(f) for f in raw.get("fields") or []]
-        return cls(raw["name"], {f.name.lower(): f for f in fields})
+        return cls(raw["name"], {f.name.lower(): f for f in fields},
+                   bool(raw.get("deletable", True)))
 
     def to_json(self) -> str:
-        return json.dumps({"name": self.name, "fields": [asdict(f) for f in
-                                                         self.fields.values()]})
+        return json.dumps({"name": self.name, "deletable": self.deletable,
+                           "fields": [asdict(f) for f in self.fields.values()]})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ObjectInfo:
@@ -93,4 +95,5 @@ class ObjectInfo:
         fields = [FieldInfo(**{**f, "picklist_values": tuple(f["picklist_values"]),
                                "reference_to": tuple(f["reference_to"])})
                   for f in raw["fields"]]
-        return cls(raw["name"], {f.name.lower(): f for f in fields})
+        return cls(raw["name"], {f.name.lower(): f for f in fields},
+                   bool(raw.get("deletable", True)))

@@ -104,3 +104,16 @@ def quota_exhausted(what: str, message: str) -> BudgetExceeded:
                           "Salesforce counts a rolling 24 h window, so re-run the partition "
                           "once usage has aged out, or raise the org's allocation",
                           "refused by the org: ExceededQuota")
+
+
+def quota_failed(info: dict) -> bool:
+    """Whether the org failed the job for its daily allocation (``ExceededQuota``)."""
+    return info.get("state") == "Failed" and str(info.get("errorMessage") or "").startswith(
+        "ExceededQuota")
+
+
+def stop_on_quota(what: str, jobs: list[dict]) -> None:
+    """A job the org failed for its allocation stops the load: its rows are not transient, a
+    re-pass would only spend more."""
+    for info in filter(quota_failed, jobs):
+        raise quota_exhausted(what, str(info.get("errorMessage")))

@@ -32,8 +32,9 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED, UNPROCESSED
 from ..salesforce.throttle import Progress, throttled
+from .budget import stop_on_quota
 from .keys import as_array, folded, read_keys
-from .loading import TRANSIENT_CODES, stop_on_quota
+from .loading import TRANSIENT_CODES
 from .spec import SyncSpec
 from .state import DELETING  # on file before the job; in the state: under way or waiting
 

@@ -25,7 +25,7 @@ from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
 from ..salesforce.throttle import Progress, throttled
-from .budget import BudgetExceeded, quota_exhausted
+from .budget import BudgetExceeded, quota_failed, stop_on_quota
 from .keys import folded
 from .ledger import Ledger
 from .prepare import HASH, ROW
@@ -193,19 +193,6 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
             raise JobRejectedError(f"{spec.target} rejected Bulk job {info.get('id')}: "
                                    f"{message}. Check the field mapping of sync {spec.name!r}")
     return outcome.rows
-
-
-def quota_failed(info: dict) -> bool:
-    """Whether the org failed the job for its daily allocation (``ExceededQuota``)."""
-    return info.get("state") == "Failed" and str(info.get("errorMessage") or "").startswith(
-        "ExceededQuota")
-
-
-def stop_on_quota(what: str, jobs: list[dict]) -> None:
-    """A job the org failed for its allocation stops the load: its rows are not transient, a
-    re-pass would only spend more."""
-    for info in filter(quota_failed, jobs):
-        raise quota_exhausted(what, str(info.get("errorMessage")))
 
 
 def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,

@@ -75,6 +75,10 @@ def check(spec: SyncSpec, target: ObjectInfo, parent: ObjectInfo | None = None,
     if spec.parent:
         problems += _relationship(spec, target, parent)
     problems += _unmapped_required(spec, target)
+    if spec.mirrors_deletes and not target.deletable:
+        problems.append(f"deletes: mirror: the org does not let this user delete {target.name} "
+                        "records (describe: deletable false); grant Delete on the object or "
+                        "remove 'deletes'")
     if problems:
         raise PreflightError(spec, problems)
 
@@ -94,6 +98,7 @@ def _source(spec: SyncSpec, columns: dict[str, str]) -> list[str]:
     problems = []
     declared = {spec.source_key: "string", **({spec.parent.source: "string"} if spec.parent
                                                else {}),
+                **({spec.modified: "datetime"} if spec.modified else {}),
                 **{m.source: m.type for m in spec.fields}}
     for col, kind in declared.items():
         found = by_name.get(col.lower())
