@@ -20,7 +20,11 @@ import dagster as dg
 
 from .orchestration.preview import DRY_RUN_TAG
 from .orchestration.project import QUIET, build_definitions
+from .orchestration.resources import resources_from_env
+from .orchestration.settings import env_number
 from .progress import progress
+from .salesforce.errors import SalesforceError
+from .sync.budget import Budget, BudgetExceeded, Need
 
 COLUMNS = ("sync", "partition", "range", "extracted", "create", "update", "delete",
            "unchanged", "quarantined", "jobs", "batches", "api calls", "budget")
@@ -66,10 +70,30 @@ def text_table(head: list[str], body: list[list[str]], left: int = 3) -> str:
         fmt.format(*head), fmt.format(*["-" * w for w in widths]), *[fmt.format(*b) for b in body]])
 
 
+def _all_together(need: Need, read_limits: Callable[[], dict] | None, partitions: int
+                  ) -> tuple[str, str]:
+    """The budget's verdict on every previewed partition at once (each row's own verdict
+    looks at that partition alone)."""
+    if not need.jobs:
+        return "nothing to send", ""
+    share = env_number(os.environ, "DC_TO_CORE_LIMIT_SHARE", "0.8")
+    try:
+        limits = (read_limits or resources_from_env(resolve=True)["core"].limits)()  # type: ignore[attr-defined]
+        Budget(share).check(limits, need, f"the {partitions} partitions together")
+    except BudgetExceeded as exc:
+        return exc.short, str(exc)
+    except (SalesforceError, ValueError) as exc:
+        return "unknown", f"the org's limits could not be read: {exc}"
+    return f"fits ({share:.0%} of the org's daily allocations)", ""
+
+
 def run_preview(syncs: list[str], partition: str | None,
                 echo: Callable[[str], None] = click.echo, defs: dg.Definitions | None = None,
-                instance: dg.DagsterInstance | None = None) -> list[PreviewRow]:
-    """Dry-run every partition of ``syncs`` (or only ``partition``) and print the table."""
+                instance: dg.DagsterInstance | None = None,
+                read_limits: Callable[[], dict] | None = None) -> list[PreviewRow]:
+    """Dry-run every partition of ``syncs`` (or only ``partition``) and print the table, with
+    the budget's verdict on all of them together (``read_limits``: the org's ``/limits``,
+    by default through the ``DC_TO_CORE_*`` settings)."""
     defs = defs or build_definitions()
     home = os.environ.get("DAGSTER_HOME") if instance is None else None
     own = instance is None
@@ -92,9 +116,13 @@ def run_preview(syncs: list[str], partition: str | None,
                 tags={DRY_RUN_TAG: "true"})
             rows.append(_row(sync, p, result))
             bar.advance()
-    total = ["total", "", "", *[f"{sum(int(r.values.get(FROM_METADATA[c], 0)) for r in rows):,}"
-                                for c in COLUMNS[3:12]], ""]
+    sums = {c: sum(int(r.values.get(FROM_METADATA[c], 0)) for r in rows) for c in COLUMNS[3:12]}
+    need = Need(sums["jobs"], sums["batches"], sums["api calls"])
+    verdict, refusal = _all_together(need, read_limits, len(rows))
+    total = ["total", "", "", *[f"{sums[c]:,}" for c in COLUMNS[3:12]], verdict]
     echo(text_table(list(COLUMNS), [*[r.cells() for r in rows], total]))
+    if refusal:
+        echo(f"all together: {refusal}")
     for r in rows:
         if r.error or r.values.get("budget_refusal"):
             echo(f"{r.sync} {r.partition}: {r.error or r.values['budget_refusal']}")

@@ -71,7 +71,8 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
         assert dry.success, failure_messages(dry)
         assert not [e for e in dry.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
         printed: list[str] = []  # the CLI's table, from the same dry run
-        rows = run_preview(["Opportunity"], "p00", printed.append, project.defs, instance)
+        rows = run_preview(["Opportunity"], "p00", printed.append, project.defs, instance,
+                           project.live["core"].limits)
         assert snapshot(server, tmp_path / "state" / "ledger.db") == before
         assert files(tmp_path / "state") == kept  # no quarantine, extract or intermediate
         preview = observation(dry)
@@ -89,5 +90,7 @@ def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, 
     assert rows[0].values["rows_would_create"] == 2 and not rows[0].error
     head, _, line, total = printed[-2].splitlines()
     assert total.split()[:4] == ["total", "302", "2", "3"]  # 300 + 3 new - 1 removed
+    assert total.split()[7:11] == ["2", "2", "34", "fits"]  # jobs, batches, API calls: all
+                                                             # together within the budget
     assert head.split()[:6] == ["sync", "partition", "range", "extracted", "create", "update"]
     assert line.split()[:2] == ["Opportunity", "p00"] and " fits " in f" {line} "
