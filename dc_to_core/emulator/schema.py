@@ -71,9 +71,10 @@ class CoreObject:
         return [f.name for f in self.fields.values() if f.external_id]
 
     def relationship(self, name: str) -> CoreField | None:
-        """The reference field whose relationship name is ``name`` (``Account`` → AccountId)."""
+        """The reference field whose relationship name is ``name`` (``Account`` → AccountId),
+        ignoring case, as Salesforce resolves the names of a CSV header."""
         for f in self.fields.values():
-            if f.type == "reference" and f.relationship == name:
+            if f.type == "reference" and (f.relationship or "").lower() == name.lower():
                 return f
         return None
 
