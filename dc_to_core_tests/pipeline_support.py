@@ -105,6 +105,14 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             if e.is_step_failure and e.step_failure_data.error]
 
 
+def observation(result: dg.ExecuteInProcessResult) -> dict:
+    """The metadata of a run's one asset observation (a dry run's report)."""
+    events = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert len(events) == 1, failure_messages(result)
+    return {k: v.value for k, v in
+            events[0].event_specific_data.asset_observation.metadata.items()}
+
+
 def outcomes(project: Project, results: list[dg.ExecuteInProcessResult]
              ) -> list[tuple[str, dict]]:
     """(sync, materialization metadata) of successful runs; a failed run fails the test with

@@ -8,9 +8,15 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
+from dc_to_core.orchestration.preview import DRY_RUN_TAG
 from dc_to_core.sync.deletes import ALLOW_TAG
 from dc_to_core.sync.state import SyncState
-from dc_to_core_tests.pipeline_support import defs_package, failure_messages, make_project
+from dc_to_core_tests.pipeline_support import (
+    defs_package,
+    failure_messages,
+    make_project,
+    observation,
+)
 from dc_to_core_tests.support import set_faults
 
 ACCOUNT = """
@@ -103,6 +109,11 @@ def test_removed_rows_are_deleted_children_before_their_parents(make_server, tmp
                           '"AccountExternalId__c" <> ? ORDER BY 1 LIMIT 4)', account)
         dc_delete(server, "Account_Staging__dlm", '"ExternalId__c" = ?', account)
         assert children and len(loose) == 4
+        dry = [observation(project.job("Account").execute_in_process(
+            partition_key=p, instance=instance, tags={DRY_RUN_TAG: "true"}))
+            for p in project.partitions("Account")]  # its children are still in Core
+        assert sum(d["rows_delete_deferred"] for d in dry) == 1
+        assert sum(d["rows_would_delete"] for d in dry) == 0
         failing: list = []
         second = night(project, instance, failing)
         assert failing == []

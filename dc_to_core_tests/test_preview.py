@@ -11,7 +11,7 @@ import dagster as dg
 from dc_to_core.dry_run import run_preview
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.orchestration.preview import DRY_RUN_TAG
-from dc_to_core_tests.pipeline_support import failure_messages, make_project
+from dc_to_core_tests.pipeline_support import failure_messages, make_project, observation
 from dc_to_core_tests.test_deletes import dc_delete
 
 COLUMNS = ["ExternalId__c", "Name__c", "StageName__c", "CloseDate__c", "Amount__c",
@@ -35,13 +35,6 @@ def files(root) -> dict:
     """Every file under ``root`` but the ledger's database, with its bytes."""
     return {str(p): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.name.startswith("ledger.db")}
-
-
-def observation(result: dg.ExecuteInProcessResult) -> dict:
-    events = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    assert len(events) == 1, failure_messages(result)
-    return {k: v.value for k, v in
-            events[0].event_specific_data.asset_observation.metadata.items()}
 
 
 def test_a_dry_run_writes_nothing_and_forecasts_what_the_run_sends(make_server, tmp_path):

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..salesforce.bulk_results import OUTCOME
 from ..salesforce.datacloud_arrow import combine
@@ -26,6 +27,7 @@ from ..sync.budget import Budget, BudgetExceeded, forecast
 from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
 from ..sync.deletes import (
     ALLOW_TAG,
+    DEFERRED,
     DELETING,
     TRANSIENT,
     Child,
@@ -305,11 +307,16 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                    settings: PipelineSettings, core: RestApiResource, gone: pa.Table
                    ) -> pa.Table:
         hold_partition(context, ledger, settings, spec)
-        if is_dry_run(context):  # the delete jobs a run would send, by the same job cuts
-            need = forecast(bulk.job_rows(pa.table({"Id": gone.column("key")})), bulk.chunk_rows
-                            ) if gone.num_rows else forecast([])
+        if is_dry_run(context):  # what Core holds of them, and the delete jobs that would go
+            with operator_errors(f"reading {spec.target} for the dry run's deletes"):
+                planned = delete_gone(spec, bulk, gone.column("key").to_pylist(),
+                                      list(children), lambda rows: None, plan_only=True)
+            ids = planned.rows.filter(pc.equal(planned.rows.column("status"), DELETING))
+            need = forecast(bulk.job_rows(ids.select(["sf_id"])) if ids.num_rows else [],
+                            bulk.chunk_rows)
+            deferred = pc.sum(pc.equal(planned.rows.column("status"), DEFERRED)).as_py() or 0
             return gone.replace_schema_metadata({PREVIEW: json.dumps(
-                {**need_json(need), "rows": gone.num_rows}).encode()})
+                {**need_json(need), "rows": ids.num_rows, "deferred": deferred}).encode()})
         keys = gone.column("key").to_pylist()
         with operator_errors(f"checking {spec.source} again before deleting"):
             back = datacloud.keys_present(spec.source, spec.source_key, keys, spec.folds_key)

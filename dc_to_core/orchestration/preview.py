@@ -81,6 +81,7 @@ def preview_metadata(extracted: int, send: pa.Table, rejected: pa.Table, kept: p
         "rows_would_create": int(p.get("new", 0)),
         "rows_would_update": send.num_rows - int(p.get("new", 0)),
         "rows_would_delete": int(deletes.get("rows", 0)),
+        "rows_delete_deferred": int(deletes.get("deferred", 0)),  # children still in Core
         "rows_unchanged": kept.num_rows - refused.num_rows,
         "rows_quarantined": sum(by_code.values()),
         "quarantined_by_code": dg.MetadataValue.table(

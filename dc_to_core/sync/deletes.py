@@ -121,20 +121,23 @@ def delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[C
                 keep: Callable[[pa.Table], object], rounds: int = 3, backoff_s: float = 20.0,
                 sleep: Callable[[float], None] = time.sleep,
                 before_job: Callable[[int], None] | None = None,
-                progress: Progress | None = None) -> Deletes:
+                progress: Progress | None = None, plan_only: bool = False) -> Deletes:
     """Delete the Core records of ``keys`` (folded keys gone from the source), saying for each
     what became of it. ``keep`` is given the records' last values before anything is deleted
     (``DELETING``), so they are on file even if the run stops during the delete.
-    ``progress`` is told how the Bulk jobs (the reads of Core, the deletes) are doing."""
+    ``progress`` is told how the Bulk jobs (the reads of Core, the deletes) are doing.
+    ``plan_only`` (a dry run): read what Core holds and which records wait for their children,
+    then stop; the records that would be deleted are left ``DELETING``."""
     with throttled(progress) as report:  # one pace for all the jobs
         return _delete_gone(spec, bulk, keys, children, keep, rounds, backoff_s, sleep, report,
-                            before_job)
+                            before_job, plan_only)
 
 
 def _delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[Child],
                  keep: Callable[[pa.Table], object], rounds: int, backoff_s: float,
                  sleep: Callable[[float], None], progress: Progress | None,
-                 before_job: Callable[[int], None] | None) -> Deletes:
+                 before_job: Callable[[int], None] | None, plan_only: bool = False
+                 ) -> Deletes:
     schema = deleted_schema(spec)
     if not keys:
         return Deletes(schema.empty_table())
@@ -160,8 +163,11 @@ def _delete_gone(spec: SyncSpec, bulk: BulkApi, keys: list[str], children: list[
                      pa.concat_arrays([codes, pa.nulls(n_def, pa.string())]),
                      pa.concat_arrays([messages, pa.array([why] * n_def, pa.string())]))
 
-    keep(rows(pa.array([DELETING] * n, pa.string()), pa.nulls(n, pa.string()),
-              pa.nulls(n, pa.string())))
+    planned = rows(pa.array([DELETING] * n, pa.string()), pa.nulls(n, pa.string()),
+                   pa.nulls(n, pa.string()))
+    if plan_only:
+        return Deletes(planned)
+    keep(planned)
     jobs: list[dict] = []
     status, codes, messages = _delete(spec, bulk, as_array(todo.column("Id")), rounds,
                                       backoff_s, sleep, jobs, before_job, progress)
