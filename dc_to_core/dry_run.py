@@ -21,7 +21,7 @@ import dagster as dg
 from .orchestration.preview import DRY_RUN_TAG
 from .orchestration.project import QUIET, build_definitions
 from .orchestration.resources import resources_from_env
-from .orchestration.settings import env_number
+from .orchestration.settings import limit_share
 from .progress import progress
 from .salesforce.errors import SalesforceError
 from .sync.budget import Budget, BudgetExceeded, Need
@@ -76,14 +76,14 @@ def _all_together(need: Need, read_limits: Callable[[], dict] | None, partitions
     looks at that partition alone)."""
     if not need.jobs:
         return "nothing to send", ""
-    share = env_number(os.environ, "DC_TO_CORE_LIMIT_SHARE", "0.8")
     try:
+        share = limit_share(os.environ)
         limits = (read_limits or resources_from_env(resolve=True)["core"].limits)()  # type: ignore[attr-defined]
         Budget(share).check(limits, need, f"the {partitions} partitions together")
     except BudgetExceeded as exc:
         return exc.short, str(exc)
     except (SalesforceError, ValueError) as exc:
-        return "unknown", f"the org's limits could not be read: {exc}"
+        return "unknown", f"the budget could not be checked: {exc}"
     return f"fits ({share:.0%} of the org's daily allocations)", ""
 
 

@@ -23,7 +23,7 @@ import dagster as dg
 
 from ..salesforce.errors import SalesforceError
 from ..sync.budget import Budget, BudgetExceeded, Need, forecast, job_need
-from .settings import env_number
+from .settings import limit_share
 
 log = logging.getLogger("dc_to_core.orchestration.budget_condition")
 LOOK_EVERY_S = 300.0
@@ -105,9 +105,7 @@ class WithinLimitBudget(dg.AutomationCondition):
             return seen[1]
         refusal = None
         try:
-            share = env_number(os.environ, "DC_TO_CORE_LIMIT_SHARE", "0.8")
-            if share > 1:
-                raise ValueError(f"DC_TO_CORE_LIMIT_SHARE must be at most 1, got {share}")
+            share = limit_share(os.environ)
             if need.jobs:
                 Budget(share).check(self.read_limits(), need, f"the {self.sync} load due now "
                                     f"({partitions} partition(s), {need.jobs} job(s))")

@@ -33,7 +33,7 @@ from ..salesforce.datacloud import DataCloud
 from ..salesforce.rest import RestApi
 from ..sync.ledger import Ledger
 from .io_manager import ArrowIOManager
-from .settings import PipelineSettings, env_number
+from .settings import PipelineSettings, env_number, limit_share
 
 EMULATOR_URL = "https://127.0.0.1:8443"
 EMULATOR_CLIENT_ID = "dc-to-core-emulator"  # the local emulator's connected app (its default)
@@ -161,8 +161,7 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "ledger": ledger(env, state, resolve),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale,
                                      quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL"),
-                                     limit_share=env_number(env, "DC_TO_CORE_LIMIT_SHARE",
-                                                            "0.8"),
+                                     limit_share=limit_share(env),
                                      lease_wait_s=env_number(env, "DC_TO_CORE_LEASE_WAIT_S",
                                                              "3600", zero_ok=True)),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),

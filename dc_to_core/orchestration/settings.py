@@ -36,6 +36,16 @@ def env_number(env: Mapping[str, str], name: str, default: str, zero_ok: bool = 
     return value
 
 
+def limit_share(env: Mapping[str, str]) -> float:
+    """``DC_TO_CORE_LIMIT_SHARE`` (0.8): the share of the org's daily allocations dc_to_core
+    may bring its usage to; above 0 and at most 1, else refused naming the variable."""
+    share = env_number(env, "DC_TO_CORE_LIMIT_SHARE", "0.8")
+    if share > 1:
+        raise ValueError(f"DC_TO_CORE_LIMIT_SHARE must be at most 1 (a share of the daily "
+                         f"maximum), got {share:g}")
+    return share
+
+
 class PipelineSettings(dg.ConfigurableResource):
     state_dir: str = Field(description="Quarantine files, intermediates, the default ledger.")
     repass_rounds: int = Field(default=4, ge=0, description="Re-pass rounds for transient "
