@@ -12,6 +12,7 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
 
+import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -24,7 +25,15 @@ from ..salesforce.bulk_results import OUTCOME
 from ..salesforce.datacloud_arrow import combine
 from ..salesforce.describe import ObjectInfo
 from ..sync.budget import Budget, BudgetExceeded, forecast
-from ..sync.changes import adopted, changes, kept_rows, read_core_state, recorded
+from ..sync.changes import (
+    adopted,
+    changes,
+    kept_rows,
+    only_existing,
+    read_core_state,
+    recorded,
+    unconfirmed,
+)
 from ..sync.deletes import (
     ALLOW_TAG,
     DEFERRED,
@@ -85,7 +94,8 @@ FULL_REFRESH_TAG = "dc_to_core/full_refresh"  # "true": send every row, rebuild 
 
 
 def asset_key(spec: SyncSpec) -> dg.AssetKey:
-    return dg.AssetKey(["core", spec.target])
+    """``core/<Target>``; a hierarchy pass is ``core/<Target>/hierarchy``."""
+    return dg.AssetKey(["core", spec.target, *(["hierarchy"] if spec.hierarchy_of else [])])
 
 
 def _stats(table: pa.Table) -> LoadStats:
@@ -105,18 +115,21 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
-                     parent: SyncSpec | None = None, source_partitioned_alike: bool = True,
+                     parents: tuple[SyncSpec, ...] = (), source_partitioned_alike: bool = True,
                      children: tuple[Child, ...] = ()) -> dg.AssetsDefinition:
     """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
     same partition of ``datacloud/<object>``, unless that object's partitions are another
-    sync's (``source_partitioned_alike`` false): then it depends on all of them. ``children``
-    are the child syncs' objects, whose records must be gone before a parent is deleted."""
+    sync's (``source_partitioned_alike`` false): then it depends on all of them. It waits for
+    every partition of the syncs its lookups resolve by (``parents``). ``children`` are the
+    child syncs' objects, whose records must be gone before a parent is deleted."""
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
+    after = {f"after_{p.name.lower()}": p for p in parents}
+    loaded_by = {lk.relationship: p.target for lk in spec.lookups for p in parents
+                 if p.name == lk.sync}
 
     @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
-           ins={"source": dg.In(dg.Nothing),
-                **({"after": dg.In(dg.Nothing)} if parent else {})},
+           ins={"source": dg.In(dg.Nothing), **{a: dg.In(dg.Nothing) for a in after}},
            description=f"Check the sync against the org's describe of {spec.target}, then "
                        f"keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource,
@@ -136,23 +149,22 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
     def preflight_check(context: dg.OpExecutionContext, core: RestApiResource,
                         datacloud: DataCloudResource) -> ObjectInfo:
-        """The target's describe, after checking the sync against it (and its parent's) and
-        against the Data Cloud object's metadata."""
+        """The target's describe, after checking the sync against it (and its lookups'
+        related objects) and against the Data Cloud object's metadata."""
         with operator_errors(f"describing {spec.target} for the pre-flight check"):
             try:
-                org, parent_org = describe_objects(spec, parent.target if parent else None,
-                                                   core.describe_object)
+                org, related = describe_objects(spec, core.describe_object)
                 columns = datacloud.columns(spec.source)
                 if columns is None:
                     raise PreflightError(spec, [f"source {spec.source!r}: Data Cloud has no "
                                                 "such object (its metadata does not list it)"])
-                check(spec, org, parent_org, columns)
+                check(spec, org, related, columns, loaded_by)
             except PreflightError as exc:
                 raise dg.Failure(f"{exc}\nFix the sync file (or the org), then re-run.",
                                  allow_retries=False) from None
         context.log.info(f"pre-flight: {spec.name} matches {spec.target} in the org "
                          f"({len(spec.fields) + 1} fields"
-                         + (f", relationship {spec.parent.relationship}" if spec.parent else "")
+                         + "".join(f", lookup {lk.relationship}" for lk in spec.lookups)
                          + ")")
         return org
 
@@ -202,6 +214,11 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                 held = read_core_state(spec, bulk, r, ready.schema)
         started = time.process_time()  # the state's cost: not the reads of the orgs
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
+        if unconfirmed(spec, c, known if held is None else held):  # update-only: Core's word
+            with operator_errors(f"reading {spec.target} {r.label} for the records to update"):
+                held_now = held if held is not None else read_core_state(spec, bulk, r,
+                                                                         ready.schema)
+            c = only_existing(spec, c, held_now)
         if dry:
             adopt = 0 if held is None else adopted(spec, held, c, source, r).num_rows
         else:
@@ -452,20 +469,19 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         deleted = deletes_op(gone, after=final)  # after the upserts: children may re-parent
         return finalize(source, rejected, ready, send, kept, final, deleted)
 
-    if parent:
-        @dg.graph(name=f"{name}_partition")
-        def load_partition(source: object, after: object) -> object:
-            return wire(extract(source=source, after=after))
-    else:
-        @dg.graph(name=f"{name}_partition")
-        def load_partition(source: object) -> object:
-            return wire(extract(source=source))
+    def partition(source: object, **loaded: object) -> object:
+        return wire(extract(source=source, **loaded))
 
-    inputs = {"source": source_key(spec), **({"after": asset_key(parent)} if parent else {})}
+    partition.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=object)
+         for n in ("source", *after)], return_annotation=object)
+    load_partition = dg.graph(name=f"{name}_partition")(partition)
+
+    inputs = {"source": source_key(spec), **{a: asset_key(p) for a, p in after.items()}}
     return dg.AssetsDefinition.from_graph(
         load_partition, keys_by_output_name={"result": asset_key(spec)},
         keys_by_input_name=inputs,
-        partition_mappings={**({"after": dg.AllPartitionMapping()} if parent else {}),
+        partition_mappings={**{a: dg.AllPartitionMapping() for a in after},
                             **({} if source_partitioned_alike
                                else {"source": dg.AllPartitionMapping()})} or None,
         partitions_def=partitions, group_name="core",
@@ -486,9 +502,10 @@ def column_schema(spec: SyncSpec) -> dg.TableSchema:
                               f"{spec.source_key}")]
     columns += [dg.TableColumn(f.target, f.type, description=f"from {f.source}")
                 for f in spec.fields]
-    if spec.parent:
-        columns.append(dg.TableColumn(spec.parent.relationship, "string", description=(
-            f"the parent's external id (sync {spec.parent.sync}), from {spec.parent.source}")))
+    columns += [dg.TableColumn(lk.relationship, "string", description=(
+        f"the related {lk.name}'s {lk.through}, from {lk.source} ("
+        + (f"loaded by sync {lk.sync}" if lk.sync else "a record already in Core")
+        + (", locks it" if lk.locks_parent else "") + ")")) for lk in spec.lookups]
     return dg.TableSchema(columns=columns)
 
 

@@ -33,11 +33,25 @@ class KeyMap(dg.Model):
     case_sensitive: bool = False  # as the field is declared in Salesforce (default: ignores)
 
 
+Constant = str | int | float | bool  # a date is written as text: "2026-01-31"
+
+
 class FieldMap(dg.Model):
-    source: str
+    source: str | None = None    # the Data Cloud column (or a constant: value)
     type: str = "string"         # string | number | int | date | datetime | boolean
     empty_as_null: bool = True
     compare: bool = True         # false: fields_match leaves it out (the org rewrites it)
+    on_null: str = "clear"       # clear: a null empties the Core field; keep: leaves it
+    value: Constant | None = None    # the same value on every row
+    default: Constant | None = None  # used where the source is null
+    map: dict[str, str | int | float] | None = None  # source value -> target value
+
+
+class LookupMap(dg.Model):
+    source: str                  # the source column holding the related record's key
+    sync: str | None = None      # the sync that loads the related records (else: in Core)
+    locks_parent: bool = False   # the org locks the related record while writing the row
+    on_null: str = "clear"       # clear: a null empties the lookup; keep: leaves it
 
 
 class ParentMap(dg.Model):
@@ -90,8 +104,9 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
     source: str
     target: str
     key: KeyMap
-    fields: dict[str, str | FieldMap]
-    parent: ParentMap | None = None
+    fields: dict[str, str | FieldMap] = {}
+    lookups: dict[str, str | LookupMap] = {}  # Relationship.Field: the related record's key
+    parent: ParentMap | None = None   # a lookup another sync loads that locks its parent
     modified: str | None = None
     operation: str = "upsert"
     owners: list[str] = []
@@ -127,17 +142,23 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         spec = self.spec(context)
         syncs = project_syncs(context, spec)
+        tz, cron = self.night(context, [syncs.syncs[n] for n in spec.depends_on])
+        second = spec.hierarchy_pass()  # its self-lookups, once every partition is loaded
+        return dg.Definitions.merge(*(self.sync_defs(s, syncs, tz, cron)
+                                      for s in (spec, second) if s is not None))
+
+    def sync_defs(self, spec: SyncSpec, syncs: SyncSet, tz: str, cron: str) -> dg.Definitions:
+        """One sync's asset, its source asset (if it owns the object) and its checks."""
         plan = load_plan(spec, plans_dir())
         parts = dg.StaticPartitionsDefinition(plan.keys)
-        parent = syncs.syncs[spec.parent.sync] if spec.parent else None
+        parents = tuple(syncs.syncs[n] for n in spec.depends_on)
         owner = source_owner(syncs, spec)
         alike = owner.name == spec.name or (
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
             and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
-        asset = build_sync_asset(spec, plan, parts, parent, source_partitioned_alike=alike,
+        asset = build_sync_asset(spec, plan, parts, parents, source_partitioned_alike=alike,
                                  children=tuple(children_of(spec, list(syncs.syncs.values()))))
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
-        tz, cron = self.night(context, parent)
         rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,
                                    watched=bool(spec.modified and owner.modified),
@@ -148,13 +169,13 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         sync = dg.Definitions(assets=[asset]).map_asset_specs(func=lambda a: a.replace_attributes(
             freshness_policy=freshness, automation_condition=condition))
         return dg.Definitions.merge(sync, dg.Definitions(  # one source asset per object
-            assets=sources, asset_checks=build_checks(spec, plan, parts, parent)))
+            assets=sources, asset_checks=build_checks(spec, plan, parts, parents)))
 
-    def night(self, context: dg.ComponentLoadContext, parent: SyncSpec | None
+    def night(self, context: dg.ComponentLoadContext, parents: list[SyncSpec]
               ) -> tuple[str, str]:
         """(timezone, cron) of this sync's night, checked: a bad value is named where it is
-        set, and a child's night is its parent's (it waits for the parent's loads of the
-        night, so a later cron of its own would never see them)."""
+        set, and a child's night is its parents' (it waits for their loads of the night, so
+        a later cron of its own would never see them)."""
         tz = os.environ.get("DC_TO_CORE_TIMEZONE", "UTC")
         try:
             zoneinfo.ZoneInfo(tz)
@@ -172,7 +193,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
                 f"{self._file}: nightly_cron {cron!r} is not a cron expression; use five "
                 "fields such as '0 2 * * *' (02:00 every day)", ("nightly_cron",),
                 f"{cron!r} is not a cron expression"))
-        if parent is not None:
+        for parent in parents:
             theirs = next(c for c in context.component_tree.get_all_components(SalesforceSync)
                           if c.name == parent.name)
             if nightly_cron(theirs) != cron:

@@ -74,7 +74,7 @@ def preview_metadata(extracted: int, send: pa.Table, rejected: pa.Table, kept: p
     """What the night would do to one partition, as Dagster metadata (``load`` and
     ``deletes``: the forecasts of the load and delete steps)."""
     p = preview_of(send)
-    refused = kept.filter(pc.equal(kept.column("kind"), "refused"))
+    refused = kept.filter(pc.is_in(kept.column("kind"), pa.array(["refused", "missing"])))
     by_code = codes_of(rejected, refused)
     meta: dict = {
         "dry_run": True, "range": range_label, "rows_extracted": extracted,

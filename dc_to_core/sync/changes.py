@@ -14,7 +14,7 @@ compares (``row_hashes``). Against the state of its range (``sync.state``), a ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -71,6 +71,7 @@ class Changes:
                           # marked retry before they go (a crash must not leave their old hash)
     drifted: int = 0      # rows sent again because the checks found them drifted in Core
     new: int = 0          # rows to send whose key the state does not know (to be created)
+    missing: pa.Table | None = None  # update-only: rows whose record Core does not hold
 
     @property
     def unchanged_rows(self) -> int:
@@ -94,6 +95,10 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
     still_refused = pc.and_(same, pc.fill_null(pc.equal(status, REFUSED), False))
     retried = pc.fill_null(pc.equal(status, RETRY), False)
     drifted = pc.fill_null(pc.equal(status, DRIFTED), False)
+    if spec.operation == "insert":  # a record Core holds is never touched again
+        held = pc.fill_null(pc.is_in(status, value_set=pa.array([LOADED, DRIFTED])), False)
+        unchanged = pc.or_(unchanged, held)
+        drifted = pc.and_(drifted, pc.invert(held))
     send = pc.invert(pc.or_(unchanged, still_refused))
     mark = pc.and_(pc.and_(send, known), pc.invert(pc.or_(retried, drifted)))
     return Changes(ready.filter(send), ready.filter(unchanged).drop_columns([HASH]),
@@ -102,6 +107,29 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
                    int(pc.sum(retried).as_py() or 0), keys.filter(mark).to_pylist(),
                    int(pc.sum(drifted).as_py() or 0),
                    int(pc.sum(pc.and_(send, pc.invert(known))).as_py() or 0))
+
+
+def unconfirmed(spec: SyncSpec, c: Changes, state: pa.Table) -> bool:
+    """Whether an update-only sync has rows to send whose record the state has not seen
+    loaded (they may not exist in Core: read it before sending)."""
+    if spec.operation != "update" or not c.send.num_rows:
+        return False
+    keys = folded(c.send.column(spec.target_key), spec.folds_key)
+    seen = state.filter(pc.is_in(state.column("status"), value_set=pa.array([LOADED,
+                                                                              DRIFTED])))
+    return not bool(pc.all(pc.is_in(keys, value_set=seen.column("key"))).as_py())
+
+
+def only_existing(spec: SyncSpec, c: Changes, held: pa.Table) -> Changes:
+    """An update-only sync sends only rows whose record Core holds (``held``: its state as
+    read); the others are kept back as missing, to be quarantined."""
+    keys = folded(c.send.column(spec.target_key), spec.folds_key)
+    there = pc.is_in(keys, value_set=held.column("key"))
+    missing = c.send.filter(pc.invert(there)).drop_columns([HASH])
+    kept_keys = set(keys.filter(there).to_pylist())
+    return replace(c, send=c.send.filter(there), missing=missing,
+                   to_mark=[k for k in c.to_mark if k in kept_keys],
+                   new=max(0, c.new - missing.num_rows))
 
 
 def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema) -> pa.Table:
@@ -159,17 +187,24 @@ def _refused(rows: pa.Table, codes: pa.Array) -> pa.Table:
     return rows.drop_columns([HASH]).append_column("error_code", codes.cast(pa.string()))
 
 
+MISSING = "NOT_IN_CORE"
+
+
 def kept_rows(spec: SyncSpec, c: Changes) -> pa.Table:
-    """The rows not sent, for the account of the partition: ROW, key, why, the org's code."""
-    key, n_same, n_refused = spec.target_key, c.unchanged.num_rows, c.refused.num_rows
+    """The rows not sent, for the account of the partition: ROW, key, why, the org's code
+    (``missing``: an update-only sync's rows whose record Core does not hold)."""
+    key = spec.target_key
+    missing = c.missing if c.missing is not None else c.unchanged.slice(0, 0)
+    parts = [(c.unchanged, "unchanged", pa.nulls(c.unchanged.num_rows, pa.string())),
+             (c.refused, "refused", c.refused.column("error_code").combine_chunks()),
+             (missing, "missing", pa.array([MISSING] * missing.num_rows, pa.string()))]
     return pa.table({
-        ROW: pa.concat_arrays([c.unchanged.column(ROW).combine_chunks().cast(pa.int64()),
-                               c.refused.column(ROW).combine_chunks().cast(pa.int64())]),
-        "key": pa.concat_arrays([c.unchanged.column(key).combine_chunks().cast(pa.string()),
-                                 c.refused.column(key).combine_chunks().cast(pa.string())]),
-        "kind": pa.array(["unchanged"] * n_same + ["refused"] * n_refused, pa.string()),
-        "error_code": pa.concat_arrays([pa.nulls(n_same, pa.string()),
-                                        c.refused.column("error_code").combine_chunks()])})
+        ROW: pa.concat_arrays([t.column(ROW).combine_chunks().cast(pa.int64())
+                               for t, _, _ in parts]),
+        "key": pa.concat_arrays([t.column(key).combine_chunks().cast(pa.string())
+                                 for t, _, _ in parts]),
+        "kind": pa.array([k for t, k, _ in parts for _ in range(t.num_rows)], pa.string()),
+        "error_code": pa.concat_arrays([codes.cast(pa.string()) for _, _, codes in parts])})
 
 
 def recorded(spec: SyncSpec, sent: pa.Table, outcome: pa.Table) -> pa.Table:

@@ -86,7 +86,7 @@ def guard(spec: SyncSpec, where: str, gone: pa.Table, known: int, allowed: bool,
             "or sent; re-run the partition")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Child:
     """A child sync's Core object and the reference field that points at this sync's target."""
 
@@ -95,8 +95,12 @@ class Child:
 
 
 def children_of(spec: SyncSpec, syncs: list[SyncSpec]) -> list[Child]:
-    return [Child(s.target, s.parent.reference_field) for s in syncs
-            if s.parent and s.parent.sync == spec.name]
+    """The objects (and reference fields) of the other syncs whose lookups point at
+    ``spec``'s records (a hierarchy's children are not: deleting a parent only clears their
+    self-lookup)."""
+    out = [Child(s.target, lk.reference_field) for s in syncs if not s.hierarchy_of
+           for lk in s.lookups if lk.sync == spec.name]
+    return list(dict.fromkeys(out))
 
 
 def deleted_schema(spec: SyncSpec) -> pa.Schema:

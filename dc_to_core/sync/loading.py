@@ -22,13 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..salesforce.bulk import BulkApi, LoadOutcome, SubmittedJob
+from ..salesforce.bulk_csv import bulk_text
 from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
 from ..salesforce.throttle import Progress, throttled
 from .budget import BudgetExceeded, quota_failed, stop_on_quota
 from .keys import folded
 from .ledger import Ledger
-from .prepare import HASH, ROW
+from .prepare import GROUP, HASH, ROW
 from .spec import SyncSpec
 
 TRANSIENT_CODES = ("UNABLE_TO_LOCK_ROW", "NOT_REPORTED")
@@ -63,8 +64,9 @@ class LoadStats:
 
 
 def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array]:
-    """Row indices of ``table`` (ordered by parent) per wave: wave k takes the k-th
-    ``chunk_rows`` rows of every parent, so no wave has a parent in more than ~1 chunk."""
+    """Row indices of ``table`` (ordered by lock group) per wave: wave k takes the k-th
+    ``chunk_rows`` rows of every group (``parent``: the group column), so no wave has a
+    group in more than ~1 chunk."""
     n = table.num_rows
     if parent is None or n == 0 or parent not in table.column_names:
         return [pa.array(range(n), pa.int64())]
@@ -81,15 +83,29 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
             for k in range(top + 1)]
 
 
-def _upload_columns(table: pa.Table) -> pa.Table:
-    """The columns the org gets: the sync's, not the pipeline's bookkeeping."""
-    return table.drop_columns([c for c in (ROW, HASH) if c in table.column_names])
+def upload_columns(spec: SyncSpec, table: pa.Table) -> pa.Table:
+    """The columns the org gets: the sync's, not the pipeline's bookkeeping; a null of a
+    column whose policy is ``on_null: keep`` goes as an empty cell (Core's value stays)."""
+    table = table.drop_columns([c for c in (ROW, HASH, GROUP) if c in table.column_names])
+    keeps = [f.target for f in spec.fields if f.keeps_nulls] + [
+        lk.relationship for lk in spec.lookups if lk.keeps_nulls]
+    for name in keeps:
+        col = table.column(name)
+        table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(
+            pc.is_null(col), "", bulk_text(col)))
+    return table
 
 
 def _waves(target: LoadTarget, table: pa.Table) -> list[pa.Array]:
-    spec = target.spec
-    return waves(table, spec.parent.relationship if spec.parent else None,
+    return waves(table, GROUP if GROUP in table.column_names else None,
                  target.bulk.chunk_rows)
+
+
+def operation(spec: SyncSpec) -> tuple[str, str | None]:
+    """The Bulk operation and external id field of a sync's jobs: an insert-only sync
+    inserts (the org refuses a key it holds); upserts and updates go by the key (an update
+    sends only rows whose record exists, ``sync.changes``)."""
+    return ("insert", None) if spec.operation == "insert" else ("upsert", spec.target_key)
 
 
 def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
@@ -98,7 +114,7 @@ def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
     if table.num_rows == 0:
         return []
     return [n for rows in _waves(target, table)
-            for n in target.bulk.job_rows(_upload_columns(table.take(rows)))]
+            for n in target.bulk.job_rows(upload_columns(target.spec, table.take(rows)))]
 
 
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
@@ -115,7 +131,7 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []
     for w, rows in enumerate(_waves(target, table)):
-        part = _upload_columns(table.take(rows))
+        part = upload_columns(target.spec, table.take(rows))
         try:
             parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
         except BudgetExceeded as stop:  # what the org did before the stop, for the state
@@ -175,7 +191,8 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
             ledger.record(*key, moved, target.run_id)
             jobs.append(moved)
 
-        bulk.submit(spec.target, spec.target_key, table.slice(start, stop - start),
+        op, key_field = operation(spec)
+        bulk.submit(spec.target, key_field, table.slice(start, stop - start), op,
                     on_submitted=record, before_each=target.before_job)
     jobs.sort(key=lambda j: j.start)
     outcome = bulk.collect(jobs, table, spec.target_key, target.progress)

@@ -103,8 +103,16 @@ def account(spec: SyncSpec, key_range: KeyRange, partition: str, source: pa.Tabl
          "has not changed since, so it was not sent again; fix the row in Data Cloud"
          for code in refused_codes],
         "unchanged", source_rows_json(source, refused.column(ROW).to_pylist()))
-    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine, still_refused])
-    unchanged = kept.num_rows - refused.num_rows
+    missing = kept.filter(pc.equal(kept.column("kind"), "missing"))
+    not_in_core = quarantine_table(
+        missing.column("key").to_pylist(), missing.column("error_code").to_pylist(),
+        [f"{spec.target} holds no record with {spec.target_key} {k!r}, and sync {spec.name} "
+         "only updates (operation: update): it never creates records. Load the record first, "
+         "or make the sync an upsert" for k in missing.column("key").to_pylist()],
+        "changes", source_rows_json(source, missing.column(ROW).to_pylist()))
+    quarantine = pa.concat_tables([rejected.cast(QUARANTINE), load_quarantine, still_refused,
+                                   not_in_core])
+    unchanged = kept.num_rows - refused.num_rows - missing.num_rows
     loaded = int(pc.sum(loaded_mask).as_py() or 0) + unchanged
     created = int(pc.sum(pc.and_(loaded_mask, pc.fill_null(outcome.column("created"), False))
                          ).as_py() or 0)

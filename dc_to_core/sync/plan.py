@@ -135,10 +135,12 @@ def plans_from(directory: Path | None) -> Iterator[None]:
 
 
 def load_plan(spec: SyncSpec, directory: Path | None = None) -> PartitionPlan:
-    """The plan file of a sync; one partition covering everything if there is none."""
-    path = (directory or plans_dir()) / f"{spec.name}.yaml"
+    """The plan file of a sync (a hierarchy pass uses its sync's); one partition covering
+    everything if there is none."""
+    name = spec.hierarchy_of or spec.name
+    path = (directory or plans_dir()) / f"{name}.yaml"
     if not path.exists():
-        return PartitionPlan(spec.name, (KeyRange("p00", None, None),))
+        return PartitionPlan(name, (KeyRange("p00", None, None),))
     try:
         doc = yaml.safe_load(path.read_text()) or {}
         ranges = tuple(KeyRange(str(r["key"]), r.get("start"), r.get("end"))
@@ -146,11 +148,11 @@ def load_plan(spec: SyncSpec, directory: Path | None = None) -> PartitionPlan:
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise PlanError(f"{path}: cannot read the plan ({type(exc).__name__}: {exc}); expected "
                         "partitions: [{key, start, end}, ...]") from None
-    if doc.get("sync", spec.name) != spec.name:
-        raise PlanError(f"{path}: written for sync {doc.get('sync')!r}, not {spec.name!r}")
+    if doc.get("sync", name) != name:
+        raise PlanError(f"{path}: written for sync {doc.get('sync')!r}, not {name!r}")
     if spec.folds_key:  # ranges cut the folded key space: OPP-X and opp-x fall together
         ranges = tuple(KeyRange(r.key, _fold(r.start), _fold(r.end)) for r in ranges)
-    plan = PartitionPlan(spec.name, ranges, doc.get("source_rows"), doc.get("computed_at"))
+    plan = PartitionPlan(name, ranges, doc.get("source_rows"), doc.get("computed_at"))
     try:
         validate(plan, str(path))
     except PlanError as exc:

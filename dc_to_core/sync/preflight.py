@@ -1,11 +1,12 @@
 """Pre-flight: check a sync against what the org says about its objects, before anything of
 a partition is read or sent.
 
-Every mapped field must exist and be createable and updateable (an upsert does both), the
-key must be an external id declared as case-sensitive as the org says, the parent
-relationship must exist on the target, point at the parent sync's object and go through an
-external id or idLookup field of it, each declared source type must suit the field's type,
-and every field a new record needs must be mapped. All mismatches are reported at once, each
+Every mapped field must exist and be writable by the sync's operation (an upsert creates and
+updates), the key must be an external id declared as case-sensitive as the org says, every
+lookup's relationship must exist on the target, point at the object its sync loads and go
+through an external id or idLookup field of the related object, each declared source type
+must suit the field's type, and every field a new record needs must be mapped (unless the
+sync only updates). All mismatches are reported at once, each
 naming the file, the sync, the field and what the org says.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 from ..salesforce.describe import NUMBER_TYPES, TEXT_TYPES, FieldInfo, ObjectInfo
 from ..salesforce.errors import SalesforceApiError
-from .spec import FieldMap, SyncSpec
+from .spec import FieldMap, Lookup, SyncSpec
 
 ANY_TEXT = TEXT_TYPES | {"reference", "id"}
 SUITS = {  # the sync's declared source type -> Salesforce field types it can be written to
@@ -45,10 +46,10 @@ class PreflightError(ValueError):
 Describe = Callable[[str], ObjectInfo]
 
 
-def describe_objects(spec: SyncSpec, parent_target: str | None, describe: Describe
-                     ) -> tuple[ObjectInfo, ObjectInfo | None]:
-    """The target's and the parent's describe; an object the org lacks is a pre-flight
-    error, not an API error."""
+def describe_objects(spec: SyncSpec, describe: Describe
+                     ) -> tuple[ObjectInfo, dict[str, ObjectInfo]]:
+    """The target's describe and, per lookup, the related object's (read once per object);
+    an object the org lacks is a pre-flight error, not an API error."""
     def one(name: str, role: str) -> ObjectInfo:
         try:
             return describe(name)
@@ -60,21 +61,38 @@ def describe_objects(spec: SyncSpec, parent_target: str | None, describe: Descri
                                             "it"]) from None
             raise
     target = one(spec.target, "target")
-    parent = one(parent_target, "parent object") if parent_target else None
-    return target, parent
+    objects: dict[str, ObjectInfo] = {target.name.lower(): target}
+    related = {}
+    for lk in spec.lookups:
+        ref = target.relationship(lk.name)
+        if ref is None or not ref.reference_to:
+            continue  # check() reports it
+        name = ref.reference_to[0]
+        if name.lower() not in objects:
+            objects[name.lower()] = one(name, f"lookup {lk.relationship!r}: related object")
+        related[lk.relationship] = objects[name.lower()]
+    return target, related
 
 
-def check(spec: SyncSpec, target: ObjectInfo, parent: ObjectInfo | None = None,
-          source: dict[str, str] | None = None) -> None:
+def check(spec: SyncSpec, target: ObjectInfo,
+          related: dict[str, ObjectInfo] | ObjectInfo | None = None,
+          source: dict[str, str] | None = None, loaded_by: dict[str, str] | None = None
+          ) -> None:
     """Raise :class:`PreflightError` listing every way ``spec`` does not fit the org
-    (``source``: the Data Cloud object's columns and types, when known)."""
+    (``related``: the describe of each lookup's related object, by relationship column, or
+    one object for every lookup a sync resolves; ``source``: the Data Cloud object's columns
+    and types, when known; ``loaded_by``: the object each lookup's sync loads)."""
+    if isinstance(related, ObjectInfo):
+        related = {lk.relationship: related for lk in spec.lookups if lk.sync}
     problems = _source(spec, source) if source is not None else []
     problems += _key(spec, target)
     for f in spec.fields:
         problems += _field(spec, target, f)
-    if spec.parent:
-        problems += _relationship(spec, target, parent)
-    problems += _unmapped_required(spec, target)
+    for lk in spec.lookups:
+        problems += _relationship(spec, lk, target, (related or {}).get(lk.relationship),
+                                  (loaded_by or {}).get(lk.relationship))
+    if spec.operation != "update":  # an update never creates a record
+        problems += _unmapped_required(spec, target)
     if spec.mirrors_deletes and not target.deletable:
         problems.append(f"deletes: mirror: the org does not let this user delete {target.name} "
                         "records (describe: deletable false); grant Delete on the object or "
@@ -96,10 +114,9 @@ READS_AS = {  # a Data Cloud column's kind -> the declared types it can be read 
 def _source(spec: SyncSpec, columns: dict[str, str]) -> list[str]:
     by_name = {c.lower(): (c, t) for c, t in columns.items()}
     problems = []
-    declared = {spec.source_key: "string", **({spec.parent.source: "string"} if spec.parent
-                                               else {}),
+    declared = {spec.source_key: "string", **{lk.source: "string" for lk in spec.lookups},
                 **({spec.modified: "datetime"} if spec.modified else {}),
-                **{m.source: m.type for m in spec.fields}}
+                **{m.source: m.type for m in spec.fields if m.source}}
     for col, kind in declared.items():
         found = by_name.get(col.lower())
         if found is None:
@@ -136,7 +153,7 @@ def _key(spec: SyncSpec, obj: ObjectInfo) -> list[str]:
                         f"sync declares key.case_sensitive: {str(spec.key_case_sensitive).lower()}"
                         f"; set key.case_sensitive: {str(f.case_sensitive).lower()} so keys are "
                         "matched as Salesforce matches them")
-    if not f.createable and f.name.lower() != "id":
+    if not f.createable and f.name.lower() != "id" and spec.operation != "update":
         problems.append(f"key {f.name!r}: {obj.name}.{f.name} is not createable, so new "
                         "records cannot be inserted by it")
     return problems
@@ -147,14 +164,16 @@ def _field(spec: SyncSpec, obj: ObjectInfo, m: FieldMap) -> list[str]:
     if f is None:
         return [_missing(obj, m.target, "field")]
     problems = []
+    needs = {"upsert": ("createable", "updateable"), "insert": ("createable",),
+             "update": ("updateable",)}[spec.operation]
     denied = [what for flag, what in ((f.createable, "createable"), (f.updateable, "updateable"))
-              if not flag]
+              if not flag and what in needs]
     if denied:
         said = "neither createable nor updateable" if len(denied) == 2 else f"not {denied[0]}"
         problems.append(f"field {f.name!r}: {obj.name}.{f.name} is {said} "
                         f"(describe: {' and '.join(d + ' false' for d in denied)}; a formula, "
-                        "roll-up or read-only field), so an upsert cannot write it; remove it "
-                        "from 'fields'")
+                        f"roll-up or read-only field), so an {spec.operation} cannot write "
+                        "it; remove it from 'fields'")
     if f.type not in SUITS[m.type]:
         want = TYPE_FOR.get(f.type)
         fix = f"declare type: {want}" if want else "map a field of a type text can fill"
@@ -163,34 +182,40 @@ def _field(spec: SyncSpec, obj: ObjectInfo, m: FieldMap) -> list[str]:
     return problems
 
 
-def _relationship(spec: SyncSpec, obj: ObjectInfo, parent: ObjectInfo | None) -> list[str]:
-    assert spec.parent is not None
-    rel, _, through = spec.parent.relationship.partition(".")
-    ref = obj.relationship(rel)
-    where = f"parent relationship {spec.parent.relationship!r}"
+def _relationship(spec: SyncSpec, lk: Lookup, obj: ObjectInfo, related: ObjectInfo | None,
+                  loaded_by: str | None) -> list[str]:
+    ref = obj.relationship(lk.name)
+    where = f"lookup {lk.relationship!r}"
     if ref is None:
         names = sorted(f.relationship_name for f in obj.fields.values()
                        if f.type == "reference" and f.relationship_name)
-        return [f"{where}: {obj.name} has no relationship named {rel!r} (its relationships: "
-                f"{', '.join(names) or 'none'})"]
-    if parent is None:
-        return []
-    if parent.name.lower() not in {t.lower() for t in ref.reference_to}:
-        return [f"{where}: {obj.name}.{ref.name} points at {', '.join(ref.reference_to)}, not "
-                f"at {parent.name} (the object the parent sync {spec.parent.sync!r} loads)"]
-    by = parent.field(through)
+        close = difflib.get_close_matches(lk.name, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return [f"{where}: {obj.name} has no relationship named {lk.name!r} (its "
+                f"relationships: {', '.join(names) or 'none'}{hint})"]
+    problems = []
+    if not (ref.createable and (ref.updateable or spec.operation == "insert")):
+        problems.append(f"{where}: {obj.name}.{ref.name} is not writable by this user "
+                        "(describe: createable/updateable false)")
+    if related is None:
+        return problems
+    if loaded_by and loaded_by.lower() not in {t.lower() for t in ref.reference_to}:
+        return [*problems, f"{where}: {obj.name}.{ref.name} points at "
+                f"{', '.join(ref.reference_to)}, not at {loaded_by} (the object sync "
+                f"{lk.sync!r} loads)"]
+    by = related.field(lk.through)
     if by is None:
-        return [_missing(parent, through, where + ", through")]
+        return [*problems, _missing(related, lk.through, where + ", through")]
     if not (by.external_id or by.id_lookup):
-        return [f"{where}: {parent.name}.{by.name} is neither an external id nor an idLookup "
-                "field, so Salesforce cannot resolve the parent by it"]
-    return []
+        problems.append(f"{where}: {related.name}.{by.name} is neither an external id nor an "
+                        "idLookup field, so Salesforce cannot find the related record by it")
+    return problems
 
 
 def _unmapped_required(spec: SyncSpec, obj: ObjectInfo) -> list[str]:
     written = {spec.target_key.lower(), *(m.target.lower() for m in spec.fields)}
-    if spec.parent:
-        ref = obj.relationship(spec.parent.relationship.partition(".")[0])
+    for lk in [*spec.lookups, *spec.hierarchy]:
+        ref = obj.relationship(lk.name)
         if ref is not None:
             written.add(ref.name.lower())
     needed = [f for f in obj.fields.values() if f.required_on_create and f.name.lower()

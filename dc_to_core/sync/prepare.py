@@ -22,15 +22,20 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..salesforce.bulk_csv import NA
+from ..salesforce.bulk_csv import CHUNK_ROWS, NA
 from ..salesforce.datacloud_arrow import UNPARSED, joined_text
 from ..salesforce.describe import ObjectInfo
+from .hierarchy import CYCLE, cycle_message, cycles
 from .keys import folded
+from .lockplan import lock_plan
+from .policies import UNMAPPED, source_values, unmapped_message
 from .spec import FieldMap, SyncSpec
 from .validate import org_rules
 
 ROW = "__source_row"   # position of the row in the extracted table
 RANK = "__parent_rank"
+SUB = "__group_rank"
+GROUP = "__lock_group"  # rows of one lock group go together (``sync.lockplan``); not sent
 HASH = "__row_hash"  # the row's hash (``sync.changes``); travels with rows to send, not sent
 QUARANTINE = pa.schema([("key", pa.string()), ("error_code", pa.string()),
                         ("error_message", pa.string()), ("stage", pa.string()),
@@ -150,12 +155,12 @@ def _duplicate(spec: SyncSpec, spellings: list[str]) -> tuple[str, str]:
             "Data Cloud (or declare key.case_sensitive: true if the field is case-sensitive)")
 
 
-def prepare(spec: SyncSpec, source: pa.Table, salt: str = "", org: ObjectInfo | None = None
-            ) -> Prepared:
+def prepare(spec: SyncSpec, source: pa.Table, salt: str = "", org: ObjectInfo | None = None,
+            chunk_rows: int = CHUNK_ROWS) -> Prepared:
     """Map, coerce, pre-validate and order one extracted partition (``salt``, the partition,
-    shuffles the order of the parents). With ``org``, the target's describe, rows the org
-    would refuse for its field constraints are quarantined with the org's codes
-    (``sync.validate``)."""
+    shuffles the order of the parents; ``chunk_rows``, the org's chunk, sizes the lock
+    groups). With ``org``, the target's describe, rows the org would refuse for its field
+    constraints are quarantined with the org's codes (``sync.validate``)."""
     n = source.num_rows
     missing = [c for c in spec.source_columns if c not in source.column_names]
     if missing:
@@ -189,25 +194,33 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "", org: ObjectInfo | 
                                         f"{flags[i].as_py()[:200]}")
     columns: dict[str, pa.Array] = {spec.target_key: key}
     for f in spec.fields:
-        value, bad, code = _coerce(f, source.column(f.source))
+        raw_values, unmapped = source_values(f, source)
+        value, bad, code = _coerce(f, pa.chunked_array([raw_values]))
         columns[f.target] = value
+        if unmapped is not None:
+            for i in pc.indices_nonzero(unmapped).to_pylist():
+                reasons[i] = reasons[i] or (UNMAPPED, unmapped_message(
+                    f, spec.target, source.column(f.source)[i].as_py()))
         for i in pc.indices_nonzero(bad).to_pylist():
-            raw = source.column(f.source)[i].as_py()
+            raw = raw_values[i].as_py()
             reasons[i] = reasons[i] or (code, f"{f.source} is the text '#N/A', Bulk API's null "
                                         f"marker: sent, it would clear {spec.target}.{f.target}"
                                         " instead of writing it; change the value in Data "
                                         "Cloud" if code == NULL_MARKER else
-                                        f"{f.source} value {str(raw)[:60]!r} is not a "
-                                        f"valid {f.type} for {spec.target}.{f.target}")
-    if spec.parent:
-        parent = pc.cast(source.column(spec.parent.source), pa.string()).combine_chunks()
-        columns[spec.parent.relationship] = pc.if_else(pc.equal(parent, ""),
-                                                       pa.scalar(None, pa.string()), parent)
-        for i in pc.indices_nonzero(pc.fill_null(pc.equal(parent, NA), False)).to_pylist():
-            reasons[i] = reasons[i] or (NULL_MARKER, f"{spec.parent.source} is the text "
-                                        "'#N/A', Bulk API's null marker: sent, it would "
-                                        f"clear the {spec.target}'s parent instead of setting "
-                                        "it; change the value in Data Cloud")
+                                        f"{f.source or 'value'} value {str(raw)[:60]!r} is not "
+                                        f"a valid {f.type} for {spec.target}.{f.target}")
+    for lk in spec.lookups:
+        related = pc.cast(source.column(lk.source), pa.string()).combine_chunks()
+        columns[lk.relationship] = pc.if_else(pc.equal(related, ""),
+                                              pa.scalar(None, pa.string()), related)
+        for i in pc.indices_nonzero(pc.fill_null(pc.equal(related, NA), False)).to_pylist():
+            reasons[i] = reasons[i] or (NULL_MARKER, f"{lk.source} is the text '#N/A', Bulk "
+                                        "API's null marker: sent, it would clear the "
+                                        f"{spec.target}'s {lk.name} (its parent record) "
+                                        "instead of setting it; "
+                                        "change the value in Data Cloud")
+    if spec.hierarchy_of:
+        _refuse_loops(spec, columns, reasons)
     if org is not None:
         for i, code, message in org_rules(spec, columns, org):
             reasons[i] = reasons[i] or (code, message)
@@ -216,21 +229,45 @@ def prepare(spec: SyncSpec, source: pa.Table, salt: str = "", org: ObjectInfo | 
     bad_rows = [i for i, r in enumerate(reasons) if r is not None]
     keep = pa.array([r is None for r in reasons]) if n else pa.array([], pa.bool_())
     ready = table.filter(keep)
-    order: list[tuple[str, str, str]] = []
-    if spec.parent:
-        rel = spec.parent.relationship
-        ready = ready.append_column(RANK, parent_order(folded(ready.column(rel), True),
-                                                       salt))  # one lock: ACC-1 and acc-1
-        order = [(RANK, "ascending", "at_start"), (rel, "ascending", "at_start")]
-    ready = ready.take(pc.sort_indices(ready, [*order, (spec.target_key, "ascending",
-                                                        "at_start")]))
-    if RANK in ready.column_names:
-        ready = ready.drop_columns([RANK])
+    ready = _ordered(spec, ready, salt, chunk_rows)
     rejected = quarantine_table(
         [key[i].as_py() for i in bad_rows], [reasons[i][0] for i in bad_rows],  # type: ignore[index]
         [reasons[i][1] for i in bad_rows], "prepare",  # type: ignore[index]
         source_rows_json(source, bad_rows))
     return Prepared(ready, rejected, fingerprint(spec, ready))
+
+
+def _ordered(spec: SyncSpec, ready: pa.Table, salt: str, chunk_rows: int) -> pa.Table:
+    """``ready`` in loading order, with its lock groups (GROUP) when rows lock parents: one
+    locking parent, by parent; several, by connected components (``sync.lockplan``)."""
+    locking = spec.locking
+    tail = [(spec.target_key, "ascending", "at_start")]
+    if not locking:
+        return ready.take(pc.sort_indices(ready, tail))
+    parents = [folded(ready.column(lk.relationship), True) for lk in locking]  # one lock:
+    if len(locking) == 1:                                                   # ACC-1 and acc-1
+        ready = ready.append_column(RANK, parent_order(parents[0], salt))
+        ready = ready.append_column(GROUP, parents[0])
+        order = [(RANK, "ascending", "at_start"), (GROUP, "ascending", "at_start")]
+        return ready.take(pc.sort_indices(ready, [*order, *tail])).drop_columns([RANK])
+    plan = lock_plan(parents, chunk_rows, salt)
+    ready = ready.append_column(RANK, plan.rank).append_column(SUB, plan.sub)
+    ready = ready.append_column(GROUP, plan.group)
+    order = [(RANK, "ascending", "at_start"), (SUB, "ascending", "at_start"),
+             (GROUP, "ascending", "at_start")]
+    return ready.take(pc.sort_indices(ready, [*order, *tail])).drop_columns([RANK, SUB])
+
+
+def _refuse_loops(spec: SyncSpec, columns: dict[str, pa.Array],
+                  reasons: list[tuple[str, str] | None]) -> None:
+    """A hierarchy pass quarantines the rows on a loop of their self-lookups."""
+    keys = folded(columns[spec.target_key], spec.folds_key)
+    for lk in spec.lookups:
+        loops = cycles(keys, folded(columns[lk.relationship], spec.folds_key))
+        shown = columns[spec.target_key].to_pylist()
+        for i, path in loops.items():
+            reasons[i] = reasons[i] or (CYCLE, cycle_message([shown[j] for j in path],
+                                                             f"{spec.target}.{lk.name}"))
 
 
 def fingerprint(spec: SyncSpec, ready: pa.Table) -> str:

@@ -127,11 +127,13 @@ def _checksum(key: pa.Array, columns: list[pa.Array]) -> str:
 
 def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
                    skip: set[str], sample: int = SAMPLE_ROWS, fold: bool = False,
-                   folded_fields: set[str] | frozenset[str] = frozenset()) -> FieldsComparison:
+                   folded_fields: set[str] | frozenset[str] = frozenset(),
+                   keep_nulls: set[str] | frozenset[str] = frozenset()) -> FieldsComparison:
     """Compare ``fields`` for every key present on both sides (minus ``skip``), vectorised:
     each Data Cloud row meets the first Core record with its key (folded when ``fold``;
     duplicates have their own check), in key order. ``folded_fields`` (a parent's external
-    id the org matches ignoring case) compare ignoring case."""
+    id the org matches ignoring case) compare ignoring case; where a field of
+    ``keep_nulls`` (``on_null: keep``) is null in Data Cloud, Core's value stands."""
     dc = dc.select([key, *fields])
     if skip:
         dc = dc.filter(pc.invert(pc.is_in(dc.column(key), pa.array(list(skip), pa.string()))))
@@ -153,6 +155,8 @@ def compare_fields(dc: pa.Table, core: pa.Table, key: str, fields: list[str],
             a, b = folded(a, True), folded(b, True)
         if a.type != b.type:
             a, b = text_of(a), text_of(b)
+        if f in keep_nulls:
+            a = pc.if_else(pc.is_null(a), b, a)
         left_cols.append(a)
         right_cols.append(b)
         same = pc.or_(pc.fill_null(pc.equal(a, b), False),

@@ -12,20 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
+
+from .columns import FIELD_TYPES, ColumnError, FieldMap, Lookup, parse_field, parse_lookup
+
+__all__ = ["FIELD_TYPES", "FieldMap", "Lookup", "ParentRef", "SyncConfigError", "SyncSet",
+           "SyncSpec", "load_syncs", "parse_sync", "sync_set"]
 
 CONFIG_DIR = Path(__file__).parents[1] / "config"
 DEFS_DIR = Path(__file__).parents[1] / "defs"   # the project's component instances
 SYNC_TYPE = "dc_to_core.SalesforceSync"
 SCHEDULING_KEYS = {"nightly_cron", "fresh_by_cron",  # read by the Dagster layer only
                    "fresh_within_hours"}
-FIELD_TYPES = ("string", "number", "int", "date", "datetime", "boolean")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SOURCE_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__(dlm|dll|cio)$")
-FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+OPERATIONS = ("upsert", "insert", "update")
 
 
 class SyncConfigError(ValueError):
@@ -38,27 +42,7 @@ class SyncConfigError(ValueError):
         self.reason = reason or message
 
 
-@dataclass(frozen=True)
-class FieldMap:
-    target: str
-    source: str
-    type: str = "string"
-    empty_as_null: bool = True
-    compare: bool = True   # false: fields_match leaves it out (a field the org rewrites)
-
-
-@dataclass(frozen=True)
-class ParentRef:
-    sync: str           # the sync that loads the parents
-    relationship: str   # target CSV column, e.g. Account.External_Id__c
-    source: str         # source column holding the parent's external id
-
-    @property
-    def reference_field(self) -> str:
-        """The child's reference field holding the parent's Id: ``Account.…`` → ``AccountId``,
-        ``Parent__r.…`` → ``Parent__c``."""
-        name = self.relationship.split(".", 1)[0]
-        return name[:-3] + "__c" if name.endswith("__r") else name + "Id"
+ParentRef = Lookup  # ``parent:`` is a lookup another sync resolves that locks its parent
 
 
 DELETE_MODES = ("none", "mirror")
@@ -72,7 +56,7 @@ class SyncSpec:
     source_key: str
     target_key: str
     fields: tuple[FieldMap, ...]
-    parent: ParentRef | None = None
+    lookups: tuple[Lookup, ...] = ()  # relationship columns (a self-lookup is in ``hierarchy``)
     modified: str | None = None
     operation: str = "upsert"
     file: str = ""
@@ -81,6 +65,24 @@ class SyncSpec:
     deletes: str = "none"             # "mirror": keys gone from the source are deleted in Core
     hard_delete: bool = False         # ... with hardDelete (no recycle bin)
     max_delete_share: float = 0.05    # more of a partition's known rows than this: refused
+    hierarchy: tuple[Lookup, ...] = ()  # self-lookups (Account.Parent): set by a second pass
+    hierarchy_of: str | None = None   # this is that second pass of the named sync
+
+    @property
+    def parent(self) -> Lookup | None:
+        """The first lookup another sync resolves (a locking one first), or None."""
+        synced = [lk for lk in self.lookups if lk.sync]
+        return next((lk for lk in synced if lk.locks_parent), synced[0] if synced else None)
+
+    @property
+    def depends_on(self) -> list[str]:
+        """The syncs whose records this one's rows reference (loaded first), in order."""
+        return list(dict.fromkeys(lk.sync for lk in self.lookups if lk.sync))
+
+    @property
+    def locking(self) -> list[Lookup]:
+        """The lookups whose related record the org locks while it writes a row."""
+        return [lk for lk in self.lookups if lk.locks_parent]
 
     @property
     def mirrors_deletes(self) -> bool:
@@ -95,18 +97,23 @@ class SyncSpec:
     @property
     def source_columns(self) -> list[str]:
         """Every source column the sync reads (key first)."""
-        cols = [self.source_key, *(f.source for f in self.fields)]
-        if self.parent:
-            cols.append(self.parent.source)
+        cols = [self.source_key, *(f.source for f in self.fields if f.source)]
+        cols += [lk.source for lk in self.lookups]
         return list(dict.fromkeys(cols))
 
     @property
     def mapping_fingerprint(self) -> str:
         """Changes exactly when what the sync sends changes (objects, key, fields, types,
-        parent): the asset's code version."""
+        lookups, policies): the asset's code version."""
+        fields = [[f.target, f.source, f.type, f.empty_as_null]
+                  + ([f.on_null, f.value, f.default, list(f.mapping)] if (
+                      f.on_null != "clear" or f.value is not None or f.default is not None
+                      or f.mapping) else [])  # appended: plain fields keep their versions
+                  for f in self.fields]
+        lookups = [[lk.relationship, lk.source] + ([lk.on_null] if lk.keeps_nulls else [])
+                   for lk in self.lookups]
         mapping = [self.source, self.target, self.source_key, self.target_key, self.operation,
-                   [(f.target, f.source, f.type, f.empty_as_null) for f in self.fields],
-                   [self.parent.relationship, self.parent.source] if self.parent else None]
+                   fields, lookups[0] if len(lookups) == 1 else lookups or None]
         if self.key_case_sensitive:  # appended, so the default leaves versions as they were
             mapping.append("case-sensitive key")
         return hashlib.sha256(json.dumps(mapping).encode()).hexdigest()[:16]
@@ -114,10 +121,18 @@ class SyncSpec:
     @property
     def target_columns(self) -> list[str]:
         """The columns of the Bulk upload, key first."""
-        cols = [self.target_key, *(f.target for f in self.fields)]
-        if self.parent:
-            cols.append(self.parent.relationship)
-        return cols
+        return [self.target_key, *(f.target for f in self.fields),
+                *(lk.relationship for lk in self.lookups)]
+
+    def hierarchy_pass(self) -> SyncSpec | None:
+        """The second pass that sets this sync's self-lookups once every partition of it is
+        loaded (a parent may sit in any partition): an update of the key and the lookups."""
+        if not self.hierarchy:
+            return None
+        links = tuple(replace(lk, sync=self.name) for lk in self.hierarchy)
+        return replace(self, name=f"{self.name}_hierarchy", fields=(), lookups=links,
+                       operation="update", deletes="none", hard_delete=False, hierarchy=(),
+                       hierarchy_of=self.name)
 
 
 @dataclass
@@ -125,11 +140,12 @@ class SyncSet:
     syncs: dict[str, SyncSpec] = field(default_factory=dict)
 
     def ordered(self) -> list[SyncSpec]:
-        """Parents before children (syncs caught in a parent cycle are left out)."""
+        """Parents before children (syncs caught in a cycle of lookups are left out)."""
         done: list[SyncSpec] = []
         pending = list(self.syncs.values())
         while pending:
-            ready = [s for s in pending if not s.parent or s.parent.sync in {d.name for d in done}]
+            names = {d.name for d in done}
+            ready = [s for s in pending if set(s.depends_on) <= names]
             if not ready:
                 break
             done += ready
@@ -137,35 +153,14 @@ class SyncSet:
         return done
 
     def children(self, name: str) -> list[SyncSpec]:
-        return [s for s in self.syncs.values() if s.parent and s.parent.sync == name]
+        """The syncs whose rows reference the records of sync ``name`` (not its own second
+        pass)."""
+        return [s for s in self.syncs.values() if name in s.depends_on and s.hierarchy_of
+                != name]
 
 
 def _fail(where: str, message: str, *path: str) -> SyncConfigError:
     return SyncConfigError(f"{where}: {message}", tuple(path), message)
-
-
-def _field(where: str, target: str, spec: object) -> FieldMap:
-    if not FIELD_NAME.match(str(target)):
-        raise _fail(where, f"target field name {target!r} is not a valid API name", "fields",
-                    str(target))
-    if isinstance(spec, str):
-        spec = {"source": spec}
-    if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
-        raise _fail(where, "needs a source column: 'Field: Source__c' or {source: Source__c}",
-                    "fields", target)
-    unknown = set(spec) - {"source", "type", "empty_as_null", "compare"}
-    if unknown:
-        raise _fail(where, f"unknown keys {sorted(unknown)} (allowed: compare, source, type, "
-                    "empty_as_null)", "fields", target, sorted(unknown)[0])
-    if not isinstance(spec.get("compare", True), bool):
-        raise _fail(where, f"compare must be true or false, got {spec['compare']!r}", "fields",
-                    target, "compare")
-    ftype = spec.get("type", "string")
-    if ftype not in FIELD_TYPES:
-        raise _fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}", "fields",
-                    target, "type")
-    return FieldMap(str(target), spec["source"], ftype, bool(spec.get("empty_as_null", True)),
-                    spec.get("compare", True))
 
 
 def _sync(where: str, raw: object, file: str) -> SyncSpec:
@@ -175,8 +170,8 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
     if not isinstance(name, str) or not NAME.match(name):
         raise _fail(where, f"'name' must be a plain identifier, got {name!r}", "name")
     where = f"{file}: sync {name!r}"
-    allowed = {"name", "source", "target", "key", "fields", "parent", "modified", "operation",
-               "owners", "deletes", "hard_delete", "max_delete_share"}
+    allowed = {"name", "source", "target", "key", "fields", "lookups", "parent", "modified",
+               "operation", "owners", "deletes", "hard_delete", "max_delete_share"}
     unknown = set(raw) - allowed - SCHEDULING_KEYS
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} "
@@ -198,15 +193,50 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         raise _fail(f"{where}, key", f"case_sensitive must be true or false (as the "
                     f"{target}.{key['target']} field is declared in Salesforce), got "
                     f"{case_sensitive!r}", "key", "case_sensitive")
-    fields_raw = raw.get("fields")
-    if not isinstance(fields_raw, dict) or not fields_raw:
+    operation = raw.get("operation", "upsert")
+    if operation not in OPERATIONS:
+        raise _fail(where, f"operation {operation!r} is not one of {', '.join(OPERATIONS)} "
+                    "(upsert: create or update; insert: create only, never touch an existing "
+                    "record; update: update only, never create)", "operation")
+    if key["target"].lower() == "id" and operation != "update":
+        raise _fail(f"{where}, key", "a key on the Salesforce Id matches only records that "
+                    "exist: it needs operation: update (or key an external id field)", "key",
+                    "target")
+    fields, lookups = _columns(where, raw, key["target"])
+    owners = raw.get("owners") or []
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
+    deletes, hard, share = _deletes(where, raw)
+    if deletes == "mirror" and operation != "upsert":
+        raise _fail(where, f"deletes: mirror needs operation: upsert (an {operation}-only "
+                    "sync does not own the records it would delete)", "deletes")
+    return SyncSpec(name, source, target, key["source"], key["target"], fields,
+                    tuple(lk for lk in lookups if lk.sync != name), raw.get("modified"),
+                    operation, file, tuple(owners), case_sensitive, deletes, hard, share,
+                    hierarchy=tuple(lk for lk in lookups if lk.sync == name))
+
+
+def _columns(where: str, raw: dict, key: str) -> tuple[tuple[FieldMap, ...],
+                                                       tuple[Lookup, ...]]:
+    """The sync's fields and lookups (``parent:`` is a locking lookup another sync loads)."""
+    fields_raw = raw.get("fields", {} if raw.get("lookups") else None)
+    if not isinstance(fields_raw, dict) or not (fields_raw or raw.get("lookups")):
         raise _fail(where, "'fields' must map at least one target field to a source column",
                     "fields")
-    fields = tuple(_field(f"{where}, field {t!r}", t, s) for t, s in fields_raw.items())
-    if key["target"] in {f.target for f in fields}:
-        raise _fail(f"{where}, field {key['target']!r}", "the external id is mapped by 'key'; "
-                    "remove it from 'fields'", "fields", key["target"])
-    parent = None
+    lookups_raw = raw.get("lookups") or {}
+    if not isinstance(lookups_raw, dict):
+        raise _fail(where, "'lookups' must map relationship columns (Account.External_Id__c) "
+                    "to {source, sync, locks_parent, on_null}", "lookups")
+    try:
+        fields = tuple(parse_field(f"{where}, field {t!r}", t, s)
+                       for t, s in fields_raw.items())
+        lookups = [parse_lookup(f"{where}, lookup {r!r}", r, s, ("lookups", str(r)))
+                   for r, s in lookups_raw.items()]
+    except ColumnError as exc:
+        raise SyncConfigError(str(exc), exc.path, exc.reason) from None
+    if key in {f.target for f in fields}:
+        raise _fail(f"{where}, field {key!r}", "the external id is mapped by 'key'; "
+                    "remove it from 'fields'", "fields", key)
     if raw.get("parent") is not None:
         p = raw["parent"]
         if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in (
@@ -216,18 +246,21 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
         if "." not in p["relationship"]:
             raise _fail(f"{where}, parent", f"relationship {p['relationship']!r} must look like "
                         "Account.External_Id__c", "parent", "relationship")
-        parent = ParentRef(p["sync"], p["relationship"], p["source"])
-    operation = raw.get("operation", "upsert")
-    if operation != "upsert":
-        raise _fail(where, f"operation {operation!r} is not supported (upsert only)",
-                    "operation")
-    owners = raw.get("owners") or []
-    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
-        raise _fail(where, "'owners' must be a list of emails or team:<name>", "owners")
-    deletes, hard, share = _deletes(where, raw)
-    return SyncSpec(name, source, target, key["source"], key["target"], fields, parent,
-                    raw.get("modified"), operation, file, tuple(owners), case_sensitive,
-                    deletes, hard, share)
+        if p["relationship"] in {lk.relationship for lk in lookups}:
+            raise _fail(f"{where}, parent", f"{p['relationship']} is also under lookups: "
+                        "declare it once", "parent")
+        lookups.insert(0, Lookup(p["relationship"], p["source"], p["sync"], locks_parent=True,
+                                  from_parent=True))
+    names = [lk.name.lower() for lk in lookups]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _fail(where, f"relationship {twice[0]!r} is declared twice; a record has one "
+                    "value per lookup", "lookups")
+    clash = {lk.reference_field.lower() for lk in lookups} & {f.target.lower() for f in fields}
+    if clash:
+        raise _fail(where, f"field {sorted(clash)[0]!r} is also set by a lookup; keep one",
+                    "fields", sorted(clash)[0])
+    return fields, tuple(lookups)
 
 
 def _deletes(where: str, raw: dict) -> tuple[str, bool, float]:
@@ -263,23 +296,44 @@ def parse_sync(raw: object, file: str) -> SyncSpec:
 
 
 def sync_set(specs: list[SyncSpec]) -> SyncSet:
-    """The syncs of one project: names unique, every parent known, no cycle."""
+    """The syncs of one project (with the hierarchy pass of each sync that has
+    self-lookups): names unique, every lookup's sync known and matched on its key, no
+    cycle."""
     out = SyncSet()
-    for spec in specs:
+    for spec in [s for one in specs for s in (one, one.hierarchy_pass()) if s is not None]:
         if spec.name in out.syncs:
             raise _fail(spec.file, f"sync {spec.name!r} is defined twice (also in "
                         f"{out.syncs[spec.name].file})", "name")
         out.syncs[spec.name] = spec
     for spec in out.syncs.values():
-        if spec.parent and spec.parent.sync not in out.syncs:
-            raise _fail(f"{spec.file}: sync {spec.name!r}, parent", f"unknown sync "
-                        f"{spec.parent.sync!r} (known: {', '.join(sorted(out.syncs))})",
-                        "parent", "sync")
+        for lk in spec.lookups:
+            _resolvable(spec, lk, out, known_only=True)
     if len(out.ordered()) != len(out.syncs):
         stuck = sorted(set(out.syncs) - {s.name for s in out.ordered()})
         raise _fail(out.syncs[stuck[0]].file, f"the parent references of syncs "
                     f"{', '.join(stuck)} form a cycle", "parent")
+    for spec in out.syncs.values():
+        for lk in spec.lookups:
+            _resolvable(spec, lk, out)
     return out
+
+
+def _resolvable(spec: SyncSpec, lk: Lookup, syncs: SyncSet, known_only: bool = False
+                ) -> None:
+    """A lookup another sync resolves names a known sync (``known_only``: only that) and
+    goes through its key."""
+    if not lk.sync or spec.hierarchy_of:
+        return
+    via = ("parent",) if lk.from_parent else ("lookups", lk.relationship)
+    where = f"{spec.file}: sync {spec.name!r}, " + (
+        "parent" if via == ("parent",) else f"lookup {lk.relationship!r}")
+    other = syncs.syncs.get(lk.sync)
+    if other is None:
+        raise _fail(where, f"unknown sync {lk.sync!r} (known: {', '.join(sorted(syncs.syncs))})",
+                    *via, "sync")
+    if not known_only and lk.through.lower() != other.target_key.lower():
+        raise _fail(where, f"sync {other.name} loads {other.target} by {other.target_key}, so "
+                    f"the column must be {lk.name}.{other.target_key}", *via)
 
 
 def load_syncs(defs_dir: str | Path | None = None) -> SyncSet:

@@ -89,11 +89,13 @@ def org_rules(spec: SyncSpec, columns: dict[str, pa.Array], info: ObjectInfo
               ) -> Iterator[tuple[int, str, str]]:
     """(row, code, message) for each prepared value the org would refuse, in column order
     (a row may appear more than once: the first reason is the one the org would give)."""
+    keeps = {m.target for m in spec.fields if m.keeps_nulls}  # a null there leaves Core's
     for pos, (name, col) in enumerate(columns.items()):
         f = info.field(name)
         if f is None or "." in name:
             continue
-        if not f.nillable and f.type != "boolean" and name != spec.target_key:
+        if not f.nillable and f.type != "boolean" and name != spec.target_key and (
+                name not in keeps):
             for i in _rows(pc.is_null(col)):
                 yield i, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{f.name}]"
         if f.type in TEXT_TYPES:

@@ -14,9 +14,10 @@ from dc_to_core.sync.loading import (
     load_round,
     settle_stale_jobs,
     transient,
+    upload_columns,
     waves,
 )
-from dc_to_core.sync.prepare import ROW, Prepared, prepare
+from dc_to_core.sync.prepare import Prepared, prepare
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.support import OrgClient, auth_for, csv_text
 
@@ -89,7 +90,7 @@ def test_a_load_waits_for_the_jobs_an_interrupted_load_left_with_the_org(shared_
     """A crashed load closed a job with older values of the same rows; tonight's load (other
     values: another fingerprint) must not race it: it waits for it to end, then sends."""
     old, ledger, bulk = opportunities_of_one_parent(shared_server, tmp_path, "ST", 20)
-    left = bulk.submit("Opportunity", "External_Id__c", old.ready.drop_columns([ROW]))
+    left = bulk.submit("Opportunity", "External_Id__c", upload_columns(OPP, old.ready))
     for job in left:
         ledger.record("Opportunity", "p00", "fp-old", 0, job, "run-1")  # ... then it died
     tonight = LoadTarget(OPP, "p00", "fp-new", bulk, ledger, "run-2")

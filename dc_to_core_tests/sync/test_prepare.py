@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pyarrow as pa
 
-from dc_to_core.sync.prepare import ROW, prepare
+from dc_to_core.sync.prepare import GROUP, ROW, prepare
 from dc_to_core.sync.spec import load_syncs
 
 OPP = load_syncs().syncs["Opportunity"]
@@ -31,8 +31,8 @@ def test_map_coerce_and_order_by_parent():
                              row("O4", None, Description__c="")]))
     assert p.rejected.num_rows == 0
     t = p.ready
-    assert t.column_names[0] == "External_Id__c" and t.column_names[-2] == \
-        "Account.External_Id__c"
+    assert t.column_names[0] == "External_Id__c" and t.column_names[-3:] == [
+        "Account.External_Id__c", ROW, GROUP]  # the lock group travels with the rows
     keys = t.column("External_Id__c").to_pylist()
     assert keys[0] == "O4" and keys.index("O2") + 1 == keys.index("O3")  # parent, then key
     assert [t.column(ROW)[keys.index(k)].as_py() for k in ("O1", "O2", "O3", "O4")] == \
