@@ -141,8 +141,8 @@ def run_demo(work: Path, spec: SeedSpec, partitions: int,
         stack.enter_context(_environment(env))  # EnvVars are read from the process env
         live = resources_from_env(env, resolve=True)
         syncs = load_syncs()
-        with progress("planning partitions", len(syncs.ordered()), "syncs") as bar:
-            for s in syncs.ordered():
+        with progress("planning partitions", len(syncs.planned()), "syncs") as bar:
+            for s in syncs.planned():
                 bar.update(detail=s.name)
                 save_plan(compute_plan(live["datacloud"], s, partitions), work / "plans")
                 bar.advance()

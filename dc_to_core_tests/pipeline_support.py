@@ -85,7 +85,7 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
                                os.environ["DC_TO_CORE_CLIENT_SECRET"]},
                               resolve=True)
     syncs = load_syncs(Path(defs_module.__file__).parent if defs_module else None)
-    for spec in syncs.ordered():
+    for spec in syncs.planned():
         given = (boundaries or {}).get(spec.name)
         save_plan(compute_plan(live["datacloud"], spec, partitions) if given is None else
                   plan_from_boundaries(spec.name, given), root / "plans")

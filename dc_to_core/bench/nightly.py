@@ -51,7 +51,7 @@ def plan_partitions(org: BenchOrg, work: Path, rows_per_partition: int) -> Path:
     """Plan files for every sync: partitions of about ``rows_per_partition`` rows."""
     live = resources_from_env(environment(org, work), resolve=True)
     datacloud = live["datacloud"]
-    for spec in load_syncs().ordered():
+    for spec in load_syncs().planned():
         rows = datacloud.count_range(spec.source, spec.source_key, None, None)  # type: ignore[attr-defined]
         n = max(1, -(-rows // rows_per_partition))
         save_plan(compute_plan(datacloud, spec, n), work / "plans")  # type: ignore[arg-type]

@@ -170,11 +170,12 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
 
     @dg.op(name=f"{name}_prepare", out={"ready": io, "rejected": io},
            description="Map and coerce fields, reject rows that cannot load, order by parent.")
-    def prepare_op(context: dg.OpExecutionContext, source: pa.Table
+    def prepare_op(context: dg.OpExecutionContext, bulk: BulkApiResource, source: pa.Table
                    ) -> tuple[pa.Table, pa.Table]:
         described = (source.schema.metadata or {}).get(DESCRIBE)
         p = prepare(spec, source, salt=context.partition_key,
-                    org=ObjectInfo.from_json(described) if described else None)
+                    org=ObjectInfo.from_json(described) if described else None,
+                    chunk_rows=bulk.chunk_rows)
         ready = p.ready.replace_schema_metadata({FINGERPRINT: p.fingerprint.encode()})
         context.log.info(f"{ready.num_rows} rows ready, {p.rejected.num_rows} rejected before "
                          "upload")

@@ -29,6 +29,7 @@ from pydantic import Field
 
 from ..salesforce.auth import SalesforceAuth
 from ..salesforce.bulk import BulkApi
+from ..salesforce.bulk_csv import CHUNK_ROWS
 from ..salesforce.datacloud import DataCloud
 from ..salesforce.rest import RestApi
 from ..sync.ledger import Ledger
@@ -156,7 +157,9 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
         "datacloud": DataCloudResource(auth=auth, api=env.get("DC_TO_CORE_DC_API",
                                                               "query-sql")),  # type: ignore[arg-type]
         "bulk": BulkApiResource(auth=auth, poll_initial_s=max(0.02, 1.0 / scale),
-                                poll_max_s=max(0.2, 10.0 / scale)),
+                                poll_max_s=max(0.2, 10.0 / scale),
+                                chunk_rows=int(env_number(env, "DC_TO_CORE_CHUNK_ROWS",
+                                                          str(CHUNK_ROWS)))),
         "core": RestApiResource(auth=auth),
         "ledger": ledger(env, state, resolve),
         "settings": PipelineSettings(state_dir=str(state), time_scale=scale,

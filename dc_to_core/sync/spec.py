@@ -152,6 +152,10 @@ class SyncSet:
             pending = [s for s in pending if s not in ready]
         return done
 
+    def planned(self) -> list[SyncSpec]:
+        """``ordered``, without hierarchy passes (they use their sync's partition plan)."""
+        return [s for s in self.ordered() if not s.hierarchy_of]
+
     def children(self, name: str) -> list[SyncSpec]:
         """The syncs whose rows reference the records of sync ``name`` (not its own second
         pass)."""
