@@ -121,3 +121,32 @@ def test_an_empty_cell_is_left_to_the_org_and_a_non_number_is_invalid_as_it_says
     assert p.rejected.column("error_message")[0].as_py().startswith(
         "Failed to deserialize field at col 5. Due to, 'nan' is not a valid value for the "
         "type xsd:double")
+
+
+def test_each_lookup_is_checked_against_the_related_objects_describe():
+    spec = parse_sync({
+        "name": "Opportunity", "source": "Opportunity_Staging__dlm", "target": "Opportunity",
+        "key": {"source": "ExternalId__c", "target": "External_Id__c"},
+        "lookups": {"Acount.External_Id__c": "A__c", "Account.Name": "B__c"},
+        "fields": {"Name": "Name__c", "StageName": "StageName__c",
+                   "CloseDate": {"source": "CloseDate__c", "type": "date"}}}, "syncs.yaml")
+    with pytest.raises(PreflightError) as err:
+        check(spec, described("Opportunity"), {"Account.Name": described("Account")})
+    said = str(err.value)
+    assert "lookup 'Acount.External_Id__c': Opportunity has no relationship named 'Acount'" in said
+    assert "did you mean Account?" in said
+    assert ("lookup 'Account.Name': Account.Name is neither an external id nor an idLookup "
+            "field") in said
+
+
+def test_a_lookup_must_point_at_the_object_its_sync_loads_and_updates_need_no_new_records():
+    spec = opportunity()
+    with pytest.raises(PreflightError, match=r"Opportunity\.AccountId points at Account, not at "
+                       r"Contact"):
+        check(spec, described("Opportunity"), described("Account"),
+              loaded_by={"Account.External_Id__c": "Contact"})
+    update = parse_sync({
+        "name": "Opportunity", "source": "Opportunity_Staging__dlm", "target": "Opportunity",
+        "operation": "update", "key": {"source": "ExternalId__c", "target": "External_Id__c"},
+        "fields": {"Amount": {"source": "Amount__c", "type": "number"}}}, "syncs.yaml")
+    check(update, described("Opportunity"))  # Name and StageName are not needed to update
