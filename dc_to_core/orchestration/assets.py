@@ -104,13 +104,13 @@ def _stats(table: pa.Table) -> LoadStats:
         return LoadStats()
     data = json.loads(raw)
     return LoadStats(jobs=data["jobs"], rounds=data["rounds"], resumed_jobs=data["resumed"],
-                     forecast=data.get("forecast"))
+                     forecast=data.get("forecast"), lock_failed=data.get("lock_failed", []))
 
 
 def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
     meta = {**(table.schema.metadata or {}), STATS: json.dumps(
         {"jobs": stats.jobs, "rounds": stats.rounds, "resumed": stats.resumed_jobs,
-         "forecast": stats.forecast})}
+         "forecast": stats.forecast, "lock_failed": stats.lock_failed})}
     return table.replace_schema_metadata(meta)
 
 

@@ -37,6 +37,9 @@ def metadata(result: PartitionResult, quarantine_path: str, deleted_path: str | 
         "dagster/partition_row_count": result.loaded,  # rows Core holds: sent now or unchanged
         "bulk_jobs": len(result.stats.jobs), "bulk_batches": result.stats.batches,
         "repass_rounds": result.stats.rounds, "resumed_jobs": result.stats.resumed_jobs,
+        # rows that met a held lock (UNABLE_TO_LOCK_ROW): in the first round, then in all
+        "rows_lock_failed_first_round": (result.stats.lock_failed or [0])[0],
+        "rows_lock_failed": sum(result.stats.lock_failed),
         "rows_per_s": round(rate, 1), "duration_s": round(result.duration_s, 2),
         "quarantined_by_code": reasons_table(result),
         "quarantine_path": dg.MetadataValue.path(quarantine_path),

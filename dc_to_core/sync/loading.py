@@ -57,6 +57,7 @@ class LoadStats:
     rounds: int = 0
     resumed_jobs: int = 0
     forecast: dict | None = None  # what the first round was forecast to need (sync.budget)
+    lock_failed: list[int] = field(default_factory=list)  # UNABLE_TO_LOCK_ROW rows per round
 
     @property
     def batches(self) -> int:
@@ -121,7 +122,10 @@ def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStat
     """Load ``table`` (already ordered) as one round; an OUTCOME row per input row. Nothing
     to send costs nothing: no job, no batch."""
     with throttled(target.progress) as report:  # one pace for all the round's waves
-        return _load_round(replace(target, progress=report), table, round_, stats)
+        outcome = _load_round(replace(target, progress=report), table, round_, stats)
+    stats.lock_failed.append(int(pc.sum(pc.fill_null(pc.equal(
+        outcome.column("error_code"), "UNABLE_TO_LOCK_ROW"), False)).as_py() or 0))
+    return outcome
 
 
 def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats
