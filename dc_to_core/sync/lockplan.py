@@ -114,7 +114,9 @@ def lock_plan(parents: list[pa.Array], chunk_rows: int, salt: str,
     group = np.where(split, -2 - anchor, comp)  # whole components >= 0, split rows < -1
     # one rank per component (its shuffled place, then its label: no two share one)
     rank = np.where(comp >= 0, (_shuffled(np.maximum(comp, 0), salt) >> 8 << 31) + comp, -1)
-    sub = np.where(split, nearest[np.maximum(anchor, 0)] * n_nodes + anchor,
+    # shuffled too (partitions loading at once must not walk the shared parents in step)
+    near = nearest[np.maximum(anchor, 0)]
+    sub = np.where(split, (_shuffled(near, salt) >> 8 << 31) + np.maximum(anchor, 0),
                    np.maximum(anchor, 0))
     text = pc.cast(pa.array(group), pa.string())
     labels = pc.if_else(pa.array(comp >= 0), text, pa.scalar(None, pa.string()))
