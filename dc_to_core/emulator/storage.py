@@ -193,13 +193,19 @@ class Storage:
                               "start this org on a new data dir") from None
 
     def create_dc_table(self, table: str, columns: Sequence[DcColumn]) -> None:
-        """Create a Data Cloud object (idempotent) and record its declared column types."""
+        """Create a Data Cloud object (idempotent; columns the table lacks are added) and
+        record its declared column types."""
         if not table.endswith(("__dlm", "__dll", "__cio")):
             raise ValueError(f"Data Cloud object names end __dlm, __dll or __cio: {table!r}")
         cols = ", ".join(f"{quote_ident(c.name)} {SQLITE_AFFINITY[c.type]}" for c in columns)
         with self.write_lock:
             self.dc.execute("BEGIN")
             self.dc.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({cols})")
+            had = {r[1] for r in self.dc.execute(f"PRAGMA table_info({quote_ident(table)})")}
+            for c in columns:
+                if c.name not in had:
+                    self.dc.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN "
+                                    f"{quote_ident(c.name)} {SQLITE_AFFINITY[c.type]}")
             for pos, c in enumerate(columns):
                 self.dc.execute(
                     "INSERT OR REPLACE INTO dc_column VALUES (?,?,?,?,?,?)",

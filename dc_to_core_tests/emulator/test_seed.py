@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from dc_to_core.emulator.schema import load_schema
+import yaml
+
+from dc_to_core.emulator.schema import DEMO_SCHEMA, load_schema, parse_schema
 from dc_to_core.emulator.seed import BAD_KINDS, SeedSpec, seed_datacloud
 from dc_to_core.emulator.storage import Storage
 
@@ -53,3 +55,18 @@ def test_progress_is_told_the_rows_written_rising_to_all_of_them(tmp_path):
     seed_datacloud(Storage(tmp_path, load_schema()), SeedSpec(accounts=5, opportunities=25_000),
                    told.append)
     assert told == [10_000, 20_000, 25_005]
+
+
+def test_a_data_dir_from_before_the_object_graph_gains_the_new_columns(tmp_path):
+    doc = yaml.safe_load(DEMO_SCHEMA.read_text())
+    for column in ("PrimaryContactExternalId__c", "OwnerEmployeeId__c"):
+        del doc["datacloud"]["Opportunity_Staging__dlm"][column]
+    old = Storage(tmp_path, parse_schema(doc))
+    old.insert_dc_rows("Opportunity_Staging__dlm", ["ExternalId__c"], [("OPP-OLD",)])
+    old.close()
+    storage = Storage(tmp_path, load_schema())
+    conn = sqlite3.connect(storage.dc_path)
+    assert conn.execute('SELECT ExternalId__c, OwnerEmployeeId__c FROM '
+                        '"Opportunity_Staging__dlm"').fetchall() == [("OPP-OLD", None)]
+    seed_datacloud(storage, SeedSpec(accounts=3, opportunities=4))
+    assert len(rows(storage)) == 4
