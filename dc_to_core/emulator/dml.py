@@ -1,9 +1,10 @@
 """What one 200-row DML transaction does to the org's tables.
 
 ``plan_txn`` runs when the transaction starts: it resolves parents and existing records and
-says which locks every row needs. ``commit_txn`` runs once the locks are settled: it upserts
-the rows that got their locks and records a result for every row of the transaction, in one
-SQLite transaction together with the job's counters.
+says which locks every row needs. ``commit_txn`` runs once the locks are settled: it refuses
+the rows that would close a hierarchy loop, upserts the rows that got their locks and records
+a result for every row of the transaction, in one SQLite transaction together with the job's
+counters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .clock import EmulatedClock
+from .hierarchy import loop_errors
 from .ids import IdGenerator
 from .schema import CoreObject, OrgSchema
 from .storage import Storage, nocase, quote_ident
@@ -177,6 +179,11 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
     with storage.write_lock:  # inside the engine's batch transaction, if one is open
         conn.execute("SAVEPOINT txn")
         try:
+            if plan.operation not in DELETES:
+                loops = loop_errors(conn, plan.obj, block, txn.parent_ids, txn.existing, ok)
+                results += [(job_id, block.rows[p], txn.existing.get(p), None, e)
+                            for p, e in loops.items()]
+                ok = [p for p in ok if p not in loops]
             results += _write(conn, ids, job_id, plan, block, txn, ok, storage.schema)
             storage.write_results(job_id, [r[1:] for r in results])
             out.failed = sum(1 for r in results if r[4] is not None)

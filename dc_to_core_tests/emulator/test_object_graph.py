@@ -1,9 +1,19 @@
-"""The demo org's object graph over Bulk API 2.0: an object with two master-detail parents
-locks both."""
+"""The demo org's object graph over Bulk API 2.0: an account hierarchy (a self-reference that
+refuses loops), and an object with two master-detail parents that locks both."""
 
 from __future__ import annotations
 
+import uuid
+
 from dc_to_core_tests.support import OrgClient, csv_text
+
+ACC = ["External_Id__c", "Name", "Parent.External_Id__c"]
+LOOP = ("FIELD_INTEGRITY_EXCEPTION:Parent Account: You can't select an account that is a "
+        "descendant of this account:ParentId --")
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
 
 
 def load(org: OrgClient, obj: str, header: list[str], rows: list[list[object]]
@@ -15,6 +25,50 @@ def load(org: OrgClient, obj: str, header: list[str], rows: list[list[object]]
     out |= {r["External_Id__c"]: r["sf__Error"] for r in org.results(info["id"],
                                                                       "failedResults")}
     return out
+
+
+def parents_of(org: OrgClient, keys: list[str]) -> dict[str, str | None]:
+    quoted = ", ".join(f"'{k}'" for k in keys)
+    records = org.query("SELECT External_Id__c, Parent.External_Id__c FROM Account WHERE "
+                        f"External_Id__c IN ({quoted})")["records"]
+    return {r["External_Id__c"]: (r["Parent"] or {}).get("External_Id__c") for r in records}
+
+
+def test_a_three_level_hierarchy_loads_when_parents_go_first(org):
+    t = tag()
+    root, child, grandchild = (f"H-{t}-{n}" for n in ("root", "child", "grandchild"))
+    assert load(org, "Account", ACC, [[root, "root", ""]]) == {root: ""}
+    assert load(org, "Account", ACC, [[child, "child", root]]) == {child: ""}
+    assert load(org, "Account", ACC, [[grandchild, "grandchild", child]]) == {grandchild: ""}
+    assert parents_of(org, [root, child, grandchild]) == {
+        root: None, child: root, grandchild: child}
+
+
+def test_a_child_whose_parent_is_not_in_core_yet_is_refused(org):
+    t = tag()
+    refused = load(org, "Account", ACC, [[f"C-{t}", "early child", f"P-{t}"]])
+    assert refused == {f"C-{t}": f"INVALID_CROSS_REFERENCE_KEY:Foreign key external ID: "
+                                 f"P-{t} not found for field External_Id__c in entity "
+                                 "Account:--"}
+
+
+def test_a_parent_that_would_close_a_loop_is_refused_and_the_other_rows_load(org):
+    t = tag()
+    a, b, c, x, y = (f"L-{t}-{n}" for n in "abcxy")
+    load(org, "Account", ACC, [[a, "a", ""], [x, "x", ""], [y, "y", ""]])
+    load(org, "Account", ACC, [[b, "b", a]])
+    load(org, "Account", ACC, [[c, "c", b]])  # a <- b <- c
+    outcome = load(org, "Account", ACC, [
+        [a, "a is under its grandchild", c],
+        [b, "b is its own parent", b],
+        [c, "c renamed", ""],                  # unchanged parent: loads
+        [x, "x under y", y],
+        [y, "y under x: a loop with the row before it", x]])
+    assert outcome == {a: LOOP, b: LOOP, c: "", x: "", y: LOOP}
+    assert parents_of(org, [a, b, c, x, y]) == {a: None, b: a, c: b, x: y, y: None}
+    # a record moved out from under a node may become its parent
+    assert load(org, "Account", ACC, [[c, "c", "#N/A"], [a, "a under c", c]]) == {a: "", c: ""}
+    assert parents_of(org, [a, c]) == {a: c, c: None}
 
 
 ALLOC = ["External_Id__c", "Name", "Quantity__c", "Account__r.External_Id__c",
