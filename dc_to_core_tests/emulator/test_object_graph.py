@@ -1,5 +1,6 @@
 """The demo org's object graph over Bulk API 2.0: an account hierarchy (a self-reference that
-refuses loops), and an object with two master-detail parents that locks both."""
+refuses loops), an opportunity resolving three parents by their external ids, and an object
+with two master-detail parents that locks both."""
 
 from __future__ import annotations
 
@@ -69,6 +70,38 @@ def test_a_parent_that_would_close_a_loop_is_refused_and_the_other_rows_load(org
     # a record moved out from under a node may become its parent
     assert load(org, "Account", ACC, [[c, "c", "#N/A"], [a, "a under c", c]]) == {a: "", c: ""}
     assert parents_of(org, [a, c]) == {a: c, c: None}
+
+
+def test_an_opportunity_resolves_account_contact_and_owner_by_external_id(org, shared_server):
+    t = tag()
+    account, contact, opp, plain = f"A-{t}", f"C-{t}", f"O-{t}", f"O-{t}-plain"
+    employee = f"E-{t}"
+    info = org.run_job("User", csv_text(["Employee_Id__c", "Username", "LastName"], [
+        [employee, f"{t}@example.com", "Owner"]]), ext="Employee_Id__c")
+    assert info["numberRecordsFailed"] == 0
+    load(org, "Account", ACC, [[account, "account", ""]])
+    assert load(org, "Contact", ["External_Id__c", "LastName", "Account.External_Id__c"],
+                [[contact, "Costa", account]]) == {contact: ""}
+    header = ["External_Id__c", "Name", "StageName", "CloseDate", "Type",
+              "Account.External_Id__c", "Primary_Contact__r.External_Id__c",
+              "Owner.Employee_Id__c"]
+    assert load(org, "Opportunity", header, [
+        [opp, "three parents", "Prospecting", "2026-01-01", "New Customer", account, contact,
+         employee],
+        [plain, "no owner given", "Prospecting", "2026-01-01", "", account, "", ""],
+    ]) == {opp: "", plain: ""}
+    records = org.query(
+        "SELECT External_Id__c, Account.External_Id__c, Primary_Contact__r.External_Id__c, "
+        "Owner.Employee_Id__c, Owner.Username, OwnerId, Type FROM Opportunity WHERE "
+        f"External_Id__c IN ('{opp}', '{plain}') ORDER BY External_Id__c")["records"]
+    full, bare = records
+    assert (full["Account"]["External_Id__c"], full["Primary_Contact__r"]["External_Id__c"],
+            full["Owner"]["Employee_Id__c"], full["Type"]) == (
+        account, contact, employee, "New Customer")
+    # OwnerId is defaulted on create: the running user, a User record of the org
+    assert bare["OwnerId"] == shared_server.org.user_id and bare["Primary_Contact__r"] is None
+    assert bare["Owner"] == {"attributes": {"type": "User"}, "Employee_Id__c": None,
+                             "Username": "integration@dc-to-core.emulator"}
 
 
 ALLOC = ["External_Id__c", "Name", "Quantity__c", "Account__r.External_Id__c",
