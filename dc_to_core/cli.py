@@ -49,17 +49,42 @@ def _seed_options(f: object, bad_share: float = 0.0) -> object:
         click.option("--bad-share", default=bad_share, show_default=True,
                      help="Share of opportunity rows that are bad, over every kind."),
         click.option("--seed", "seed_number", default=42, show_default=True),
+        click.option("--users", type=click.IntRange(min=0), default=20, show_default=True,
+                     help="User records written into Core (EMP-0001 …), the opportunities' "
+                     "owners."),
+        click.option("--hierarchy-share", type=click.FloatRange(0, 1), default=0.3,
+                     show_default=True, help="Share of accounts with a parent account (at "
+                     "most 3 levels)."),
+        click.option("--contacts-per-account", type=click.IntRange(min=0), default=2,
+                     show_default=True),
+        click.option("--allocations", type=click.IntRange(min=0), default=0,
+                     show_default=True, help="Allocation_Staging__dlm rows (two master-detail "
+                     "parents: an account and one of its warehouses)."),
+        click.option("--warehouses", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Warehouse__c records written into Core (0: as many as the "
+                     "allocation graph needs)."),
+        click.option("--allocation-graph", type=click.Choice(["structured", "random"]),
+                     default="structured", show_default=True,
+                     help="structured: clusters of accounts own their warehouses (one "
+                     "component per cluster); random: any account, any warehouse."),
+        click.option("--cluster-accounts", type=click.IntRange(min=1), default=5,
+                     show_default=True, help="Accounts per cluster (structured)."),
+        click.option("--warehouses-per-account", type=click.IntRange(min=1), default=3,
+                     show_default=True),
+        click.option("--core-parents", is_flag=True,
+                     help="Also write the accounts straight into Core."),
     ]):
         f = option(f)  # type: ignore[operator]
     return f
 
 
 def _spec(accounts: int, opportunities: int, skew: str, giant_children: int | None,
-          bad_share: float, seed_number: int) -> SeedSpec:
+          bad_share: float, seed_number: int, **graph: object) -> SeedSpec:
+    """The SeedSpec of the seed options (``graph``: the object graph's, by their names)."""
     from .emulator.seed import SeedSpec
 
     return SeedSpec(accounts, opportunities, skew, giant_children,  # type: ignore[arg-type]
-                    bad_share=bad_share, seed=seed_number)
+                    bad_share=bad_share, seed=seed_number, **graph)  # type: ignore[arg-type]
 
 
 @click.group()
@@ -126,7 +151,8 @@ def emulator(host: str, port: int, plain_http: bool, data_dir: Path, profile: st
 @click.option("--reset-core", "reset_core_flag", is_flag=True,
               help="Also empty the Core objects and jobs.")
 def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
-    """Generate demo data in the Data Cloud objects of an org's data dir."""
+    """Generate demo data in the Data Cloud objects of an org's data dir, and the records
+    someone else loaded in its Core (users, warehouses; with --core-parents the accounts)."""
     from .emulator.schema import load_schema
     from .emulator.seed import reset_core, seed_datacloud
     from .emulator.storage import Storage
@@ -135,11 +161,20 @@ def seed(data_dir: Path, reset_core_flag: bool, **options: object) -> None:
     storage = Storage(data_dir, load_schema())
     started = time.perf_counter()
     spec = _spec(**options)  # type: ignore[arg-type]
-    with progress("seeding Data Cloud", spec.accounts + spec.opportunities, "rows") as bar:
-        report = seed_datacloud(storage, spec, bar.update)
+    with progress("seeding Data Cloud", spec.rows, "rows") as bar:
+        try:
+            report = seed_datacloud(storage, spec, bar.update)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     if reset_core_flag:
         reset_core(storage)
-    click.echo(json.dumps(report.summary(), indent=2))
+    summary = report.summary()
+    click.echo(json.dumps(summary, indent=2))
+    core = summary["core"]
+    click.echo(f"Data Cloud: {report.accounts:,} accounts ({report.child_accounts:,} with a "
+               f"parent), {report.contacts:,} contacts, {report.opportunities:,} "
+               f"opportunities, {report.allocations:,} allocations; Core: {core['users']:,} "
+               f"users, {core['warehouses']:,} warehouses, {core['accounts']:,} accounts")
     click.echo(f"seeded in {time.perf_counter() - started:.1f} s")
 
 

@@ -129,7 +129,7 @@ def run_demo(work: Path, spec: SeedSpec, partitions: int,
                                                                    profile=profile)))
         assert server.org is not None and server.ca_file is not None
         started = time.perf_counter()
-        with progress("seeding Data Cloud", spec.accounts + spec.opportunities, "rows") as bar:
+        with progress("seeding Data Cloud", spec.rows, "rows") as bar:
             report = seed_datacloud(server.org.storage, spec, bar.update)
         echo(f"emulated org at {server.url}: seeded {report.accounts:,} accounts and "
              f"{report.opportunities:,} opportunities in {time.perf_counter() - started:.1f} s "

@@ -22,8 +22,8 @@ def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):
     assert json.loads(seeded.stdout[: seeded.stdout.rindex("}") + 1])["bad_rows"][
         "bad_date"] == 1
     said = seeded.stderr.splitlines()  # not a terminal: plain progress lines, no bar
-    assert said[0] == "seeding Data Cloud: 0/105 rows (0%)"
-    assert said[-1].startswith("seeding Data Cloud: 105/105 rows (100%), done in ")
+    assert said[0] == "seeding Data Cloud: 0/115 rows (0%)"  # 5 accounts, 10 contacts, 100 opps
+    assert said[-1].startswith("seeding Data Cloud: 115/115 rows (100%), done in ")
     emu = spawn_emulator(tmp_path, "--profile", "fast", "--set", "workers=2",
                          env={"DC_TO_CORE_EMULATOR_CLIENT_SECRET": "s3cret"})
     try:
@@ -41,6 +41,24 @@ def test_emulator_command_serves_https_with_its_own_certificate(tmp_path):
     finally:
         emu.stop()
     assert emu.process.returncode == 0
+
+
+def test_seed_command_seeds_the_object_graph_and_says_what_it_wrote(tmp_path):
+    seeded = CliRunner().invoke(main, [
+        "seed", "--data-dir", str(tmp_path), "--accounts", "10", "--opportunities", "20",
+        "--users", "4", "--hierarchy-share", "0.5", "--contacts-per-account", "3",
+        "--allocations", "400", "--allocation-graph", "structured", "--cluster-accounts", "2",
+        "--warehouses-per-account", "2", "--warehouses", "12", "--core-parents"])
+    assert seeded.exit_code == 0, seeded.output
+    summary = json.loads(seeded.stdout[: seeded.stdout.rindex("}") + 1])
+    assert summary["account_hierarchy"]["with_parent"] == 5 and summary["contacts"] == 30
+    assert summary["allocations"]["components"] == 5  # clusters of 2 of the 10 accounts
+    assert summary["core"] == {"users": 4, "warehouses": 12, "accounts": 10}
+    assert ("Data Cloud: 10 accounts (5 with a parent), 30 contacts, 20 opportunities, 400 "
+            "allocations; Core: 4 users, 12 warehouses, 10 accounts") in seeded.stdout
+    refused = CliRunner().invoke(main, ["seed", "--data-dir", str(tmp_path), "--allocations",
+                                        "5", "--warehouses", "1"])
+    assert refused.exit_code == 2 and "needs 600 warehouses, not 1" in refused.output
 
 
 def test_plan_command_writes_boundaries_from_datacloud_quantiles(shared_server, tmp_path,

@@ -272,11 +272,9 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
 def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
     work = cfg.work or Path(tempfile.mkdtemp(prefix="dc_to_core_bench_"))
     started = time.perf_counter()
-    with progress("seeding Data Cloud", cfg.accounts + cfg.rows, "rows") as bar:
-        seeded = SeededOrg.seed(work / "org", SeedSpec(accounts=cfg.accounts,
-                                                       opportunities=cfg.rows,
-                                                       bad_share=cfg.bad_share),
-                                bar.update)
+    spec = SeedSpec(accounts=cfg.accounts, opportunities=cfg.rows, bad_share=cfg.bad_share)
+    with progress("seeding Data Cloud", spec.rows, "rows") as bar:
+        seeded = SeededOrg.seed(work / "org", spec, bar.update)
     echo(f"seeded {cfg.rows:,} opportunities over {cfg.accounts:,} accounts in "
          f"{time.perf_counter() - started:.1f} s ({work})")
     if cfg.overrides:

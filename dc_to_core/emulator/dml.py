@@ -1,9 +1,10 @@
 """What one 200-row DML transaction does to the org's tables.
 
 ``plan_txn`` runs when the transaction starts: it resolves parents and existing records and
-says which locks every row needs. ``commit_txn`` runs once the locks are settled: it upserts
-the rows that got their locks and records a result for every row of the transaction, in one
-SQLite transaction together with the job's counters.
+says which locks every row needs. ``commit_txn`` runs once the locks are settled: it refuses
+the rows that would close a hierarchy loop, upserts the rows that got their locks and records
+a result for every row of the transaction, in one SQLite transaction together with the job's
+counters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .clock import EmulatedClock
+from .hierarchy import loop_errors
 from .ids import IdGenerator
 from .schema import CoreObject, OrgSchema
 from .storage import Storage, nocase, quote_ident
@@ -158,8 +160,10 @@ class Outcome:
 
 
 def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan,
-               block: RowBlock, txn: TxnPlan, failed_locks: set[str]) -> Outcome:
-    """Write the rows whose locks were all obtained; record every row's result."""
+               block: RowBlock, txn: TxnPlan, failed_locks: set[str],
+               running_user: str | None = None) -> Outcome:
+    """Write the rows whose locks were all obtained; record every row's result. A lookup to
+    User the org defaults on create (``OwnerId``) is ``running_user`` when not given."""
     results: list[tuple] = []
     out = Outcome()
     ok: list[int] = []
@@ -177,7 +181,13 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
     with storage.write_lock:  # inside the engine's batch transaction, if one is open
         conn.execute("SAVEPOINT txn")
         try:
-            results += _write(conn, ids, job_id, plan, block, txn, ok, storage.schema)
+            if plan.operation not in DELETES:
+                loops = loop_errors(conn, plan.obj, block, txn.parent_ids, txn.existing, ok)
+                results += [(job_id, block.rows[p], txn.existing.get(p), None, e)
+                            for p, e in loops.items()]
+                ok = [p for p in ok if p not in loops]
+            results += _write(conn, ids, job_id, plan, block, txn, ok, storage.schema,
+                              running_user)
             storage.write_results(job_id, [r[1:] for r in results])
             out.failed = sum(1 for r in results if r[4] is not None)
             out.committed = len(results) - out.failed
@@ -192,7 +202,8 @@ def commit_txn(storage: Storage, ids: IdGenerator, job_id: str, plan: HeaderPlan
 
 
 def _write(conn: sqlite3.Connection, ids: IdGenerator, job_id: str, plan: HeaderPlan,
-           block: RowBlock, txn: TxnPlan, ok: list[int], schema: OrgSchema) -> list[tuple]:
+           block: RowBlock, txn: TxnPlan, ok: list[int], schema: OrgSchema,
+           running_user: str | None) -> list[tuple]:
     obj = plan.obj
     table = quote_ident(obj.name)
     if plan.operation in DELETES:
@@ -203,7 +214,8 @@ def _write(conn: sqlite3.Connection, ids: IdGenerator, job_id: str, plan: Header
     inserts = [p for p in ok if p not in txn.existing]
     failed: dict[int, str] = {}
     if inserts:
-        inserts, failed = _insert(conn, ids, table, columns, plan, block, txn, inserts)
+        inserts, failed = _insert(conn, ids, table, columns, plan, block, txn, inserts,
+                                  running_user)
     created = set(inserts)
     stamp = EmulatedClock.stamp()
     updates: dict[tuple, list[tuple]] = {}
@@ -236,26 +248,45 @@ def _insert_values(block: RowBlock) -> list[tuple]:
     return block.insert_tuples
 
 
+def _defaulted(obj: CoreObject, columns: list[str], running_user: str | None
+               ) -> tuple[list[int], list[str]]:
+    """What the org fills in on insert: (positions in ``columns`` to fill when null, fields
+    to add). A lookup to User defaulted on create (``OwnerId``) takes the running user."""
+    if running_user is None:
+        return [], []
+    names = [f.name for f in obj.fields.values()
+             if f.defaulted_on_create and f.type == "reference" and f.to == "User"]
+    return ([i for i, c in enumerate(columns) if c in names],
+            [n for n in names if n not in columns])
+
+
 def _insert(conn: sqlite3.Connection, ids: IdGenerator, table: str, columns: list[str],
-            plan: HeaderPlan, block: RowBlock, txn: TxnPlan, positions: list[int]
-            ) -> tuple[list[int], dict[int, str]]:
+            plan: HeaderPlan, block: RowBlock, txn: TxnPlan, positions: list[int],
+            running_user: str | None) -> tuple[list[int], dict[int, str]]:
     """Insert new records. A key another job inserted meanwhile makes an upsert row an update;
     for an insert job it is a DUPLICATE_VALUE. Returns (inserted positions, {pos: error})."""
+    fill, added = _defaulted(plan.obj, columns, running_user)
     names = ", ".join(quote_ident(c) for c in
-                      ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", *columns])
-    sql = f"INSERT INTO {table} ({names}) VALUES ({','.join('?' * (4 + len(columns)))})"
+                      ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", *columns,
+                       *added])
+    sql = (f"INSERT INTO {table} ({names}) VALUES "
+           f"({','.join('?' * (4 + len(columns) + len(added)))})")
     stamp = EmulatedClock.stamp()
 
     base = _insert_values(block)
     parents = [txn.parent_ids[c] for c in txn.parent_ids]
+    defaults = (running_user,) * len(added)
 
     def rows(ps: list[int]) -> list[tuple]:
         new = ids.take(len(ps))
         out = []
         for p, record in zip(ps, new, strict=True):
             txn.existing[p] = record
-            refs = tuple(ids_of.get(p) for ids_of in parents)
-            out.append((record, stamp, stamp, stamp, *base[p], *refs))
+            values = (*base[p], *(ids_of.get(p) for ids_of in parents))
+            if fill:
+                values = tuple(running_user if i in fill and v is None else v
+                               for i, v in enumerate(values))
+            out.append((record, stamp, stamp, stamp, *values, *defaults))
         return out
 
     conn.execute("SAVEPOINT ins")

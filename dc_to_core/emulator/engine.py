@@ -96,8 +96,10 @@ class EngineStats:
 
 class Engine:
     def __init__(self, profile: OrgProfile, clock: EmulatedClock, storage: Storage,
-                 limits: Limits, ids: dict[str, IdGenerator]) -> None:
+                 limits: Limits, ids: dict[str, IdGenerator], running_user: str | None = None
+                 ) -> None:
         self.profile = profile
+        self.running_user = running_user
         self.clock = clock
         self.storage = storage
         self.limits = limits
@@ -302,7 +304,7 @@ class Engine:
         assert job.plan is not None and chunk.block is not None
         self._lock_wait_s += t - txn.start
         out = commit_txn(self.storage, self.ids[job.plan.obj.name], job.id, job.plan,
-                         chunk.block, txn.plan, txn.req.failed)
+                         chunk.block, txn.plan, txn.req.failed, self.running_user)
         p = self.profile
         apex = p.row_ms * out.committed
         txn.duration = (p.txn_base_ms + apex + p.failed_row_ms * out.failed) / 1000

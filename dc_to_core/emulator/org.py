@@ -18,7 +18,7 @@ from .jobs import JobStore
 from .limits import Limits
 from .profile import FaultProfile, OrgProfile
 from .queryjobs import QueryJobStore
-from .schema import OrgSchema, load_schema
+from .schema import SYSTEM_FIELDS, OrgSchema, load_schema
 from .storage import Storage, quote_ident
 from .tokens import AppCredentials, TokenStore
 
@@ -39,15 +39,16 @@ class Org:
         self.clock = EmulatedClock(profile.time_scale, self.storage)
         self.org_id = self._identity("org_id", "00D")
         self.user_id = self._identity("user_id", "005")
+        self._running_user_record(app.username)
         self.limits = Limits(profile, self.clock, self.storage)
         self.tokens = TokenStore(self.storage, self.clock, profile, app, self.org_id,
                                  self.user_id)
         self.jobs = JobStore(self.storage, self.clock, self.schema, profile, self.user_id)
         self.queries = QueryJobStore(self.storage, self.clock, self.schema, profile,
                                      self.limits, self.user_id)
-        self.ids = {name: IdGenerator(obj.key_prefix, self._last_sequence(name))
-                    for name, obj in self.schema.core.items()}
-        self.engine = Engine(profile, self.clock, self.storage, self.limits, self.ids)
+        self.ids = {name: self.storage.ids(name) for name in self.schema.core}
+        self.engine = Engine(profile, self.clock, self.storage, self.limits, self.ids,
+                             self.user_id)
         self.datacloud = DataCloudQueries(self.storage.dc_path, self.clock,
                                           profile.dc_query_latency_ms, profile.faults)
 
@@ -58,9 +59,20 @@ class Org:
             self.storage.set_meta(key, value)
         return value
 
-    def _last_sequence(self, obj: str) -> int:
-        row = self.storage.reader().execute(f"SELECT max(Id) FROM {quote_ident(obj)}").fetchone()
-        return IdGenerator.sequence_of(row[0]) if row and row[0] else 0
+    def _running_user_record(self, username: str) -> None:
+        """The running user is a User record, as in any org (what ``OwnerId`` defaults to)."""
+        user = self.schema.core.get("User")
+        if user is None:
+            return
+        values = {k: v for k, v in (("Username", username), ("LastName", "Integration"),
+                                    ("Email", username)) if k in user.fields}
+        stamp = EmulatedClock.stamp()
+        names = ", ".join(quote_ident(c) for c in [*SYSTEM_FIELDS, *values])
+        with self.storage.write_lock:
+            self.storage.core.execute(
+                f'INSERT OR IGNORE INTO "User" ({names}) VALUES '
+                f"({', '.join('?' * (len(SYSTEM_FIELDS) + len(values)))})",
+                (self.user_id, stamp, stamp, stamp, *values.values()))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:

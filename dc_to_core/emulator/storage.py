@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .ids import IdGenerator
 from .schema import SYSTEM_FIELDS, CoreObject, DcColumn, OrgSchema, SchemaError
 
 SQLITE_AFFINITY = {
@@ -130,6 +131,7 @@ class Storage:
         self.core = connect(self.core_path)
         self.dc = dc_functions(connect(self.dc_path))
         self._local = threading.local()
+        self._ids: dict[str, IdGenerator] = {}
         self.core.executescript(ORG_DDL)
         self.dc.executescript(DC_DDL)
         for obj in schema.core.values():
@@ -149,6 +151,17 @@ class Storage:
     def close(self) -> None:
         self.core.close()
         self.dc.close()
+
+    def ids(self, obj: str) -> IdGenerator:
+        """The record Ids of a Core object, continuing after its highest Id; one generator per
+        object for everything that writes through this storage (the org's Bulk engine, the
+        seed), so their records never share an Id."""
+        with self.write_lock:
+            if obj not in self._ids:
+                row = self.core.execute(f"SELECT max(Id) FROM {quote_ident(obj)}").fetchone()
+                last = IdGenerator.sequence_of(row[0]) if row and row[0] else 0
+                self._ids[obj] = IdGenerator(self.schema.core[obj].key_prefix, last)
+            return self._ids[obj]
 
     # -- DDL -------------------------------------------------------------------------------
     def _create_core_table(self, obj: CoreObject) -> None:
@@ -193,13 +206,19 @@ class Storage:
                               "start this org on a new data dir") from None
 
     def create_dc_table(self, table: str, columns: Sequence[DcColumn]) -> None:
-        """Create a Data Cloud object (idempotent) and record its declared column types."""
+        """Create a Data Cloud object (idempotent; columns the table lacks are added) and
+        record its declared column types."""
         if not table.endswith(("__dlm", "__dll", "__cio")):
             raise ValueError(f"Data Cloud object names end __dlm, __dll or __cio: {table!r}")
         cols = ", ".join(f"{quote_ident(c.name)} {SQLITE_AFFINITY[c.type]}" for c in columns)
         with self.write_lock:
             self.dc.execute("BEGIN")
             self.dc.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({cols})")
+            had = {r[1] for r in self.dc.execute(f"PRAGMA table_info({quote_ident(table)})")}
+            for c in columns:
+                if c.name not in had:
+                    self.dc.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN "
+                                    f"{quote_ident(c.name)} {SQLITE_AFFINITY[c.type]}")
             for pos, c in enumerate(columns):
                 self.dc.execute(
                     "INSERT OR REPLACE INTO dc_column VALUES (?,?,?,?,?,?)",
