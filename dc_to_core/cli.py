@@ -228,9 +228,12 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
     from .sync.spec import load_syncs
 
     syncs = load_syncs()
-    if sync not in syncs.syncs:
-        raise click.BadParameter(f"no sync {sync!r}; the defs folder declares "
-                                 f"{', '.join(syncs.syncs)}", param_hint="SYNC")
+    planned = {s.name: s for s in syncs.planned()}  # a hierarchy pass uses its sync's plan
+    if sync not in planned:
+        also = f" ({sync} uses {syncs.syncs[sync].hierarchy_of}'s plan)" if sync in \
+            syncs.syncs else ""
+        raise click.BadParameter(f"no sync {sync!r}{also}; the defs folder declares "
+                                 f"{', '.join(planned)}", param_hint="SYNC")
     live = resources_from_env(resolve=True)
     with progress(f"planning {sync} from Data Cloud quantiles"):
         result = compute_plan(live["datacloud"], syncs.syncs[sync],  # type: ignore[arg-type]

@@ -152,7 +152,7 @@ def stack_environment(work: Path, emulator: SpawnedEmulator, time_scale: float,
 
 def plan(env: dict[str, str], partitions: dict[str, int]) -> None:
     live = resources_from_env(env, resolve=True)
-    for spec in load_syncs().ordered():
+    for spec in load_syncs().planned():
         save_plan(compute_plan(live["datacloud"], spec, partitions[spec.name]),  # type: ignore[arg-type]
                   Path(env["DC_TO_CORE_PLANS"]))
 

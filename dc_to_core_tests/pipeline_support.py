@@ -15,13 +15,14 @@ from types import ModuleType
 
 import dagster as dg
 import pyarrow.parquet as pq
+import yaml
 
 from dc_to_core.emulator import EmulatorServer
 from dc_to_core.emulator.server import DEFAULT_CLIENT_SECRET
 from dc_to_core.orchestration.project import build_definitions
 from dc_to_core.orchestration.resources import resources_from_env
 from dc_to_core.sync.plan import compute_plan, plan_from_boundaries, save_plan
-from dc_to_core.sync.spec import load_syncs
+from dc_to_core.sync.spec import SyncSet, load_syncs, parse_sync, sync_set
 
 
 @dataclass
@@ -53,6 +54,50 @@ class Project:
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
+# The pipeline's mechanics are tested on one parent and one child (the shipped project adds
+# Contacts, the owner and the hierarchy: test_demo, test_object_graph and the operator's
+# tests run those).
+ACCOUNT_AND_OPPORTUNITY = {
+    "account": """
+        name: Account
+        source: Account_Staging__dlm
+        target: Account
+        key: {source: ExternalId__c, target: External_Id__c}
+        modified: LastModifiedDate__c
+        owners: ["team:salesforce-data"]
+        fields:
+          Name: Name__c
+          Industry: Industry__c
+          AnnualRevenue: {source: AnnualRevenue__c, type: number}
+          NumberOfEmployees: {source: NumberOfEmployees__c, type: int}
+    """,
+    "opportunity": """
+        name: Opportunity
+        source: Opportunity_Staging__dlm
+        target: Opportunity
+        key: {source: ExternalId__c, target: External_Id__c}
+        parent: {sync: Account, relationship: Account.External_Id__c,
+                 source: AccountExternalId__c}
+        modified: LastModifiedDate__c
+        deletes: mirror
+        owners: ["team:salesforce-data"]
+        fields:
+          Name: Name__c
+          StageName: StageName__c
+          CloseDate: {source: CloseDate__c, type: date}
+          Amount: {source: Amount__c, type: number}
+          Probability: {source: Probability__c, type: number}
+          LeadSource: LeadSource__c
+          Description: Description__c
+    """}
+
+
+def account_and_opportunity() -> SyncSet:
+    """The two syncs of ACCOUNT_AND_OPPORTUNITY, as the sync logic sees them."""
+    return sync_set([parse_sync(yaml.safe_load(textwrap.dedent(raw)), f"{folder}/defs.yaml")
+                     for folder, raw in ACCOUNT_AND_OPPORTUNITY.items()])
+
+
 def defs_package(root: Path, syncs: dict[str, str]) -> ModuleType:
     """A defs folder of its own (a package on sys.path) holding the given sync YAML
     (``{folder: attributes as YAML}``) and the project's automation component."""
@@ -75,7 +120,10 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
                  defs_module: ModuleType | None = None,
                  boundaries: dict[str, list[str]] | None = None, **env: str) -> Project:
     """A project on ``server``: plans of ``partitions`` ranges at Data Cloud's quantiles (or
-    at the given ``boundaries`` per sync), definitions built on them."""
+    at the given ``boundaries`` per sync), definitions built on them; its syncs are
+    ``defs_module``'s, else ACCOUNT_AND_OPPORTUNITY."""
+    if defs_module is None:
+        defs_module = defs_package(root, ACCOUNT_AND_OPPORTUNITY)
     os.environ.setdefault("DC_TO_CORE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     settings = {"DC_TO_CORE_LOGIN_URL": server.url,
                 "DC_TO_CORE_CA_BUNDLE": str(server.ca_file),

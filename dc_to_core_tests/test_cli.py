@@ -77,6 +77,7 @@ def test_plan_command_writes_boundaries_from_datacloud_quantiles(shared_server, 
 
 
 def test_plan_command_names_the_known_syncs():
-    result = CliRunner().invoke(main, ["plan", "Contact"])
+    result = CliRunner().invoke(main, ["plan", "Lead"])
     assert result.exit_code == 2
-    assert "no sync 'Contact'; the defs folder declares Account, Opportunity" in result.output
+    assert ("no sync 'Lead'; the defs folder declares Account, Contact, Opportunity"
+            in result.output)

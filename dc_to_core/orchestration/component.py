@@ -87,11 +87,14 @@ class SalesforceSyncScaffolder(dg.Scaffolder[SyncScaffoldParams]):
               key: {{source: ExternalId__c, target: External_Id__c}}   # an external id field
               modified: LastModifiedDate__c   # lets source_changes see edited rows
               owners: []                      # e.g. [team:salesforce-data, me@example.com]
-              fields:   # target field: source column, or {{source, type, empty_as_null}}
+              fields:   # target field: source column, or {{source, type, on_null, default,
+                        #   value, map, compare, empty_as_null}}
                 Name: Name__c
                 # Amount: {{source: Amount__c, type: number}}
-              # parent: {{sync: Account, relationship: Account.External_Id__c,
-              #           source: AccountExternalId__c}}
+              # lookups:  # Relationship.Field: the related record's key, by a sync or in Core
+              #   Account.External_Id__c: {{source: AccountExternalId__c, sync: Account,
+              #                             locks_parent: true}}
+              #   Owner.Employee_Id__c: OwnerEmployeeId__c
             """))
 
 
@@ -214,15 +217,15 @@ def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None
     """Every valid sync declared in the project's defs folder (parents known, no cycle). A
     sync in error is left out here: its own component reports it, pointing into its YAML, and
     so does this one when the error is about ``this``."""
-    specs = []
+    specs, broken = [], set()
     for component in context.component_tree.get_all_components(SalesforceSync):
         try:
             specs.append(component.parsed())
         except SyncConfigError:
-            continue
+            broken.add(component.name)
     while True:
         try:
-            return sync_set(specs)
+            return sync_set(specs, frozenset(broken))
         except SyncConfigError as exc:
             about = _about(exc, specs)
             if this is not None and this.name in {s.name for s in about}:
@@ -232,15 +235,22 @@ def project_syncs(context: dg.ComponentLoadContext, this: SyncSpec | None = None
             if not about:
                 raise
             specs = [s for s in specs if s not in about]
+            broken |= {s.name for s in about}
 
 
 def _about(exc: SyncConfigError, specs: list[SyncSpec]) -> list[SyncSpec]:
     """The syncs an error of the whole set concerns: every member of a parent cycle, else
     the one whose file it names."""
     if "form a cycle" in str(exc):
-        ordered = {s.name for s in SyncSet({s.name: s for s in specs}).ordered()}
-        return [s for s in specs if s.name not in ordered]
+        on = set(sync_set_of(specs).cycle())
+        return [s for s in specs if s.name in on]
     return [s for s in specs if str(exc).startswith(f"{s.file}: ")]
+
+
+def sync_set_of(specs: list[SyncSpec]) -> SyncSet:
+    """``specs`` and their hierarchy passes, unchecked."""
+    return SyncSet({s.name: s for one in specs
+                    for s in (one, one.hierarchy_pass()) if s is not None})
 
 
 def yaml_error(context: dg.ComponentLoadContext, exc: SyncConfigError

@@ -152,6 +152,22 @@ class SyncSet:
             pending = [s for s in pending if s not in ready]
         return done
 
+    def cycle(self) -> list[str]:
+        """The syncs on a cycle of lookups (not those only waiting behind one), sorted."""
+        stuck = {s.name for s in self.syncs.values()} - {s.name for s in self.ordered()}
+        on = set()
+        for name in stuck:
+            seen, todo = set(), [d for d in self.syncs[name].depends_on if d in stuck]
+            while todo:
+                at = todo.pop()
+                if at == name:
+                    on.add(name)
+                    break
+                if at not in seen:
+                    seen.add(at)
+                    todo += [d for d in self.syncs[at].depends_on if d in stuck]
+        return sorted(on)
+
     def planned(self) -> list[SyncSpec]:
         """``ordered``, without hierarchy passes (they use their sync's partition plan)."""
         return [s for s in self.ordered() if not s.hierarchy_of]
@@ -299,10 +315,10 @@ def parse_sync(raw: object, file: str) -> SyncSpec:
     return _sync(file, raw, file)
 
 
-def sync_set(specs: list[SyncSpec]) -> SyncSet:
+def sync_set(specs: list[SyncSpec], broken: frozenset[str] = frozenset()) -> SyncSet:
     """The syncs of one project (with the hierarchy pass of each sync that has
     self-lookups): names unique, every lookup's sync known and matched on its key, no
-    cycle."""
+    cycle. ``broken``: syncs left out for errors of their own (a lookup to one says so)."""
     out = SyncSet()
     for spec in [s for one in specs for s in (one, one.hierarchy_pass()) if s is not None]:
         if spec.name in out.syncs:
@@ -311,9 +327,9 @@ def sync_set(specs: list[SyncSpec]) -> SyncSet:
         out.syncs[spec.name] = spec
     for spec in out.syncs.values():
         for lk in spec.lookups:
-            _resolvable(spec, lk, out, known_only=True)
+            _resolvable(spec, lk, out, known_only=True, broken=broken)
     if len(out.ordered()) != len(out.syncs):
-        stuck = sorted(set(out.syncs) - {s.name for s in out.ordered()})
+        stuck = out.cycle()
         raise _fail(out.syncs[stuck[0]].file, f"the parent references of syncs "
                     f"{', '.join(stuck)} form a cycle", "parent")
     for spec in out.syncs.values():
@@ -322,8 +338,8 @@ def sync_set(specs: list[SyncSpec]) -> SyncSet:
     return out
 
 
-def _resolvable(spec: SyncSpec, lk: Lookup, syncs: SyncSet, known_only: bool = False
-                ) -> None:
+def _resolvable(spec: SyncSpec, lk: Lookup, syncs: SyncSet, known_only: bool = False,
+                broken: frozenset[str] = frozenset()) -> None:
     """A lookup another sync resolves names a known sync (``known_only``: only that) and
     goes through its key."""
     if not lk.sync or spec.hierarchy_of:
@@ -332,9 +348,13 @@ def _resolvable(spec: SyncSpec, lk: Lookup, syncs: SyncSet, known_only: bool = F
     where = f"{spec.file}: sync {spec.name!r}, " + (
         "parent" if via == ("parent",) else f"lookup {lk.relationship!r}")
     other = syncs.syncs.get(lk.sync)
+    if other is None and lk.sync in broken:
+        raise _fail(where, f"sync {lk.sync!r} is in error (its own file says why); this sync "
+                    "loads once it is fixed", *via, "sync")
     if other is None:
-        raise _fail(where, f"unknown sync {lk.sync!r} (known: {', '.join(sorted(syncs.syncs))})",
-                    *via, "sync")
+        known = sorted(n for n, s in syncs.syncs.items() if not s.hierarchy_of)
+        raise _fail(where, f"unknown sync {lk.sync!r} (known: {', '.join(known)})", *via,
+                    "sync")
     if not known_only and lk.through.lower() != other.target_key.lower():
         raise _fail(where, f"sync {other.name} loads {other.target} by {other.target_key}, so "
                     f"the column must be {lk.name}.{other.target_key}", *via)

@@ -53,12 +53,14 @@ def test_dg_lists_and_checks_the_project(tmp_path):
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout[listed.stdout.index("{"):])
     assets = {a["asset_key"]: a for a in doc["assets"]}
-    assert set(assets) == {"core/Account", "core/Opportunity", "datacloud/Account_Staging__dlm",
+    assert set(assets) == {"core/Account", "core/Account/hierarchy", "core/Contact",
+                           "core/Opportunity", "datacloud/Account_Staging__dlm",
+                           "datacloud/Contact_Staging__dlm",
                            "datacloud/Opportunity_Staging__dlm"}
     opportunity = assets["core/Opportunity"]
     assert opportunity["kinds"] == ["salesforce"]
     assert opportunity["owners"] == [{"team": "salesforce-data"}]
-    assert set(opportunity["dependency_keys"]) == {"core/Account",
+    assert set(opportunity["dependency_keys"]) == {"core/Account", "core/Contact",
                                                    "datacloud/Opportunity_Staging__dlm"}
     assert opportunity["source"] == "dc_to_core/defs/opportunity/defs.yaml:3"
     assert {c["key"] for c in doc["asset_checks"]} >= {"core/Opportunity:fields_match"}
@@ -71,12 +73,17 @@ def test_dg_lists_and_checks_the_project(tmp_path):
     ("  target: Opportunity", "  targt: Opportunity", "opportunity/defs.yaml:7",
      "attributes.targt"),
     ("CloseDate: {source: CloseDate__c, type: date}",
-     "CloseDate: {source: CloseDate__c, type: calendar}", "opportunity/defs.yaml:17",
+     "CloseDate: {source: CloseDate__c, type: calendar}", "opportunity/defs.yaml:20",
      "attributes.fields.CloseDate.type: sync 'Opportunity', field 'CloseDate': type 'calendar'"
      " is not one of"),
-    ("parent: {sync: Account,", "parent: {sync: Acount,", "opportunity/defs.yaml:9",
-     "attributes.parent.sync: sync 'Opportunity', parent: unknown sync 'Acount' (known: "
-     "Account, Opportunity)"),
+    ("AccountExternalId__c, sync: Account,", "AccountExternalId__c, sync: Acount,",
+     "opportunity/defs.yaml:10", "attributes.lookups.Account.External_Id__c.sync: sync "
+     "'Opportunity', lookup 'Account.External_Id__c': unknown sync 'Acount' (known: Account, "
+     "Contact, Opportunity)"),
+    ("    Primary_Contact__r.External_Id__c: {source",
+     "    Primary_Contact__r.External_Id__c: {sorce", "opportunity/defs.yaml:9",
+     "attributes.lookups.dict[str,union[str,LookupMap]].Primary_Contact__r.External_Id__c."
+     "LookupMap.sorce"),  # the component's model catches it first
     ("source: Opportunity_Staging__dlm", "source: Opportunity_Staging", "opportunity/defs.yaml:6",
      "'source' must be a Data Cloud object"),
     ("target: External_Id__c}", "target: External_Id__c, case_sensitive: sometimes}",
@@ -102,8 +109,8 @@ def test_a_parent_cycle_is_reported_for_the_syncs_in_it(tmp_path):
     out = run(root, script("dg"), "check", "defs")
     said = out.stdout + out.stderr
     assert out.returncode != 0
-    assert "attributes.parent: the parent references of syncs Account, Opportunity form a " \
-           "cycle" in said, said[-3000:]
+    assert ("attributes.parent: the parent references of syncs Account, Contact, Opportunity "
+            "form a cycle") in said, said[-3000:]  # Contact looks up Account, Opportunity both
     assert "unknown sync" not in said
 
 
@@ -116,8 +123,9 @@ def test_scheduling_attributes_are_component_attributes_not_sync_keys(tmp_path):
     assert mismatch.returncode != 0
     assert "opportunity/defs.yaml:" in said and "attributes.nightly_cron" in said, said[-3000:]
     assert "differs from parent sync Account's '0 2 * * *'" in said, said[-3000:]
-    account = root / "dc_to_core/defs/account/defs.yaml"
-    account.write_text(account.read_text().rstrip() + "\n  nightly_cron: 15 1 * * *\n")
+    for parent in ("account", "contact"):  # the night of each sync it looks up
+        path = root / f"dc_to_core/defs/{parent}/defs.yaml"
+        path.write_text(path.read_text().rstrip() + "\n  nightly_cron: 15 1 * * *\n")
     assert run(root, script("dg"), "check", "defs").returncode == 0
     probe = ("import dagster as dg; from dc_to_core.sync.spec import load_syncs; "
              "from dc_to_core.orchestration.project import build_definitions; "
@@ -128,19 +136,20 @@ def test_scheduling_attributes_are_component_attributes_not_sync_keys(tmp_path):
              "dg.AssetKey(['core', 'Opportunity'])).automation_condition) "
              "if x and x.startswith('nightly')))")
     listed = run(root, sys.executable, "-c", probe)
-    assert listed.stdout.split("\n")[-4:-1] == ["['Account', 'Opportunity']", "30 5 * * *",
+    assert listed.stdout.split("\n")[-4:-1] == [
+        "['Account', 'Account_hierarchy', 'Contact', 'Opportunity']", "30 5 * * *",
                                                 "nightly (15 1 * * *, UTC)"], \
         listed.stdout + listed.stderr
 
 
 def test_dg_scaffold_defs_writes_a_sync_that_checks(tmp_path):
     root = project_copy(tmp_path)
-    made = run(root, script("dg"), "scaffold", "defs", "dc_to_core.SalesforceSync", "contact",
-               "--source", "Contact_Home__dlm", "--target", "Contact")
+    made = run(root, script("dg"), "scaffold", "defs", "dc_to_core.SalesforceSync", "lead",
+               "--source", "Lead_Home__dlm", "--target", "Lead")
     assert made.returncode == 0, made.stdout + made.stderr
-    text = (root / "dc_to_core/defs/contact/defs.yaml").read_text()
-    assert "type: dc_to_core.SalesforceSync" in text and "source: Contact_Home__dlm" in text
+    text = (root / "dc_to_core/defs/lead/defs.yaml").read_text()
+    assert "type: dc_to_core.SalesforceSync" in text and "source: Lead_Home__dlm" in text
     checked = run(root, script("dg"), "check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = run(root, script("dg"), "list", "defs", "--json")
-    assert "core/Contact" in listed.stdout
+    assert "core/Lead" in listed.stdout

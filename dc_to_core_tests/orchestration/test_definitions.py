@@ -17,12 +17,18 @@ def test_definitions_load_without_contacting_the_org():
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
     assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
-        "core/Account", "core/Opportunity", "datacloud/Account_Staging__dlm",
+        "core/Account", "core/Account/hierarchy", "core/Contact", "core/Opportunity",
+        "datacloud/Account_Staging__dlm", "datacloud/Contact_Staging__dlm",
         "datacloud/Opportunity_Staging__dlm"}
     graph = defs.resolve_asset_graph()
     opp = graph.get(dg.AssetKey(["core", "Opportunity"]))
-    assert opp.parent_keys == {dg.AssetKey(["core", "Account"]),
+    assert opp.parent_keys == {dg.AssetKey(["core", "Account"]), dg.AssetKey(["core", "Contact"]),
                                dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"])}
+    hierarchy = graph.get(dg.AssetKey(["core", "Account", "hierarchy"]))  # the second pass
+    assert hierarchy.parent_keys == {dg.AssetKey(["core", "Account"]),
+                                     dg.AssetKey(["datacloud", "Account_Staging__dlm"])}
+    assert hierarchy.partitions_def == graph.get(dg.AssetKey(["core", "Account"])
+                                                 ).partitions_def
     source = graph.get(dg.AssetKey(["datacloud", "Opportunity_Staging__dlm"]))
     assert source.is_observable and not source.is_materializable  # Data Cloud fills it
     assert source.partitions_def == opp.partitions_def  # one data version per range
@@ -53,7 +59,8 @@ def test_what_an_operator_sees_of_a_sync_asset():
     schema = opp.metadata["dagster/column_schema"]
     assert [c.name for c in schema.columns] == [
         "External_Id__c", "Name", "StageName", "CloseDate", "Amount", "Probability",
-        "LeadSource", "Description", "Account.External_Id__c"]
+        "LeadSource", "Description", "Account.External_Id__c",
+        "Primary_Contact__r.External_Id__c", "Owner.Employee_Id__c"]
     assert {c.name: c.type for c in schema.columns}["CloseDate"] == "date"
     refs = opp.metadata["dagster/code_references"].code_references
     assert refs[0].file_path.endswith("defs/opportunity/defs.yaml")

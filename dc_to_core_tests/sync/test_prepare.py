@@ -10,9 +10,9 @@ from dataclasses import replace
 import pyarrow as pa
 
 from dc_to_core.sync.prepare import GROUP, ROW, prepare
-from dc_to_core.sync.spec import load_syncs
+from dc_to_core_tests.pipeline_support import account_and_opportunity
 
-OPP = load_syncs().syncs["Opportunity"]
+OPP = account_and_opportunity().syncs["Opportunity"]
 
 
 def source(rows: list[dict]) -> pa.Table:

@@ -12,11 +12,15 @@ GOOD = {"name": "A", "source": "A__dlm", "target": "Account",
 
 def test_the_project_syncs_load_in_dependency_order():
     syncs = load_syncs()
-    assert [s.name for s in syncs.ordered()] == ["Account", "Opportunity"]
+    assert [s.name for s in syncs.ordered()] == ["Account", "Account_hierarchy", "Contact",
+                                                 "Opportunity"]
     opp = syncs.syncs["Opportunity"]
     assert opp.parent and opp.parent.relationship == "Account.External_Id__c"
+    assert opp.depends_on == ["Account", "Contact"]
     assert opp.target_columns[0] == "External_Id__c"
-    assert opp.target_columns[-1] == "Account.External_Id__c"
+    assert opp.target_columns[-3:] == ["Account.External_Id__c",
+                                       "Primary_Contact__r.External_Id__c",
+                                       "Owner.Employee_Id__c"]
     assert {f.target: f.type for f in opp.fields}["CloseDate"] == "date"
     assert opp.file.endswith("defs/opportunity/defs.yaml")
     assert opp.owners == ("team:salesforce-data",)
