@@ -32,6 +32,12 @@ class Project:
     env: dict[str, str]
     defs: dg.Definitions
     live: dict = field(default_factory=dict)   # resources usable outside a run
+    defs_dir: Path | None = None               # the defs package its syncs come from
+
+    def run_apart_command(self, sync: str, partition: str) -> list[str]:
+        """The command that runs one partition in a process of its own (run_partition_main)."""
+        return [sys.executable, "-m", "dc_to_core_tests.pipeline_support",
+                str(self.root / "plans"), sync, partition, str(self.defs_dir or "")]
 
     def job(self, sync: str) -> dg.JobDefinition:
         return self.defs.resolve_job_def(f"load_{sync}")
@@ -139,7 +145,7 @@ def make_project(server: EmulatorServer, root: Path, partitions: int = 2,
                   plan_from_boundaries(spec.name, given), root / "plans")
     defs = build_definitions(plans_dir=root / "plans", resources=resources_from_env(settings),
                              defs_module=defs_module)
-    return Project(server, root, settings, defs, live)
+    return Project(server, root, settings, defs, live, Path(defs_module.__file__).parent)
 
 
 def load_everything(project: Project, instance: dg.DagsterInstance, sync: str
@@ -207,19 +213,24 @@ def run_apart(project: Project, home: Path, sync: str, partitions: list[str]) ->
     """Partition runs in processes of their own, at the same time (as the run launcher
     starts them); their events go to the instance in ``home``."""
     env = {**os.environ, **project.env, "DAGSTER_HOME": str(home)}
-    children = [subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
-                                  str(project.root / "plans"), sync, p], env=env)
+    children = [subprocess.Popen(project.run_apart_command(sync, p), env=env)
                 for p in partitions]
     codes = [c.wait(timeout=600) for c in children]
     assert codes == [0] * len(children), f"partition runs exited with {codes}"
 
 
 def run_partition_main(argv: list[str]) -> int:
-    """``python -m dc_to_core_tests.pipeline_support PLANS SYNC PARTITION``: one partition
-    run in a process of its own (instance from DAGSTER_HOME, settings from the environment),
-    for tests that kill it."""
-    plans, sync, partition = argv
-    defs = build_definitions(plans_dir=Path(plans), resources=resources_from_env())
+    """``python -m dc_to_core_tests.pipeline_support PLANS SYNC PARTITION [DEFS]``: one
+    partition run in a process of its own (instance from DAGSTER_HOME, settings from the
+    environment; the syncs of the defs package DEFS, else the project's), for tests that
+    kill it."""
+    plans, sync, partition, *defs_dir = argv
+    module = None
+    if defs_dir and defs_dir[0]:
+        sys.path.insert(0, str(Path(defs_dir[0]).parent))
+        module = importlib.import_module(Path(defs_dir[0]).name)
+    defs = build_definitions(plans_dir=Path(plans), resources=resources_from_env(),
+                             defs_module=module)
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(f"load_{sync}").execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False)

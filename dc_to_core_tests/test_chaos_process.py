@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -48,8 +47,7 @@ def kill_load_after_upload(project: Project, home: Path) -> int | None:
     SIGKILL it once its load has recorded a submitted job; its return code."""
     env = {**os.environ, **project.env, "DAGSTER_HOME": str(home),
            "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
-    child = subprocess.Popen([sys.executable, "-m", "dc_to_core_tests.pipeline_support",
-                              str(project.root / "plans"), "Opportunity", "p00"], env=env)
+    child = subprocess.Popen(project.run_apart_command("Opportunity", "p00"), env=env)
     try:
         wait_for_ledger(project, "Opportunity")
         child.send_signal(signal.SIGKILL)

@@ -18,19 +18,24 @@ def test_demo_loads_every_partition_and_summarises(tmp_path):
                                        "--keep", str(tmp_path)])
     assert result.exit_code == 0, result.output
     rows = {tuple(line.split()[:2]): line.split() for line in result.output.splitlines()
-            if re.match(r"^(Account|Opportunity)\s+p0\d", line)}
-    assert sorted(rows) == [("Account", "p00"), ("Account", "p01"),
-                            ("Opportunity", "p00"), ("Opportunity", "p01")]
+            if re.match(r"^(Account|Account_hierarchy|Contact|Opportunity)\s+p0\d", line)}
+    assert sorted(rows) == [(sync, p) for sync in ("Account", "Account_hierarchy", "Contact",
+                                                   "Opportunity") for p in ("p00", "p01")]
     total = next(line for line in result.output.splitlines() if line.startswith("total"))
     extracted, loaded, quarantined = (int(x.replace(",", "")) for x in total.split()[1:4])
-    assert extracted == 609 and loaded + quarantined == extracted and quarantined > 0
+    # 9 accounts (twice: the records, then their hierarchy), 18 contacts, 600 opportunities
+    assert extracted == 636 and loaded + quarantined == extracted and quarantined > 0
     assert "FAILED" not in result.output and "run failed" not in result.output
-    assert "materializing partitions: 4/4 partitions (100%), done in " in (
+    assert "materializing partitions: 8/8 partitions (100%), done in " in (
         result.stderr)  # not a terminal: plain progress lines
     with sqlite3.connect(tmp_path / "org" / "core.db") as db:
         in_core = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                      for t in ("Account", "Opportunity"))
-    assert in_core == loaded
+                      for t in ("Account", "Contact", "Opportunity"))
+        parents = db.execute("SELECT COUNT(ParentId) FROM Account").fetchone()[0]
+    rows_of = {s: sum(int(r[4].replace(",", "")) for k, r in rows.items() if k[0] == s)
+               for s in ("Account", "Account_hierarchy")}
+    assert in_core == loaded - rows_of["Account_hierarchy"]  # the same records, twice
+    assert parents > 0 and rows_of["Account_hierarchy"] == rows_of["Account"]
     assert list((tmp_path / "state" / "quarantine" / "Opportunity").glob("*/latest.parquet"))
 
 

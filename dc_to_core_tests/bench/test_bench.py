@@ -40,7 +40,8 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
     ours = by_name["dc_to_core"]
     assert ours["lost"] == 0 and ours["loaded"] + ours["quarantined"] == ROWS
     assert ours["extra"]["failed_runs"] == 0 and ours["extra"]["failed_error_checks"] == 0
-    assert ours["extra"]["runs"] == 3  # Account: 1 partition (1,000 rows), Opportunity: 2
+    assert ours["extra"]["runs"] == 5  # Account, its hierarchy pass, Contact: 1 partition
+                                       # each (1,000 and 2,000 rows), Opportunity: 2
     assert by_name["ceiling"]["success_rate"] == 1.0
     for name in ("seed Test3", "seed Test4", "seed Test7", "seed Test8"):
         seed = by_name[name]
