@@ -31,7 +31,7 @@ from dc_to_core_tests.operator_support import OperatorStack, start_stack, wait_f
 from dc_to_core_tests.support import OrgClient, set_faults
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-PARTITIONS = {"Account": 2, "Opportunity": 3}
+PARTITIONS = {"Account": 2, "Contact": 1, "Opportunity": 3}
 BACKFILL_TIMEOUT_S = 600
 # the partitions are loaded already: a full refresh resends every row, so there is a load to
 # interrupt (an unchanged partition sends nothing)
@@ -142,18 +142,24 @@ def asset_of(run: dict) -> str:
 
 def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui):
     """At the nightly tick sync_automation requests both Account partitions (one backfill);
-    Opportunity's three only once both are loaded (a second backfill); nothing else."""
-    runs = wait_for("the night's Account and Opportunity runs to finish", lambda: (
-        lambda rs: rs if len(rs) >= 5 and finished(rs) else None)(automated(ui)),
-        600, every=3, alive=stack.alive)
+    the hierarchy pass and the Contacts once both are loaded; Opportunity's three once the
+    Accounts and the Contacts are (one backfill); nothing else."""
+    runs = wait_for("the night's runs to finish", lambda: (
+        lambda rs: rs if len(rs) >= 8 and finished(rs) else None)(automated(ui)),
+        900, every=3, alive=stack.alive)
 
     assert all(r["status"] == "SUCCESS" for r in runs), [(asset_of(r), r["status"]) for r in runs]
     assert sorted((asset_of(r), r["tags"]["dagster/partition"]) for r in runs) == [
-        ("core/Account", "p00"), ("core/Account", "p01"), ("core/Opportunity", "p00"),
-        ("core/Opportunity", "p01"), ("core/Opportunity", "p02")]
+        ("core/Account", "p00"), ("core/Account", "p01"), ("core/Account/hierarchy", "p00"),
+        ("core/Account/hierarchy", "p01"), ("core/Contact", "p00"),
+        ("core/Opportunity", "p00"), ("core/Opportunity", "p01"), ("core/Opportunity", "p02")]
     accounts = [r for r in runs if asset_of(r) == "core/Account"]
+    after_accounts = [r for r in runs if asset_of(r) in ("core/Account/hierarchy",
+                                                         "core/Contact")]
+    contacts = [r for r in runs if asset_of(r) == "core/Contact"]
     children = [r for r in runs if asset_of(r) == "core/Opportunity"]
-    assert min(r["creationTime"] for r in children) >= max(r["endTime"] for r in accounts)
+    assert min(r["creationTime"] for r in after_accounts) >= max(r["endTime"] for r in accounts)
+    assert min(r["creationTime"] for r in children) >= max(r["endTime"] for r in contacts)
     assert len({r["tags"]["dagster/backfill"] for r in accounts}) == 1
     assert len({r["tags"]["dagster/backfill"] for r in children}) == 1
     assert_matches_the_org(ui, stack, live_of(stack), "Account", ["p00", "p01"])
