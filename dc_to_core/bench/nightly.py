@@ -9,13 +9,16 @@ worker process (at most ``max_concurrent_runs`` at once, like the queued run coo
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import multiprocessing as mp
 import os
 import resource
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -34,24 +37,29 @@ from .report import peak_rss_mb
 if TYPE_CHECKING:  # the run workers import this module: not the emulator behind BenchOrg
     from .org import BenchOrg
 
+DEFS_SETTING = "DC_TO_CORE_BENCH_DEFS"  # the run workers' defs folder, when not the project's
+
 
 def environment(org: BenchOrg, work: Path, tick: dt.datetime | None = None
                 ) -> dict[str, str]:
     """The DC_TO_CORE_* settings of a pipeline pointed at ``org``, its night at 02:00 or at
-    ``tick``'s hour and minute."""
+    ``tick``'s hour and minute; its lock groups sized to the org's chunk."""
     cron = f"{tick.minute} {tick.hour} * * *" if tick else "0 2 * * *"
     return {"DC_TO_CORE_LOGIN_URL": org.url, "DC_TO_CORE_CA_BUNDLE": str(org.ca_file),
+            "DC_TO_CORE_CHUNK_ROWS": str(org.profile["chunk_rows"]),
             "DC_TO_CORE_STATE_DIR": str(work / "state"),
             "DC_TO_CORE_TIME_SCALE": str(org.time_scale),
             "DC_TO_CORE_NIGHTLY_CRON": cron, "DC_TO_CORE_TIMEZONE": "UTC",
             "DC_TO_CORE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
 
 
-def plan_partitions(org: BenchOrg, work: Path, rows_per_partition: int) -> Path:
-    """Plan files for every sync: partitions of about ``rows_per_partition`` rows."""
+def plan_partitions(org: BenchOrg, work: Path, rows_per_partition: int,
+                    defs_dir: Path | None = None) -> Path:
+    """Plan files for every sync (of ``defs_dir``, else the project's): partitions of about
+    ``rows_per_partition`` rows."""
     live = resources_from_env(environment(org, work), resolve=True)
     datacloud = live["datacloud"]
-    for spec in load_syncs().planned():
+    for spec in load_syncs(defs_dir).planned():
         rows = datacloud.count_range(spec.source, spec.source_key, None, None)  # type: ignore[attr-defined]
         n = max(1, -(-rows // rows_per_partition))
         save_plan(compute_plan(datacloud, spec, n), work / "plans")  # type: ignore[arg-type]
@@ -73,15 +81,15 @@ def next_tick() -> dt.datetime:
 
 
 def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, max_runs: int | None = None,
-              tick: dt.datetime | None = None) -> list[dict]:
+              tick: dt.datetime | None = None, defs_dir: Path | None = None) -> list[dict]:
     """Evaluate the automation conditions from before the night's tick on (the last 02:00,
     or ``tick``, which ``environment`` made the cron's), executing what they request, until
-    they request nothing more."""
+    they request nothing more. ``defs_dir``: the defs folder ``defs`` was built from."""
     max_runs = max_runs or max_concurrent_runs()
     night = tick or dt.datetime.now(dt.UTC).replace(hour=2, minute=0, second=0, microsecond=0)
     if night > dt.datetime.now(dt.UTC):  # the last tick of the cron ``environment`` sets
         night -= dt.timedelta(days=1)
-    jobs = {asset_key(s): job_name(s) for s in load_syncs().ordered()}
+    jobs = {asset_key(s): job_name(s) for s in load_syncs(defs_dir).ordered()}
     at, cursor, results = night - dt.timedelta(minutes=1), None, []
     while True:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
@@ -114,8 +122,10 @@ _DEFS: list[dg.Definitions] = []
 def _worker_init(settings: dict[str, str]) -> None:
     os.environ.update(settings)
     dagster_fixes.apply()  # execute_in_process runs in-process without the job's executor
+    folder = settings.get(DEFS_SETTING)
     _DEFS.append(build_definitions(plans_dir=Path(settings["DC_TO_CORE_PLANS"]),
-                                   resources=resources_from_env(settings)))
+                                   resources=resources_from_env(settings),
+                                   defs_module=defs_package(Path(folder)) if folder else None))
 
 
 def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
@@ -149,9 +159,23 @@ def local_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def definitions(org: BenchOrg, work: Path, plans: Path, tick: dt.datetime | None = None
-                ) -> dg.Definitions:
-    """The definitions (and, for the run workers, the settings) of the benchmarked pipeline."""
+def defs_package(folder: Path) -> ModuleType:
+    """A defs folder outside the project (holding an ``__init__.py``) as the module its
+    components are loaded from."""
+    sys.path.insert(0, str(folder.parent))
+    try:
+        return importlib.import_module(folder.name)
+    finally:
+        sys.path.remove(str(folder.parent))
+
+
+def definitions(org: BenchOrg, work: Path, plans: Path, tick: dt.datetime | None = None,
+                defs_dir: Path | None = None) -> dg.Definitions:
+    """The definitions (and, for the run workers, the settings) of the benchmarked pipeline:
+    the components of ``defs_dir`` (a package), else the project's."""
     _SETTINGS.clear()
     _SETTINGS.update({**environment(org, work, tick), "DC_TO_CORE_PLANS": str(plans)})
-    return build_definitions(plans_dir=plans, resources=resources_from_env(_SETTINGS))
+    if defs_dir is not None:
+        _SETTINGS[DEFS_SETTING] = str(defs_dir)
+    return build_definitions(plans_dir=plans, resources=resources_from_env(_SETTINGS),
+                             defs_module=defs_package(defs_dir) if defs_dir else None)
