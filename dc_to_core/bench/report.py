@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class StrategyResult:
     name: str
     description: str
     rows: int                  # Data Cloud rows the strategy had to move
-    loaded: int                # Opportunities in Core afterwards
+    loaded: int                # records of the target object in Core afterwards
     quarantined: int           # rows set aside with a reason (dc_to_core only)
     emulated_s: float          # strategy start until the org finished its last job (org time)
     wall_s: float
@@ -124,14 +125,17 @@ def chart(results: list[dict], path: Path) -> Path | None:
     return path
 
 
-def write(results: list[StrategyResult], meta: dict, out: Path) -> dict[str, Path]:
+def write(results: list[StrategyResult], meta: dict, out: Path,
+          table: Callable[[list[dict], dict], str] = markdown,
+          draw: Callable[[list[dict], Path], Path | None] | None = chart) -> dict[str, Path]:
+    """bench.json, bench.md (``table``) and, with ``draw``, bench.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     ceiling = next((r for r in results if r.name == "ceiling"), None)
     rows = [r.as_dict(ceiling) for r in results]
     paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
     paths["json"].write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    paths["markdown"].write_text(markdown(rows, meta))
-    png = chart(rows, out / "bench.png")
+    paths["markdown"].write_text(table(rows, meta))
+    png = draw(rows, out / "bench.png") if draw else None
     if png:
         paths["chart"] = png
     return paths

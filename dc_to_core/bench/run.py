@@ -44,6 +44,8 @@ class BenchConfig:
     work: Path | None = None
     next_night: bool = True             # the incremental strategy also runs the night after
     bad_share: float = 0.0              # rows the org must refuse, over the seed's bad kinds
+    defs: Path | None = None            # dc_to_core's syncs: this defs folder, not the project's
+    target: str = "Opportunity"         # the Core object measured (records, core/<target>)
 
 
 def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path,
@@ -66,7 +68,8 @@ def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work:
 
 
 COUNTED = ("rows_sent", "rows_unchanged", "rows_created", "rows_updated", "rows_retried",
-           "rows_drifted", "rows_deleted", "rows_adopted")
+           "rows_drifted", "rows_deleted", "rows_adopted", "rows_lock_failed_first_round",
+           "rows_lock_failed")
 
 
 def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime | None = None
@@ -77,17 +80,17 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime |
 
     started = time.process_time()
     os.environ.update(nightly.environment(org, work, tick))
-    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition) if tick is None else (
-        work / "plans")
-    defs = nightly.definitions(org, work, plans, tick)
+    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition, cfg.defs) if (
+        tick is None) else work / "plans"
+    defs = nightly.definitions(org, work, plans, tick, cfg.defs)
     with nightly.local_instance(work / "dagster_home") as instance:
-        runs = nightly.run_night(defs, instance, tick=tick)
+        runs = nightly.run_night(defs, instance, tick=tick, defs_dir=cfg.defs)
     totals: dict = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
                     "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0,
                     **dict.fromkeys(COUNTED, 0), "state_cpu_s_max_per_partition": 0.0}
     for run in runs:
         for meta in run["materializations"]:
-            if meta["asset"] == "core/Opportunity":
+            if meta["asset"] == f"core/{cfg.target}":
                 totals["quarantined"] += int(meta.get("rows_quarantined", 0))
                 totals["bulk_jobs"] += int(meta.get("bulk_jobs", 0))
                 totals["repass_rounds"] = max(totals["repass_rounds"],
@@ -140,10 +143,10 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
         from .nightly import next_tick
 
         try:
-            start, cpu0 = org.snapshot(), _cpu()
+            start, cpu0 = org.snapshot(cfg.target), _cpu()
             first = _dc_to_core(org, Path(work), cfg)
             org.wait_until_idle()
-            end = org.snapshot()
+            end = org.snapshot(cfg.target)
             first_night = {  # for ratios within this one run
                 "emulated_s": round(max(end.last_job_end_s, start.emulated_s)
                                     - start.emulated_s, 1),
@@ -155,11 +158,11 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
         except Exception as exc:  # said, never a bench that waits for ever
             queue.put({"extra": {}, "error": f"before the measured night: "
                        f"{type(exc).__name__}: {exc}", "wall_s": 0.0, "cpu_s": 0.0,
-                       "peak_rss_mb": 0.0, "org_busy_s": 0.0, "opportunities_after": 0,
+                       "peak_rss_mb": 0.0, "org_busy_s": 0.0, "records_after": 0,
                        "delta": OrgSnapshot(0, 0, 0, 0, 0, 0).__dict__})
             return
     earlier = resource.getrusage(resource.RUSAGE_CHILDREN)  # the first night's run workers
-    before = org.snapshot()
+    before = org.snapshot(cfg.target)
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         extra = _client(name, org, seeded, cfg, Path(work), tick)
@@ -168,7 +171,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     except Exception as exc:  # reported, not hidden: the row counts show the damage
         extra, error = {}, f"{type(exc).__name__}: {exc}"
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    after = org.snapshot()
+    after = org.snapshot(cfg.target)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
     cpu += (children.ru_utime + children.ru_stime) - (earlier.ru_utime + earlier.ru_stime)
     if day:
@@ -186,7 +189,7 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
                "peak_rss_mb": rss,
                # org time from the start until the org finished its last job
                "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
-               "delta": (after - before).__dict__, "opportunities_after": after.opportunities})
+               "delta": (after - before).__dict__, "records_after": after.records})
 
 
 def _cpu() -> float:
@@ -233,7 +236,7 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
                    **{s.name: s.description for s in SEEDS}}[name]
     return StrategyResult(
         name=name, description=description, rows=int(extra.get("rows", cfg.rows)),
-        loaded=got["opportunities_after"],  # what Core holds (before: Accounts only)
+        loaded=got["records_after"],  # what Core holds of the target (before: none)
         quarantined=int(extra.get("quarantined", 0)), emulated_s=round(got["org_busy_s"], 1),
         wall_s=round(got["wall_s"], 1), api_requests=d.api_requests,
         bulk_batches=d.bulk_batches, bulk_jobs=int(extra.get("bulk_jobs", 0)),
