@@ -291,5 +291,46 @@ def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ..
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+
+@main.command("bench-locks")
+@click.option("--rows", default=200_000, show_default=True, help="Allocations to seed.")
+@click.option("--accounts", type=click.IntRange(min=1), default=None,
+              help="Accounts (default: rows / 100).")
+@click.option("--cluster-accounts", type=click.IntRange(min=1), default=10,
+              show_default=True, help="Structured graph: accounts sharing their warehouses.")
+@click.option("--warehouses-per-account", type=click.IntRange(min=1), default=3,
+              show_default=True, help="Warehouses each account's allocations spread over.")
+@click.option("--rows-per-partition", type=click.IntRange(min=1), default=None,
+              help="dc_to_core's partition size (default: rows / 4).")
+@click.option("--graph", "graphs", multiple=True, type=click.Choice(["structured", "random"]),
+              help="Only this Account-Warehouse graph (repeatable; default: both).")
+@click.option("--set", "settings", multiple=True,
+              help="Override an org profile value for every run: KEY=VALUE.")
+@click.option("--busy-time-scale", default=2.0, show_default=True,
+              help="The org's clock, emulated seconds per wall second: 1 is real time, as "
+              "bench runs dc_to_core; 2 counts the client's own work double but halves the "
+              "wait. 0: the profile's clock.")
+@click.option("--out", type=click.Path(path_type=Path),
+              default=Path("results/two_locking_parents"), show_default=True,
+              help="Where bench.json and bench.md go.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Keep the orgs and the runs here (default: a temporary directory).")
+def bench_locks(rows: int, accounts: int | None, cluster_accounts: int,
+                warehouses_per_account: int, rows_per_partition: int | None,
+                graphs: tuple[str, ...], settings: tuple[str, ...], busy_time_scale: float,
+                out: Path, work: Path | None) -> None:
+    """Measure lock-safe ordering with two locking parents: allocations under an Account and
+    a Warehouse (the org locks both), loaded by dc_to_core with both lookups declared
+    locking (the plan) and with the Account alone, on a structured and a random graph."""
+    from .bench.locks import GRAPHS, LocksConfig, run_locks
+
+    paths = run_locks(LocksConfig(
+        rows=rows, accounts=accounts, cluster_accounts=cluster_accounts,
+        warehouses_per_account=warehouses_per_account, rows_per_partition=rows_per_partition,
+        overrides=settings, busy_time_scale=busy_time_scale or None,
+        graphs=tuple(graphs) or GRAPHS, out=out, work=work), echo=click.echo)  # type: ignore[arg-type]
+    click.echo(paths["markdown"].read_text())
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
 if __name__ == "__main__":
     main()
