@@ -301,3 +301,66 @@ def test_a_new_object_with_two_lookups_needs_yaml_only(make_server, tmp_path):
     got = core(project, "SELECT count(*), count(Depot__c), count(DISTINCT Account__c) "
                         "FROM Shipment__c")
     assert got == [(30, 20, 2)]
+
+
+def test_update_only_never_recreates_a_record_deleted_in_core(make_server, tmp_path):
+    plain = ACCOUNT.replace("    lookups:\n      Parent.External_Id__c: {source: ParentKey__c, "
+                            "sync: Account}\n", "")
+    project = graph_project(make_server, tmp_path, {
+        "account": plain.replace("OPERATION", "update")})
+    client = OrgClient(project.server)
+    client.run_job("Account", csv_text(["External_Id__c", "Name"], [["ACC-1", "One"],
+                                                                    ["ACC-2", "Two"]]))
+    dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [
+        ("ACC-1", "One v2", None, None, None, None), ("ACC-2", "Two v2", None, None, None, None)])
+    with dg.instance_for_test() as instance:
+        load(project, "Account", instance)
+        project.server.org.storage.core.execute(  # someone deletes it in Core
+            "DELETE FROM Account WHERE External_Id__c = 'ACC-2'")
+        dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [
+            ("ACC-1", "One v3", None, None, None, None),
+            ("ACC-2", "Two v3", None, None, None, None)])
+        later = load(project, "Account", instance)
+    assert dict(core(project, "SELECT External_Id__c, Name FROM Account")) == {
+        "ACC-1": "One v3"}  # updated by Id; ACC-2 is not created again
+    assert sum(m["rows_created"] for m in later) == 0
+    assert quarantined(later, "NOT_IN_CORE") == 1
+
+
+def test_an_insert_only_sync_leaves_its_records_alone_after_its_mapping_changes(
+        make_server, tmp_path):
+    plain = ACCOUNT.replace("    lookups:\n      Parent.External_Id__c: {source: ParentKey__c, "
+                            "sync: Account}\n", "").replace("OPERATION", "insert")
+    project = graph_project(make_server, tmp_path, {"account": plain})
+    dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [("ACC-1", "One", None, "HQ", None, None)])
+    with dg.instance_for_test() as instance:  # one instance: the first run's lease ends
+        load(project, "Account", instance)
+        fewer = plain.replace("      Site: Site__c\n", "")  # another mapping: a stale state
+        project = make_project(project.server, tmp_path, partitions=1,
+                               defs_module=defs_package(tmp_path / "v2", {"account": fewer}))
+        dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [("ACC-1", "Renamed", None, None,
+                                                            None, None)])
+        again = load(project, "Account", instance)
+    assert core(project, "SELECT External_Id__c, Name, Site FROM Account") == [
+        ("ACC-1", "One", "HQ")]
+    assert again[0]["rows_quarantined"] == 0 and again[0]["rows_sent"] == 0
+
+
+def test_a_hierarchy_rearranged_in_one_night_heals_in_the_re_pass(make_server, tmp_path):
+    """B sat under A; tonight A goes under B and B becomes a root. Written in key order, A's
+    new parent makes a loop with B's old one, which the org refuses; the re-pass sends A
+    again once B is written."""
+    project = graph_project(make_server, tmp_path, {"account": ACCOUNT.replace(
+        "OPERATION", "upsert")})
+    dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [("A", "A", None, None, None, None),
+                                                       ("B", "B", None, None, None, "A")])
+    with dg.instance_for_test() as instance:
+        load(project, "Account", instance)
+        load(project, "Account_hierarchy", instance)
+        dc_rows(project, "Account__dlm", ACCOUNT_COLUMNS, [
+            ("A", "A", None, None, None, "B"), ("B", "B", None, None, None, None)])
+        second = load(project, "Account_hierarchy", instance)
+    parent_of = dict(core(project, "SELECT a.External_Id__c, p.External_Id__c FROM Account a "
+                                   "LEFT JOIN Account p ON p.Id = a.ParentId"))
+    assert parent_of == {"A": "B", "B": None}
+    assert second[0]["rows_quarantined"] == 0 and second[0]["repass_rounds"] >= 1

@@ -27,12 +27,12 @@ from ..salesforce.describe import ObjectInfo
 from ..sync.budget import Budget, BudgetExceeded, forecast
 from ..sync.changes import (
     adopted,
+    against_core,
     changes,
+    core_ids,
     kept_rows,
-    only_existing,
     read_core_state,
     recorded,
-    unconfirmed,
 )
 from ..sync.deletes import (
     ALLOW_TAG,
@@ -215,17 +215,19 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                 held = read_core_state(spec, bulk, r, ready.schema)
         started = time.process_time()  # the state's cost: not the reads of the orgs
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
-        if unconfirmed(spec, c, known if held is None else held):  # update-only: Core's word
-            with operator_errors(f"reading {spec.target} {r.label} for the records to update"):
-                held_now = held if held is not None else read_core_state(spec, bulk, r,
-                                                                         ready.schema)
-            c = only_existing(spec, c, held_now)
+        held_now = None  # insert- or update-only: what Core holds decides, not the state
+        if spec.operation != "upsert" and c.send.num_rows:
+            with operator_errors(f"looking up in {spec.target} the records to "
+                                 f"{spec.operation}"):
+                c, held_now = against_core(spec, c, core_ids(spec, bulk, c, held))
         if dry:
             adopt = 0 if held is None else adopted(spec, held, c, source, r).num_rows
         else:
             state.mark_retry(spec.name, c.to_mark)  # before they go: see SyncState.mark_retry
             adopt = 0 if held is None else state.record(spec.name, spec.mapping_fingerprint,
                                                         adopted(spec, held, c, source, r))
+            if held_now is not None and held_now.num_rows:  # an insert-only sync's: in Core
+                state.record(spec.name, spec.mapping_fingerprint, held_now)
         cpu += time.process_time() - started
         send = c.send.replace_schema_metadata({FINGERPRINT: fingerprint(spec, c.send).encode(),
                                                RETRIED: str(c.retried).encode(),
@@ -501,8 +503,8 @@ def column_schema(spec: SyncSpec) -> dg.TableSchema:
     """The Core fields a sync writes, with the Data Cloud column each comes from."""
     columns = [dg.TableColumn(spec.target_key, "string", description=f"external id, from "
                               f"{spec.source_key}")]
-    columns += [dg.TableColumn(f.target, f.type, description=f"from {f.source}")
-                for f in spec.fields]
+    columns += [dg.TableColumn(f.target, f.type, description=f"from {f.source}" if f.source
+                               else f"the constant {f.value!r}") for f in spec.fields]
     columns += [dg.TableColumn(lk.relationship, "string", description=(
         f"the related {lk.name}'s {lk.through}, from {lk.source} ("
         + (f"loaded by sync {lk.sync}" if lk.sync else "a record already in Core")

@@ -44,7 +44,7 @@ class FieldMap(dg.Model):
     on_null: str = "clear"       # clear: a null empties the Core field; keep: leaves it
     value: Constant | None = None    # the same value on every row
     default: Constant | None = None  # used where the source is null
-    map: dict[str, str | int | float] | None = None  # source value -> target value
+    map: dict[str, bool | str | int | float] | None = None  # source value -> target value
 
 
 class LookupMap(dg.Model):
@@ -154,7 +154,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         """One sync's asset, its source asset (if it owns the object) and its checks."""
         plan = load_plan(spec, plans_dir())
         parts = dg.StaticPartitionsDefinition(plan.keys)
-        parents = tuple(syncs.syncs[n] for n in spec.depends_on)
+        parents = tuple(syncs.waits_for(spec))  # and their hierarchy passes
         owner = source_owner(syncs, spec)
         alike = owner.name == spec.name or (
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..salesforce.bulk import BulkApi
 from ..salesforce.bulk_results import LOADED as ROW_LOADED
 from ..salesforce.errors import ConfigurationError, SalesforceApiError
+from .hierarchy import heal_in_order
 from .keys import as_array, folded, in_range, read_keys
 from .plan import KeyRange
 from .prepare import HASH, ROW
@@ -109,27 +110,52 @@ def changes(spec: SyncSpec, ready: pa.Table, state: pa.Table, full_refresh: bool
                    int(pc.sum(pc.and_(send, pc.invert(known))).as_py() or 0))
 
 
-def unconfirmed(spec: SyncSpec, c: Changes, state: pa.Table) -> bool:
-    """Whether an update-only sync has rows to send whose record the state has not seen
-    loaded (they may not exist in Core: read it before sending)."""
-    if spec.operation != "update" or not c.send.num_rows:
-        return False
-    keys = folded(c.send.column(spec.target_key), spec.folds_key)
-    seen = state.filter(pc.is_in(state.column("status"), value_set=pa.array([LOADED,
-                                                                              DRIFTED])))
-    return not bool(pc.all(pc.is_in(keys, value_set=seen.column("key"))).as_py())
+def core_ids(spec: SyncSpec, bulk: BulkApi, c: Changes, held: pa.Table | None) -> pa.Table:
+    """(key, sf_id) of the records Core holds among the keys an insert- or update-only sync
+    is about to send: from ``held`` (the range read by an adoption) or looked up by key."""
+    if held is not None:
+        return held.select(["key", "sf_id"])
+    keys = c.send.column(spec.target_key).to_pylist()
+    fields = list(dict.fromkeys(["Id", spec.target_key]))
+    core = bulk.read_keys(spec.target, fields, spec.target_key, keys) if keys else pa.table(
+        {f: pa.array([], pa.string()) for f in fields})
+    return pa.table({"key": folded(core.column(spec.target_key), spec.folds_key),
+                     "sf_id": as_array(core.column("Id"))})
 
 
-def only_existing(spec: SyncSpec, c: Changes, held: pa.Table) -> Changes:
-    """An update-only sync sends only rows whose record Core holds (``held``: its state as
-    read); the others are kept back as missing, to be quarantined."""
+def against_core(spec: SyncSpec, c: Changes, core: pa.Table) -> tuple[Changes, pa.Table]:
+    """What an insert- or update-only sync sends, given the records Core holds (``core``:
+    ``core_ids``), and the state rows that establishes.
+
+    - insert: a key Core holds is never sent (its record stays as it is: kept as unchanged
+      and recorded as loaded, so later nights do not look it up again);
+    - update: a key Core lacks is kept back as missing (quarantined; never created); the
+      rest go with their Salesforce Id, as an update by Id, which the org refuses for a
+      record deleted meanwhile."""
     keys = folded(c.send.column(spec.target_key), spec.folds_key)
-    there = pc.is_in(keys, value_set=held.column("key"))
+    at = pc.index_in(keys, value_set=core.column("key"))
+    there = pc.is_valid(at)
+    ids = pc.take(core.column("sf_id"), at)
+    none = state_rows(pa.array([], pa.string()), pa.array([], pa.string()),
+                      pa.array([], pa.int64()), pa.array([], pa.string()),
+                      pa.array([], pa.string()))
+    if spec.operation == "insert":
+        held = c.send.filter(there)
+        recorded_rows = state_rows(keys.filter(there), ids.filter(there).cast(pa.string()),
+                                   held.column(HASH).combine_chunks(),
+                                   pa.array([LOADED] * held.num_rows, pa.string()),
+                                   pa.nulls(held.num_rows, pa.string()))
+        unchanged = pa.concat_tables([c.unchanged, held.drop_columns([HASH]).select(
+            c.unchanged.column_names)]) if held.num_rows else c.unchanged
+        return replace(c, send=c.send.filter(pc.invert(there)), unchanged=unchanged,
+                       new=c.new - held.num_rows), recorded_rows
+    send = c.send.filter(there)
+    if spec.target_key.lower() != "id":
+        send = send.append_column("Id", ids.filter(there).cast(pa.string()))
     missing = c.send.filter(pc.invert(there)).drop_columns([HASH])
-    kept_keys = set(keys.filter(there).to_pylist())
-    return replace(c, send=c.send.filter(there), missing=missing,
-                   to_mark=[k for k in c.to_mark if k in kept_keys],
-                   new=max(0, c.new - missing.num_rows))
+    kept = set(keys.filter(there).to_pylist())
+    return replace(c, send=send, missing=missing, to_mark=[k for k in c.to_mark if k in kept],
+                   new=max(0, c.new - missing.num_rows)), none
 
 
 def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema) -> pa.Table:
@@ -213,7 +239,8 @@ def recorded(spec: SyncSpec, sent: pa.Table, outcome: pa.Table) -> pa.Table:
     heal and ``refused`` when it cannot (with the code)."""
     loaded = pc.equal(outcome.column("status"), ROW_LOADED)
     codes = pc.coalesce(outcome.column("error_code"), pc.utf8_upper(outcome.column("status")))
-    refused = pc.is_in(codes, value_set=pa.array(sorted(set(REFUSED_CODES))))
+    final = set(REFUSED_CODES) - set(heal_in_order(bool(spec.hierarchy_of)))
+    refused = pc.is_in(codes, value_set=pa.array(sorted(final)))
     status = pc.if_else(loaded, LOADED, pc.if_else(refused, REFUSED, RETRY))
     none = pa.scalar(None, pa.string())
     return state_rows(folded(sent.column(spec.target_key), spec.folds_key),

@@ -27,6 +27,7 @@ from ..salesforce.bulk_results import OUTCOME, UNPROCESSED
 from ..salesforce.errors import JobRejectedError, SalesforceApiError
 from ..salesforce.throttle import Progress, throttled
 from .budget import BudgetExceeded, quota_failed, stop_on_quota
+from .hierarchy import heal_in_order
 from .keys import folded
 from .ledger import Ledger
 from .prepare import GROUP, HASH, ROW
@@ -104,9 +105,9 @@ def _waves(target: LoadTarget, table: pa.Table) -> list[pa.Array]:
 
 def operation(spec: SyncSpec) -> tuple[str, str | None]:
     """The Bulk operation and external id field of a sync's jobs: an insert-only sync
-    inserts (the org refuses a key it holds); upserts and updates go by the key (an update
-    sends only rows whose record exists, ``sync.changes``)."""
-    return ("insert", None) if spec.operation == "insert" else ("upsert", spec.target_key)
+    inserts (the org refuses a key it holds), an update-only one updates by Id (the rows
+    carry the Ids of the records Core holds, ``sync.changes.against_core``)."""
+    return ("upsert", spec.target_key) if spec.operation == "upsert" else (spec.operation, None)
 
 
 def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
@@ -238,11 +239,11 @@ def _gaps(jobs: list[SubmittedJob], n: int) -> list[tuple[int, int]]:
     return gaps
 
 
-def transient(outcome: pa.Table) -> pa.Array:
-    """Indices of rows worth another try."""
+def transient(outcome: pa.Table, also: tuple[str, ...] = ()) -> pa.Array:
+    """Indices of rows worth another try (``also``: more codes that may heal in order)."""
     status, code = outcome.column("status"), outcome.column("error_code")
     mask = pc.or_(pc.equal(status, UNPROCESSED),
-                  pc.fill_null(pc.is_in(code, pa.array(TRANSIENT_CODES)), False))
+                  pc.fill_null(pc.is_in(code, pa.array([*TRANSIENT_CODES, *also])), False))
     return pc.indices_nonzero(pc.fill_null(mask, False))
 
 
@@ -258,7 +259,7 @@ def repass(target: LoadTarget, ready: pa.Table, outcome: pa.Table, rounds: int,
 def _repass(target: LoadTarget, ready: pa.Table, outcome: pa.Table, rounds: int,
             backoff_s: float, stats: LoadStats) -> pa.Table:
     for r in range(1, rounds + 1):
-        again = transient(outcome)
+        again = transient(outcome, heal_in_order(bool(target.spec.hierarchy_of)))
         if len(again) == 0:
             break
         wait = backoff_s * 2 ** (r - 1) * (0.75 + random.random() / 2)

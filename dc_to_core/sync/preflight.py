@@ -111,7 +111,19 @@ READS_AS = {  # a Data Cloud column's kind -> the declared types it can be read 
     "boolean": {"boolean", "string"}}
 
 
+def _scale(declared: str) -> int:
+    inside = declared.partition("(")[2].rstrip(")").split(",")
+    return int(inside[1]) if len(inside) > 1 and inside[1].strip().isdigit() else 0
+
+
+def _fractional(declared: str) -> bool:
+    """A Data Cloud number type whose values have decimals when read as text."""
+    kind = declared.split("(")[0].upper()
+    return kind in ("DOUBLE", "FLOAT") or (kind in ("DECIMAL", "NUMBER") and _scale(declared))
+
+
 def _source(spec: SyncSpec, columns: dict[str, str]) -> list[str]:
+    keys = {spec.source_key, *(lk.source for lk in spec.lookups)}  # matched as text
     by_name = {c.lower(): (c, t) for c, t in columns.items()}
     problems = []
     declared = {spec.source_key: "string", **{lk.source: "string" for lk in spec.lookups},
@@ -129,6 +141,11 @@ def _source(spec: SyncSpec, columns: dict[str, str]) -> list[str]:
         if dc is not None and kind not in READS_AS[dc]:
             problems.append(f"source column {col!r}: Data Cloud holds it as {found[1]}, which "
                             f"cannot be read as type {kind}")
+        elif col in keys and _fractional(found[1]):
+            problems.append(f"source column {col!r}: Data Cloud holds it as {found[1]}, so "
+                            f"its values read as text like '123.{'0' * _scale(found[1])}', "
+                            "which no external id matches; give it a text or integer type "
+                            "in Data Cloud (a calculated insight can cast it)")
     return problems
 
 

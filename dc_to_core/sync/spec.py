@@ -106,7 +106,7 @@ class SyncSpec:
         """Changes exactly when what the sync sends changes (objects, key, fields, types,
         lookups, policies): the asset's code version."""
         fields = [[f.target, f.source, f.type, f.empty_as_null]
-                  + ([f.on_null, f.value, f.default, list(f.mapping)] if (
+                  + ([f.on_null, f.value, f.default, sorted(f.mapping)] if (
                       f.on_null != "clear" or f.value is not None or f.default is not None
                       or f.mapping) else [])  # appended: plain fields keep their versions
                   for f in self.fields]
@@ -167,6 +167,14 @@ class SyncSet:
                     seen.add(at)
                     todo += [d for d in self.syncs[at].depends_on if d in stuck]
         return sorted(on)
+
+    def waits_for(self, spec: SyncSpec) -> list[SyncSpec]:
+        """The syncs whose loads ``spec``'s load waits for: those its lookups resolve by, and
+        their hierarchy passes (they write the same records, which its rows may lock)."""
+        out = [self.syncs[n] for n in spec.depends_on if n in self.syncs]
+        out += [s for s in self.syncs.values() if s.hierarchy_of in spec.depends_on
+                and s.hierarchy_of != spec.hierarchy_of and s.name != spec.name]
+        return out
 
     def planned(self) -> list[SyncSpec]:
         """``ordered``, without hierarchy passes (they use their sync's partition plan)."""
@@ -230,10 +238,18 @@ def _sync(where: str, raw: object, file: str) -> SyncSpec:
     if deletes == "mirror" and operation != "upsert":
         raise _fail(where, f"deletes: mirror needs operation: upsert (an {operation}-only "
                     "sync does not own the records it would delete)", "deletes")
+    hierarchy = tuple(lk for lk in lookups if lk.sync == name)
+    if hierarchy and operation == "insert":
+        raise _fail(f"{where}, lookup {hierarchy[0].relationship!r}", "a self-lookup is set by "
+                    "a second pass that updates the records, which an insert-only sync never "
+                    "does; make the sync an upsert or drop the lookup", "lookups",
+                    hierarchy[0].relationship)
+    if key["target"].lower() == "id":
+        case_sensitive = True  # a 15-character Salesforce Id is case-sensitive
     return SyncSpec(name, source, target, key["source"], key["target"], fields,
                     tuple(lk for lk in lookups if lk.sync != name), raw.get("modified"),
                     operation, file, tuple(owners), case_sensitive, deletes, hard, share,
-                    hierarchy=tuple(lk for lk in lookups if lk.sync == name))
+                    hierarchy=hierarchy)
 
 
 def _columns(where: str, raw: dict, key: str) -> tuple[tuple[FieldMap, ...],
@@ -330,8 +346,10 @@ def sync_set(specs: list[SyncSpec], broken: frozenset[str] = frozenset()) -> Syn
             _resolvable(spec, lk, out, known_only=True, broken=broken)
     if len(out.ordered()) != len(out.syncs):
         stuck = out.cycle()
-        raise _fail(out.syncs[stuck[0]].file, f"the parent references of syncs "
-                    f"{', '.join(stuck)} form a cycle", "parent")
+        first = out.syncs[stuck[0]]
+        via = next(lk for lk in first.lookups if lk.sync in stuck)
+        raise _fail(first.file, f"the parent references of syncs {', '.join(stuck)} form a "
+                    "cycle", *(("parent",) if via.from_parent else ("lookups", via.relationship)))
     for spec in out.syncs.values():
         for lk in spec.lookups:
             _resolvable(spec, lk, out)

@@ -120,3 +120,12 @@ def test_a_lookup_by_another_sync_goes_through_that_syncs_key():
     with pytest.raises(SyncConfigError, match=r"lookup 'Account\.External_Id__c': unknown sync "
                        r"'Acct'"):
         sync_set([opp(lookups={"Account.External_Id__c": {"source": "A__c", "sync": "Acct"}})])
+
+
+def test_a_self_lookup_needs_updates_and_an_id_key_is_case_sensitive():
+    with pytest.raises(SyncConfigError, match="a self-lookup is set by a second pass") as err:
+        parse_sync({**ACC, "operation": "insert", "lookups": {
+            "Parent.External_Id__c": {"source": "P__c", "sync": "Acc"}}}, "a.yaml")
+    assert err.value.path == ("lookups", "Parent.External_Id__c")
+    by_id = opp(operation="update", key={"source": "SfId__c", "target": "Id"})
+    assert not by_id.folds_key  # 006…aBc and 006…abc are two records

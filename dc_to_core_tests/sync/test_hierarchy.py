@@ -20,3 +20,9 @@ def test_the_message_shows_the_loop_from_the_row():
         "ACC-2 is its own ancestor through Account.Parent in Data Cloud (ACC-2 → ACC-3 → ACC-1 "
         "→ ACC-2); Salesforce refuses a loop in a hierarchy. Break the loop in Data Cloud; the "
         "record is loaded, only its parent is not set")
+
+
+def test_a_row_without_a_key_is_no_ones_parent():
+    keys = pa.array([None, "ROOT"])
+    parents = pa.array(["ROOT", None])  # null must not match null
+    assert cycles(keys, parents) == {}

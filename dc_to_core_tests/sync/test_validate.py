@@ -150,3 +150,17 @@ def test_a_lookup_must_point_at_the_object_its_sync_loads_and_updates_need_no_ne
         "operation": "update", "key": {"source": "ExternalId__c", "target": "External_Id__c"},
         "fields": {"Amount": {"source": "Amount__c", "type": "number"}}}, "syncs.yaml")
     check(update, described("Opportunity"))  # Name and StageName are not needed to update
+
+
+def test_a_key_or_lookup_column_with_decimals_is_refused_before_it_matches_nothing():
+    spec = opportunity()
+    columns = {"ExternalId__c": "VARCHAR", "AccountExternalId__c": "DECIMAL(38,18)",
+               "Name__c": "VARCHAR", "StageName__c": "VARCHAR", "CloseDate__c": "DATE",
+               "Amount__c": "DECIMAL(18,2)"}
+    with pytest.raises(PreflightError) as err:
+        check(spec, described("Opportunity"), described("Account"), columns)
+    assert "source column 'AccountExternalId__c': Data Cloud holds it as DECIMAL(38,18)" in str(
+        err.value)
+    assert "Amount__c" not in str(err.value)  # a number field may have decimals
+    check(spec, described("Opportunity"), described("Account"),
+          {**columns, "AccountExternalId__c": "DECIMAL(9,0)"})
