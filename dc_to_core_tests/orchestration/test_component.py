@@ -60,7 +60,8 @@ def test_dg_lists_and_checks_the_project(tmp_path):
     opportunity = assets["core/Opportunity"]
     assert opportunity["kinds"] == ["salesforce"]
     assert opportunity["owners"] == [{"team": "salesforce-data"}]
-    assert set(opportunity["dependency_keys"]) == {"core/Account", "core/Contact",
+    assert set(opportunity["dependency_keys"]) == {"core/Account", "core/Account/hierarchy",
+                                                   "core/Contact",
                                                    "datacloud/Opportunity_Staging__dlm"}
     assert opportunity["source"] == "dc_to_core/defs/opportunity/defs.yaml:3"
     assert {c["key"] for c in doc["asset_checks"]} >= {"core/Opportunity:fields_match"}
