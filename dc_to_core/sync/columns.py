@@ -106,6 +106,14 @@ def _scalar(where: str, what: str, value: object, ftype: str, *path: str) -> str
     return text
 
 
+def _only(where: str, spec: dict, allowed: set[str], path: tuple[str, ...]) -> None:
+    """``spec`` has no key but ``allowed``; else the error names the first other one."""
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ColumnError(where, f"unknown keys {unknown} (allowed: "
+                          f"{', '.join(sorted(allowed))})", *path, unknown[0])
+
+
 def _on_null(where: str, spec: dict, *path: str) -> str:
     on_null = spec.get("on_null", "clear")
     if on_null not in ON_NULL:
@@ -142,10 +150,7 @@ def parse_field(where: str, target: object, spec: object) -> FieldMap:
     if not isinstance(spec, dict):
         raise ColumnError(where, "needs a source column: 'Field: Source__c', {source: "
                           "Source__c} or a constant {value: ...}", *path)
-    unknown = sorted(set(spec) - FIELD_KEYS)
-    if unknown:
-        raise ColumnError(where, f"unknown keys {unknown} (allowed: "
-                          f"{', '.join(sorted(FIELD_KEYS))})", *path, unknown[0])
+    _only(where, spec, FIELD_KEYS, path)
     has_source, has_value = isinstance(spec.get("source"), str), "value" in spec
     if has_source == has_value:
         raise ColumnError(where, "needs exactly one of source (a Data Cloud column) and "
@@ -188,10 +193,7 @@ def parse_lookup(where: str, relationship: object, spec: object, path: tuple[str
     if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
         raise ColumnError(where, "needs the source column holding the related record's key: "
                           "'Account.External_Id__c: AccountKey__c' or {source: ...}", *path)
-    unknown = sorted(set(spec) - LOOKUP_KEYS)
-    if unknown:
-        raise ColumnError(where, f"unknown keys {unknown} (allowed: "
-                          f"{', '.join(sorted(LOOKUP_KEYS))})", *path, unknown[0])
+    _only(where, spec, LOOKUP_KEYS, path)
     sync = spec.get("sync")
     if sync is not None and (not isinstance(sync, str) or not FIELD_NAME.match(sync)):
         raise ColumnError(where, f"sync must name a sync of the project, got {sync!r}",
