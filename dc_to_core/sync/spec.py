@@ -19,7 +19,7 @@ import yaml
 
 from .columns import FIELD_TYPES, ColumnError, FieldMap, Lookup, parse_field, parse_lookup
 
-__all__ = ["FIELD_TYPES", "FieldMap", "Lookup", "ParentRef", "SyncConfigError", "SyncSet",
+__all__ = ["FIELD_TYPES", "FieldMap", "Lookup", "SyncConfigError", "SyncSet",
            "SyncSpec", "load_syncs", "parse_sync", "sync_set"]
 
 CONFIG_DIR = Path(__file__).parents[1] / "config"
@@ -42,7 +42,6 @@ class SyncConfigError(ValueError):
         self.reason = reason or message
 
 
-ParentRef = Lookup  # ``parent:`` is a lookup another sync resolves that locks its parent
 
 
 DELETE_MODES = ("none", "mirror")
