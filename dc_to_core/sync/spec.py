@@ -42,8 +42,6 @@ class SyncConfigError(ValueError):
         self.reason = reason or message
 
 
-
-
 DELETE_MODES = ("none", "mirror")
 
 
