@@ -1,8 +1,9 @@
-"""Prepare one partition for loading: map and coerce fields, reject what can be rejected before
-upload (missing or repeated external id, values that do not coerce, values the org's field
-constraints refuse), and order rows by parent
-so the org's 10,000-row chunks hold whole parents (children of a parent in one chunk, and
-concurrent chunks on different parents).
+"""Prepare one partition for loading: map and coerce fields (with their policies), reject what
+can be rejected before upload (missing or repeated external id, values that do not coerce or
+that a value map does not know, values the org's field constraints refuse, rows on a loop of a
+hierarchy), and order rows by their locking parents so the org's 10,000-row chunks hold whole
+lock groups (``sync.lockplan``: the children of a parent in one chunk, and concurrent chunks
+on different parents).
 
 The parents come in an order shuffled by partition (a hash of partition and parent), not
 alphabetically: every partition holds children of every parent, and two partitions loading at
