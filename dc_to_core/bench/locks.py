@@ -31,7 +31,7 @@ from ..emulator.seed import SeedSpec
 from ..progress import progress
 from .org import SeededOrg
 from .report import StrategyResult, write
-from .run import BenchConfig, _overrides, run_strategy
+from .run import IN_PROCESS, BenchConfig, _overrides, run_strategy
 
 Graph = Literal["structured", "random"]
 GRAPHS: tuple[Graph, ...] = ("structured", "random")
@@ -137,7 +137,7 @@ def _graph(cfg: LocksConfig, graph: Graph, work: Path,
                             busy_time_scale=cfg.busy_time_scale, target=TARGET,
                             defs=write_defs(work / slug / f"defs_{slug}", warehouse_locks))
         echo(f"running {graph}, {ordering} ...")
-        r = run_strategy("dc_to_core", seeded, bench, work / slug, echo)
+        r = run_strategy(IN_PROCESS, seeded, bench, work / slug, echo)
         r = dataclasses.replace(r, name=f"{graph}, {ordering}", description=(
             "both parents declared locking" if warehouse_locks else
             "only the Account declared locking"), extra={**r.extra, **shape,

@@ -16,6 +16,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -30,7 +31,7 @@ from ..orchestration.assets import asset_key
 from ..orchestration.automation import TRIGGER, job_name
 from ..orchestration.project import QUIET, build_definitions
 from ..orchestration.resources import resources_from_env
-from ..sync.plan import compute_plan, save_plan
+from ..sync.plan import compute_plan, load_plan, save_plan
 from ..sync.spec import CONFIG_DIR, load_syncs
 from .report import peak_rss_mb
 
@@ -135,21 +136,37 @@ def _run_one(args: tuple[str, str | None, dict, str]) -> dict:
             partition_key=partition, tags=tags, instance=instance, raise_on_error=False,
             run_config=QUIET)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out: dict = {"job": job_name, "partition": partition, "success": result.success,
-                 "materializations": [],  # the worker's peak so far: at most one run at a time
-                 "worker_peak_rss_mb": peak_rss_mb(), "worker_pid": os.getpid(),
-                 "worker_cpu_s": usage.ru_utime + usage.ru_stime,  # so far, all its runs
-                 "failed_checks": sorted(f"{e.asset_key.to_user_string()}:{e.check_name}"
-                                         for e in result.get_asset_check_evaluations()
-                                         if not e.passed and e.check_name != "no_quarantined_rows")}
-    for event in result.all_events:
+    return {"job": job_name, "partition": partition, "success": result.success,
+            **summarize(result.all_events),  # the worker's peak so far: one run at a time
+            "worker_peak_rss_mb": peak_rss_mb(), "worker_pid": os.getpid(),
+            "worker_cpu_s": usage.ru_utime + usage.ru_stime}  # so far, all its runs
+
+
+def summarize(events: Iterable[dg.DagsterEvent]) -> dict:
+    """A run's materializations (their numeric and text metadata) and the error-severity
+    checks that failed, from its events."""
+    out: dict = {"materializations": [], "failed_checks": []}
+    for event in events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             m = event.event_specific_data.materialization  # type: ignore[union-attr]
             out["materializations"].append({
                 "asset": m.asset_key.to_user_string(),
                 **{k: v.value for k, v in m.metadata.items()
                    if isinstance(v.value, int | float | str)}})
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            e = event.event_specific_data
+            if not e.passed and e.check_name != "no_quarantined_rows":  # type: ignore[union-attr]
+                out["failed_checks"].append(
+                    f"{e.asset_key.to_user_string()}:{e.check_name}")  # type: ignore[union-attr]
+    out["failed_checks"].sort()
     return out
+
+
+def night_partitions(plans: Path, defs_dir: Path | None = None) -> set[tuple[str, str]]:
+    """Every (job, partition) a night runs: each sync's job (hierarchy passes too) over its
+    plan's partitions."""
+    return {(job_name(s), r.key) for s in load_syncs(defs_dir).ordered()
+            for r in load_plan(s, plans).ranges}
 
 
 def local_instance(home: Path) -> dg.DagsterInstance:

@@ -103,6 +103,11 @@ class BenchOrg:
             worker_busy_s=stats["engine"]["worker_busy_s"],
             lock_wait_s=stats["engine"]["lock_wait_s"])
 
+    def engine(self, target: str) -> tuple[float, dict, int]:
+        """(emulated now, the engine's counters, records of ``target`` in Core), cheaply."""
+        body = self._get(f"/__emulator__/engine?object={target}")
+        return float(body["emulated_now_s"]), body["engine"], int(body["records"])
+
     def emulated_now(self) -> float:
         """The org's emulated clock, in seconds."""
         return float(self._get("/__emulator__/clock")["emulated_now_s"])

@@ -18,17 +18,23 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..emulator import load_profile
 from ..emulator.seed import SeedSpec
 from ..progress import progress
 from .org import OPPORTUNITIES_DMO, BenchOrg, OrgSnapshot, SeededOrg
 from .report import StrategyResult, peak_rss_mb, write
+from .watch import OrgWatch
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 INCREMENTAL = "dc_to_core incremental"
-ALL = ["ceiling", "dc_to_core", "seed Test3", "seed Test4", "seed Test7", "seed Test8",
-       "plain script", INCREMENTAL]
-BUSY = ("ceiling", "dc_to_core", "plain script", INCREMENTAL)  # clients that never wait
+IN_PROCESS = "dc_to_core in-process"
+ALL = ["ceiling", "dc_to_core", IN_PROCESS, "seed Test3", "seed Test4", "seed Test7",
+       "seed Test8", "plain script", INCREMENTAL]
+BUSY = ("ceiling", "dc_to_core", IN_PROCESS, "plain script", INCREMENTAL)  # never wait
 
 
 @dataclass
@@ -46,14 +52,19 @@ class BenchConfig:
     bad_share: float = 0.0              # rows the org must refuse, over the seed's bad kinds
     defs: Path | None = None            # dc_to_core's syncs: this defs folder, not the project's
     target: str = "Opportunity"         # the Core object measured (records, core/<target>)
+    daemon_lead_s: float = 45.0         # the deployed night's cron tick: this long after start
+    night_quiet_s: float = 120.0        # nothing ran this long and some partition failed: over
+    night_timeout_s: float = 6 * 3600.0
 
 
 def _client(name: str, org: BenchOrg, seeded: SeededOrg, cfg: BenchConfig, work: Path,
-            tick: dt.datetime | None = None) -> dict:
+            measured: Measured, tick: dt.datetime | None = None) -> dict:
     """The client side of one strategy (runs in the child process)."""
     from . import strategies
 
-    if name in ("dc_to_core", INCREMENTAL):  # the incremental one: its second night
+    if name == "dc_to_core":
+        return _deployed(org, work, cfg, measured)
+    if name in (IN_PROCESS, INCREMENTAL):  # the incremental one: its second night
         return _dc_to_core(org, work, cfg, tick)
     if name in ("ceiling", "plain script"):  # every row in memory, as their clients hold them
         source = seeded.read(OPPORTUNITIES_DMO, strategies.SOURCE_COLUMNS)
@@ -74,8 +85,9 @@ COUNTED = ("rows_sent", "rows_unchanged", "rows_created", "rows_updated", "rows_
 
 def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime | None = None
                 ) -> dict:
-    """One night of the pipeline: the first (planning the partitions), or with ``tick`` a
-    next night on the same instance and sync state."""
+    """One night of the pipeline in this process's pool of run workers (the automation's
+    conditions evaluated here, no daemon): the first (planning the partitions), or with
+    ``tick`` a next night on the same instance and sync state."""
     from . import nightly
 
     started = time.process_time()
@@ -85,6 +97,66 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime |
     defs = nightly.definitions(org, work, plans, tick, cfg.defs)
     with nightly.local_instance(work / "dagster_home") as instance:
         runs = nightly.run_night(defs, instance, tick=tick, defs_dir=cfg.defs)
+    totals = night_totals(runs, cfg)
+    totals["run_workers"] = "CPU and RSS include the run worker processes"
+    totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
+    last = {r["worker_pid"]: r["worker_cpu_s"] for r in runs}  # each worker's final total
+    totals["run_workers_cpu_s"] = round(sum(last.values()), 2)
+    totals["run_worker_processes"] = len(last)
+    totals["client_cpu_s_outside_run_workers"] = round(time.process_time() - started, 2)
+    return totals
+
+
+def _deployed(org: BenchOrg, work: Path, cfg: BenchConfig, measured: Measured) -> dict:
+    """One night as production runs it (``deployment``): planned here, then the daemon's
+    automation from the cron tick on; measured from the tick."""
+    from . import deployment, nightly
+
+    tick = deployment.next_tick(lead_s=cfg.daemon_lead_s)
+    env = nightly.environment(org, work, tick)
+    os.environ.update(env)
+    plans = nightly.plan_partitions(org, work, cfg.rows_per_partition)
+    expected = nightly.night_partitions(plans)
+    settings = {**env, "DC_TO_CORE_PLANS": str(plans)}
+    pg = deployment.postgres_settings()
+    with deployment.throwaway_database(pg) as db, \
+            deployment.Deployment(work, settings, db) as deployed:
+        deployed.wait_ready(tick)
+        measured.start()
+        assert deployed.tree is not None
+        deployed.tree.mark()
+        status = ["no runs yet"]
+        measured.watch.status = lambda: status[0]
+        records = deployed.wait_for_night(
+            expected, tick - dt.timedelta(minutes=1), quiet_s=cfg.night_quiet_s,
+            timeout_s=cfg.night_timeout_s,
+            on_poll=lambda rs: status.__setitem__(0, deployment.run_status(rs)))
+        with deployed.instance() as instance:
+            runs = [deployment_run(instance, r) for r in records]
+    totals = night_totals(runs, cfg)
+    totals |= deployed.tree.summary()
+    totals["run_workers"] = ("launched by dagster-daemon (queued run coordinator, "
+                             "PostgreSQL instance); CPU of every process of the deployment "
+                             "from the cron tick on")
+    return totals
+
+
+def deployment_run(instance: dg.DagsterInstance, record: dg.RunRecord) -> dict:
+    """A run of the deployment as ``night_totals`` reads it (its events from the instance)."""
+    import dagster as dg
+
+    from . import nightly
+
+    run = record.dagster_run
+    logs = instance.all_logs(run.run_id, of_type={
+        dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION})
+    return {"job": run.job_name, "partition": run.tags.get("dagster/partition"),
+            "success": run.status == dg.DagsterRunStatus.SUCCESS,
+            **nightly.summarize(e.dagster_event for e in logs if e.dagster_event)}
+
+
+def night_totals(runs: list[dict], cfg: BenchConfig) -> dict:
+    """What a night's runs did to the measured target, summed from their materializations."""
     totals: dict = {"runs": len(runs), "failed_runs": sum(not r["success"] for r in runs),
                     "quarantined": 0, "bulk_jobs": 0, "repass_rounds": 0,
                     **dict.fromkeys(COUNTED, 0), "state_cpu_s_max_per_partition": 0.0}
@@ -101,12 +173,6 @@ def _dc_to_core(org: BenchOrg, work: Path, cfg: BenchConfig, tick: dt.datetime |
                     totals["state_cpu_s_max_per_partition"], float(meta.get("state_cpu_s", 0)))
     totals |= quarantine_stages([meta.get("quarantine_path") for run in runs
                                  for meta in run["materializations"]])
-    totals["run_workers"] = "CPU and RSS include the run worker processes"
-    totals["run_peak_rss_mb"] = round(max(r["worker_peak_rss_mb"] for r in runs), 1)
-    last = {r["worker_pid"]: r["worker_cpu_s"] for r in runs}  # each worker's final total
-    totals["run_workers_cpu_s"] = round(sum(last.values()), 2)
-    totals["run_worker_processes"] = len(last)
-    totals["client_cpu_s_outside_run_workers"] = round(time.process_time() - started, 2)
     totals["rows_per_partition"] = cfg.rows_per_partition
     totals["failed_error_checks"] = sum(len(r["failed_checks"]) for r in runs)
     totals["failed_checks"] = sorted({c for r in runs for c in r["failed_checks"]})
@@ -161,19 +227,24 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
                        "peak_rss_mb": 0.0, "org_busy_s": 0.0, "records_after": 0,
                        "delta": OrgSnapshot(0, 0, 0, 0, 0, 0).__dict__})
             return
-    earlier = resource.getrusage(resource.RUSAGE_CHILDREN)  # the first night's run workers
-    before = org.snapshot(cfg.target)
-    wall, cpu = time.perf_counter(), time.process_time()
+    measured = Measured(org, name, cfg.target, cfg.rows)
+    measured.start()
     try:
-        extra = _client(name, org, seeded, cfg, Path(work), tick)
+        extra = _client(name, org, seeded, cfg, Path(work), measured, tick)
         org.wait_until_idle()
         error = None
     except Exception as exc:  # reported, not hidden: the row counts show the damage
         extra, error = {}, f"{type(exc).__name__}: {exc}"
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    cpu, wall = time.process_time() - measured.cpu, time.perf_counter() - measured.wall
+    extra["timeline"] = measured.watch.stop()
     after = org.snapshot(cfg.target)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # dc_to_core's run workers
-    cpu += (children.ru_utime + children.ru_stime) - (earlier.ru_utime + earlier.ru_stime)
+    before = measured.before
+    if "deployment_cpu_s" in extra:  # the daemon's processes, sampled (a child of this one)
+        cpu += extra["deployment_cpu_s"]
+    else:  # dc_to_core's run workers
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu += (children.ru_utime + children.ru_stime) - (measured.children.ru_utime
+                                                          + measured.children.ru_stime)
     if day:
         extra["day_of_changes"], extra["first_night"] = day, first_night
         extra["rows"] = day["rows_after"]
@@ -190,6 +261,22 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
                # org time from the start until the org finished its last job
                "org_busy_s": max(after.last_job_end_s, before.emulated_s) - before.emulated_s,
                "delta": (after - before).__dict__, "records_after": after.records})
+
+
+class Measured:
+    """The measured part of a strategy: from ``start`` (before its client runs, and again
+    when the client says its night begins: the deployed pipeline's cron tick) to the end;
+    the org watched meanwhile."""
+
+    def __init__(self, org: BenchOrg, name: str, target: str, rows: int) -> None:
+        self.org, self.target = org, target
+        self.watch = OrgWatch(org, name, target, rows)
+
+    def start(self) -> None:
+        self.before = self.org.snapshot(self.target)
+        self.children = resource.getrusage(resource.RUSAGE_CHILDREN)  # earlier run workers
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.watch.start()
 
 
 def _cpu() -> float:
@@ -227,8 +314,11 @@ def run_strategy(name: str, seeded: SeededOrg, cfg: BenchConfig, work: Path,
     from .strategies import SEEDS
 
     description = {"ceiling": "every row in one submission, pre-sorted by parent, no faults",
-                   "dc_to_core": "the pipeline, all partitions as the nightly automation runs "
-                                 "them",
+                   "dc_to_core": "the pipeline as deployed: PostgreSQL instance, "
+                                 "dagster-daemon's automation and queued run coordinator "
+                                 "from the nightly cron tick",
+                   IN_PROCESS: "the pipeline's automation evaluated by the bench, runs in "
+                               "its own pool of worker processes (no daemon, SQLite)",
                    INCREMENTAL: "dc_to_core's next night, after a day of changes (1 % "
                                 "updated, 0.5 % added, 0.2 % removed, 0.1 % edited in Core)",
                    "plain script": "one upsert of all rows in source "

@@ -58,6 +58,22 @@ async def stats(request: Request) -> Response:
     return JSONResponse(body)
 
 
+async def engine(request: Request) -> Response:
+    """The engine's counters and the emulated time, cheaply (no holdings): what a sampler
+    polls every second; ``?object=Name`` adds that Core object's record count."""
+    org = org_of(request)
+    body: dict = {"engine": dataclasses.asdict(org.engine.stats()),
+                  "emulated_now_s": org.clock.now()}
+    name = request.query_params.get("object")
+    if name:
+        if name not in org.schema.core:
+            raise ApiError(404, "NOT_FOUND", f"no Core object {name!r} in this org")
+        body["records"] = await run_in_threadpool(
+            lambda: org.storage.reader().execute(f"SELECT count(*) FROM {quote_ident(name)}")
+            .fetchone()[0])
+    return JSONResponse(body)
+
+
 def _execute_dc(org: Org, sql: str, params: list | dict) -> int:
     with org.storage.write_lock:
         try:
@@ -80,5 +96,6 @@ routes = [
     Route("/__emulator__/profile", patch_profile, methods=["PATCH"]),
     Route("/__emulator__/stats", stats, methods=["GET"]),
     Route("/__emulator__/clock", get_clock, methods=["GET"]),
+    Route("/__emulator__/engine", engine, methods=["GET"]),
     Route("/__emulator__/datacloud/sql", datacloud_sql, methods=["POST"]),
 ]
