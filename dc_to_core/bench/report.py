@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import timeline
+
 
 def peak_rss_mb() -> float:
     """This process's own peak RSS. ``ru_maxrss`` will not do for a process started by
@@ -84,10 +86,11 @@ class StrategyResult:
     def rows_per_emulated_hour(self) -> float:
         return self.loaded / self.emulated_s * 3600 if self.emulated_s else 0.0
 
-    def as_dict(self, ceiling: StrategyResult | None,
-                capacity: float | None = None) -> dict:
+    def as_dict(self, ceiling: StrategyResult | None, capacity: float | None = None,
+                workers: int | None = None) -> dict:
         """The record written to bench.json: the fields, ``extra`` and the derived figures,
-        throughput against the ceiling's and against the org's ``capacity``."""
+        throughput against the ceiling's and against the org's ``capacity``, and with
+        ``workers`` the summary of ``extra["timeline"]`` (``timeline.summary``)."""
         out = asdict(self)
         out.update(success_rate=round(self.success_rate, 5), lost=self.lost,
                    rows_per_emulated_hour=round(self.rows_per_emulated_hour),
@@ -96,6 +99,9 @@ class StrategyResult:
                                                 ceiling.rows_per_emulated_hour
                                                 if ceiling else None),
                    throughput_vs_capacity=_ratio(self.rows_per_emulated_hour, capacity))
+        if workers and "timeline" in self.extra:
+            out["timeline_summary"] = timeline.summary(self.extra["timeline"], workers,
+                                                       self.emulated_s)
         return out
 
 
@@ -105,6 +111,26 @@ def _times(ratio: float | None) -> str:
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else _hours(value) if value >= 60 else f"{value:.0f} s"
+
+
+def timeline_table(results: list[dict], meta: dict) -> list[str]:
+    """The org timeline's summary per strategy that has one (no lines when none has)."""
+    timed = [r for r in results if r.get("timeline_summary")]
+    if not timed:
+        return []
+    half = f"{meta['workers'] / 2:g}"
+    lines = ["", f"| strategy | startup gap (until > {half} workers busy) | tail (after the "
+             f"last ≥ {half} busy) | mean busy workers (of {meta['workers']}) |",
+             "|" + "---|" * 4]
+    for r in timed:
+        t = r["timeline_summary"]
+        lines.append(f"| {r['name']} | {_seconds(t['startup_gap_s'])} | "
+                     f"{_seconds(t['tail_s'])} | {t['mean_busy_workers']:.1f} |")
+    return lines
 
 
 def markdown(results: list[dict], meta: dict) -> str:
@@ -123,6 +149,7 @@ def markdown(results: list[dict], meta: dict) -> str:
             f"{r['rows_per_emulated_hour']:,} | {vs} | {busy} | {r['bulk_batches']:,} | "
             f"{r['bulk_jobs']:,} | {r['api_requests']:,} | {r['client_cpu_s_per_million']} | "
             f"{r['peak_rss_mb']:.0f} MB |")
+    lines += timeline_table(results, meta)
     lines.append("")
     lines.append(f"{meta['rows']:,} opportunities over {meta['accounts']:,} accounts "
                  f"(ExternalIds uncorrelated with parents), org profile `{meta['profile']}` "
@@ -169,18 +196,23 @@ def chart(results: list[dict], path: Path) -> Path | None:
 def write(results: list[StrategyResult], meta: dict, out: Path,
           table: Callable[[list[dict], dict], str] = markdown,
           draw: Callable[[list[dict], Path], Path | None] | None = chart) -> dict[str, Path]:
-    """bench.json, bench.md (``table``) and, with ``draw``, bench.png in ``out``. ``meta``
-    gains ``capacity_rows_per_hour`` when it holds ``profile_values``."""
+    """bench.json, bench.md (``table``) and, with ``draw``, bench.png in ``out``; timeline.png
+    when a result has an org timeline. ``meta`` gains ``capacity_rows_per_hour`` when it
+    holds ``profile_values``."""
     out.mkdir(parents=True, exist_ok=True)
     if "profile_values" in meta and "capacity_rows_per_hour" not in meta:
         meta = {**meta, "capacity_rows_per_hour": round(
             capacity_rows_per_hour(meta["profile_values"]))}
     ceiling = next((r for r in results if r.name == "ceiling"), None)
-    rows = [r.as_dict(ceiling, meta.get("capacity_rows_per_hour")) for r in results]
+    rows = [r.as_dict(ceiling, meta.get("capacity_rows_per_hour"), meta.get("workers"))
+            for r in results]
     paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
     paths["json"].write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     paths["markdown"].write_text(table(rows, meta))
     png = draw(rows, out / "bench.png") if draw else None
     if png:
         paths["chart"] = png
+    if meta.get("workers") and (png := timeline.timeline_chart(rows, meta["workers"],
+                                                                out / "timeline.png")):
+        paths["timeline"] = png
     return paths

@@ -69,10 +69,15 @@ def timeline_chart(results: list[dict], workers: int, path: Path) -> Path | None
                              figsize=(11, 1.2 + 2.4 * len(timed)))
     for ax, r in zip(axes[:, 0], timed, strict=True):
         _panel(ax, r["name"], r["extra"]["timeline"], workers)
+    legend: dict = {}  # label: handle, over every panel and its secondary axis
+    for a in fig.axes:
+        legend |= dict(zip(*reversed(a.get_legend_handles_labels()), strict=True))
     axes[-1, 0].set_xlabel("emulated minutes since the strategy started")
     fig.suptitle(f"Org timeline: busy Bulk workers (of the org's {workers}) and "
                  "records loaded, per strategy")
-    fig.tight_layout()
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend),
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -85,7 +90,7 @@ def _panel(ax: Axes, name: str, timeline: Mapping, workers: int) -> None:
     ax.fill_between(minutes, [busy[0], *busy], step="pre", color="#3a7bd5", alpha=0.45,
                     label="busy workers")
     ax.axhline(workers, color="#333333", linestyle="--", linewidth=1,
-               label=f"org capacity ({workers} workers)")
+               label=f"the org's {workers} workers")
     waiting = lock_wait_rate(timeline)
     if any(waiting):
         ax.step(minutes, [waiting[0], *waiting], where="pre", color="#d0392b", linewidth=1,
@@ -99,5 +104,3 @@ def _panel(ax: Axes, name: str, timeline: Mapping, workers: int) -> None:
         right.plot(minutes[1:], records, color="#2e9e6a", linewidth=1.5, label="records loaded")
         right.set_ylabel("records in Core")
         right.set_ylim(bottom=0)
-        right.legend(loc="lower right", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
