@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import timeline
+from .timeline import pyplot
 
 
 def peak_rss_mb() -> float:
@@ -105,7 +106,8 @@ class StrategyResult:
         return out
 
 
-def _times(ratio: float | None) -> str:
+def ratio_text(ratio: float | None) -> str:
+    """A ratio as the tables show it ("0.92x"), "—" when there is none."""
     return f"{ratio:.2f}x" if ratio else "—"
 
 
@@ -140,7 +142,7 @@ def markdown(results: list[dict], meta: dict) -> str:
             "| client CPU s/M rows | peak RSS |")
     lines = [head, "|" + "---|" * 14]
     for r in results:
-        vs = f"{_times(r['throughput_vs_ceiling'])} | {_times(r.get('throughput_vs_capacity'))}"
+        vs = " | ".join(ratio_text(r.get(f"throughput_vs_{of}")) for of in ("ceiling", "capacity"))
         busy = r["extra"].get("org_utilization")
         busy = f"{busy * 100:.0f} %" if busy is not None else "—"
         lines.append(
@@ -169,12 +171,7 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 def chart(results: list[dict], path: Path) -> Path | None:
     """Throughput vs the ceiling and success rate per strategy (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if (plt := pyplot()) is None:
         return None
     names = [r["name"] for r in results]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))

@@ -10,10 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+
+
+def pyplot() -> ModuleType | None:
+    """matplotlib.pyplot on the file-only Agg backend; None when matplotlib is absent (the
+    charts are optional: ``pip install dc_to_core[bench]``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
 
 
 def _intervals(t_s: Sequence[float]) -> list[float]:
@@ -58,12 +72,7 @@ def timeline_chart(results: list[dict], workers: int, path: Path) -> Path | None
     timed = [r for r in results if (r.get("extra") or {}).get("timeline", {}).get("t_s")]
     if not timed:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if (plt := pyplot()) is None:
         return None
     fig, axes = plt.subplots(len(timed), 1, sharex=True, squeeze=False,
                              figsize=(11, 1.2 + 2.4 * len(timed)))
