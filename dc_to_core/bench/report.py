@@ -53,7 +53,8 @@ def _capacity_note(meta: Mapping) -> str | None:
             "* 3600 (every worker committing full transactions back to back).")
 
 
-def _ratio(value: float, reference: float | None) -> float | None:
+def ratio(value: float, reference: float | None) -> float | None:
+    """``value / reference`` to 3 decimals, None without a reference."""
     return round(value / reference, 3) if reference else None
 
 
@@ -96,10 +97,10 @@ class StrategyResult:
         out.update(success_rate=round(self.success_rate, 5), lost=self.lost,
                    rows_per_emulated_hour=round(self.rows_per_emulated_hour),
                    client_cpu_s_per_million=round(self.client_cpu_s / self.rows * 1e6, 2),
-                   throughput_vs_ceiling=_ratio(self.rows_per_emulated_hour,
+                   throughput_vs_ceiling=ratio(self.rows_per_emulated_hour,
                                                 ceiling.rows_per_emulated_hour
                                                 if ceiling else None),
-                   throughput_vs_capacity=_ratio(self.rows_per_emulated_hour, capacity))
+                   throughput_vs_capacity=ratio(self.rows_per_emulated_hour, capacity))
         if workers and "timeline" in self.extra:
             out["timeline_summary"] = timeline.summary(self.extra["timeline"], workers,
                                                        self.emulated_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .report import CAPACITY_FORMULA, capacity_rows_per_hour, ratio_text
+from .report import CAPACITY_FORMULA, capacity_rows_per_hour, ratio, ratio_text
 from .timeline import pyplot
 
 MIN_PARTITION_ROWS = 250_000
@@ -35,9 +35,7 @@ def _capacity(meta: dict) -> float | None:
 
 
 def _vs(result: dict | None, reference: float | None) -> float | None:
-    if not result or not reference:
-        return None
-    return round(result["rows_per_emulated_hour"] / reference, 3)
+    return ratio(result["rows_per_emulated_hour"], reference) if result else None
 
 
 def point(n: int, bench: dict) -> dict:
