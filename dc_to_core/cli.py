@@ -245,12 +245,17 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 
 
 @main.command()
-@click.option("--rows", default=2_000_000, show_default=True, help="Opportunities to seed.")
+@click.option("--rows", default="2000000", show_default=True,
+              help="Opportunities to seed; several sizes (500000,2000000,8000000) make a "
+              "scale series: each size on a fresh org in OUT/rows_N, then series.md/.png.")
 @click.option("--accounts", default=1000, show_default=True)
-@click.option("--rows-per-partition", default=250_000, show_default=True,
-              help="dc_to_core's partition size (plans are computed from Data Cloud).")
+@click.option("--rows-per-partition", type=int, default=None,
+              help="dc_to_core's partition size (plans are computed from Data Cloud); "
+              "default: the README's rule, ⌈rows/8⌉ rounded up to 50,000, at least 250,000.")
 @click.option("--only", multiple=True, help="Run only these strategies (repeatable): "
-              "ceiling, dc_to_core, 'seed Test3', 'seed Test4', 'seed Test7', 'seed Test8', "
+              "ceiling, dc_to_core (as deployed: dagster-daemon, PostgreSQL), 'dc_to_core "
+              "in-process' (not by default), 'seed Test3', 'seed Test4', 'seed Test7', "
+              "'seed Test8', "
               "'plain script', 'dc_to_core incremental' (a first night, a day of changes, "
               "the next night measured).")
 @click.option("--set", "settings", multiple=True,
@@ -269,27 +274,42 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
               show_default=True, help="Where bench.json, bench.md and bench.png go.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Keep the org and the runs here (default: a temporary directory).")
-def bench(rows: int, accounts: int, rows_per_partition: int, only: tuple[str, ...],
+def bench(rows: str, accounts: int, rows_per_partition: int | None, only: tuple[str, ...],
           next_night: bool, bad_share: float,
           settings: tuple[str, ...], busy_time_scale: float, out: Path, work: Path | None
           ) -> None:
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
-    freshly seeded emulated org, and write JSON, a Markdown table and a chart."""
-    from .bench.run import ALL, BenchConfig, run_bench
+    freshly seeded emulated org, and write JSON, a Markdown table and charts."""
+    from .bench.run import ALL, OPTIONAL, BenchConfig, run_bench
+    from .bench.series import partition_rows_for, write_series
 
-    unknown = [o for o in only if o not in ALL]
+    unknown = [o for o in only if o not in ALL + OPTIONAL]
     if unknown:
-        raise click.BadParameter(f"unknown strategy {unknown[0]!r}; known: {', '.join(ALL)}",
-                                 param_hint="--only")
-    paths = run_bench(BenchConfig(rows=rows, accounts=accounts,
-                                  rows_per_partition=rows_per_partition, bad_share=bad_share,
-                                  strategies=only or tuple(ALL), overrides=settings,
-                                  busy_time_scale=busy_time_scale or None, out=out,
-                                  work=work, next_night=next_night),
-                      echo=click.echo)
-    click.echo(paths["markdown"].read_text())
-    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
-
+        raise click.BadParameter(f"unknown strategy {unknown[0]!r}; known: "
+                                 f"{', '.join(ALL + OPTIONAL)}", param_hint="--only")
+    try:
+        sizes = [int(n.replace("_", "")) for n in rows.split(",") if n.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{rows!r} is not a number of rows or a comma-separated "
+                                 f"list of them", param_hint="--rows") from None
+    done: list[tuple[int, Path]] = []
+    for n in sizes:
+        where = out / f"rows_{n}" if len(sizes) > 1 else out
+        paths = run_bench(BenchConfig(rows=n, accounts=accounts,
+                                      rows_per_partition=rows_per_partition
+                                      or partition_rows_for(n), bad_share=bad_share,
+                                      strategies=only or tuple(ALL), overrides=settings,
+                                      busy_time_scale=busy_time_scale or None, out=where,
+                                      work=work / f"rows_{n}" if work else None,
+                                      next_night=next_night),
+                          echo=click.echo)
+        click.echo(paths["markdown"].read_text())
+        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+        done.append((n, paths["json"]))
+    if len(done) > 1:
+        series = write_series(done, out)
+        click.echo(series["markdown"].read_text())
+        click.echo("written: " + ", ".join(str(p) for p in series.values()))
 
 
 @main.command("bench-locks")

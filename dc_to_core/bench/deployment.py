@@ -148,17 +148,19 @@ class Deployment:
                        quiet_s: float, timeout_s: float,
                        on_poll: Callable[[list[dg.RunRecord]], None] = lambda _: None
                        ) -> list[dg.RunRecord]:
-        """The night's runs (created since ``since``), once every expected (job, partition)
-        has succeeded, or nothing has run for ``quiet_s`` (the automation and run retries
-        had their chance: some failed)."""
+        """The night's runs (created since ``since``), once every expected (asset,
+        partition) has succeeded (the automation's runs are of the implicit asset job), or
+        nothing has run for ``quiet_s`` (the automation and run retries had their chance:
+        some failed)."""
         deadline = time.monotonic() + timeout_s
         with self.instance() as instance:
             quiet_since = time.monotonic()
             while True:
                 records = instance.get_run_records(dg.RunsFilter(created_after=since))
                 on_poll(records)
-                done = {(r.dagster_run.job_name, r.dagster_run.tags.get("dagster/partition"))
-                        for r in records if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS}
+                done = {(key.to_user_string(), r.dagster_run.tags.get("dagster/partition"))
+                        for r in records if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+                        for key in r.dagster_run.asset_selection or ()}
                 active = any(r.dagster_run.status in ACTIVE for r in records)
                 if expected <= done and not active:
                     return records

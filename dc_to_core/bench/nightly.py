@@ -163,9 +163,9 @@ def summarize(events: Iterable[dg.DagsterEvent]) -> dict:
 
 
 def night_partitions(plans: Path, defs_dir: Path | None = None) -> set[tuple[str, str]]:
-    """Every (job, partition) a night runs: each sync's job (hierarchy passes too) over its
-    plan's partitions."""
-    return {(job_name(s), r.key) for s in load_syncs(defs_dir).ordered()
+    """Every (asset, partition) a night materializes: each sync's asset (hierarchy passes
+    too) over its plan's partitions."""
+    return {(asset_key(s).to_user_string(), r.key) for s in load_syncs(defs_dir).ordered()
             for r in load_plan(s, plans).ranges}
 
 

@@ -30,9 +30,11 @@ class Seen:
     base_cpu_s: float   # its CPU when the measurement started (``mark``)
 
 
-def kind_of(cmdline: str) -> str:
-    """What a process of a Dagster deployment is, from its command line."""
-    if "execute_run" in cmdline or "resume_run" in cmdline:
+def kind_of(cmdline: str, parent: str | None = None) -> str:
+    """What a process of a Dagster deployment is, from its command line (and its parent's
+    kind: the code server starts each run worker as a multiprocessing child)."""
+    if "execute_run" in cmdline or "resume_run" in cmdline or (
+            parent == "code server" and "spawn_main" in cmdline):
         return "run worker"
     if " grpc" in cmdline or "code-server" in cmdline:
         return "code server"
@@ -108,19 +110,21 @@ class ProcessTree:
         for pid, (ppid, _, _) in stats.items():
             children.setdefault(ppid, []).append(pid)
         todo, tree = [str(self.root)], []
-        while todo:  # the root and its descendants
-            pid = todo.pop()
+        while todo:  # the root and its descendants, breadth first
+            pid = todo.pop(0)
             if pid in stats:
                 tree.append(pid)
                 todo += children.get(int(pid), [])
         with self._lock:
-            for pid in tree:
-                _, cpu, start = stats[pid]
+            for pid in tree:  # parents before their children
+                ppid, cpu, start = stats[pid]
                 key = (int(pid), start)
                 s = self.seen.get(key)
                 if s is None:  # born after the mark: all its CPU counts
-                    s = self.seen[key] = Seen(kind_of(_cmdline(pid)), cpu, 0.0,
-                                              cpu if not self._marked else 0.0)
+                    parent = stats.get(str(ppid))
+                    up = self.seen.get((ppid, parent[2])) if parent else None
+                    s = self.seen[key] = Seen(kind_of(_cmdline(pid), up.kind if up else None),
+                                              cpu, 0.0, cpu if not self._marked else 0.0)
                 s.cpu_s = max(s.cpu_s, cpu)
                 s.peak_rss_mb = max(s.peak_rss_mb, _peak_rss_mb(pid))
 

@@ -25,7 +25,8 @@ ROWS = 50_000  # the smoke's size: correctness only, in minutes
 
 
 @pytest.mark.bench
-def test_bench_smoke_accounts_for_every_row(tmp_path):
+def test_bench_smoke_accounts_for_every_row(tmp_path, monkeypatch, postgres):
+    monkeypatch.setenv("DC_TO_CORE_AUTOMATION_INTERVAL_S", "5")  # the daemon's, in minutes
     out = tmp_path / "results"
     result = CliRunner().invoke(main, ["bench", "--rows", str(ROWS), "--rows-per-partition",
                                        str(ROWS // 2), "--no-next-night",
@@ -42,6 +43,14 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
     assert ours["extra"]["failed_runs"] == 0 and ours["extra"]["failed_error_checks"] == 0
     assert ours["extra"]["runs"] == 5  # Account, its hierarchy pass, Contact: 1 partition
                                        # each (1,000 and 2,000 rows), Opportunity: 2
+    # as deployed: the daemon launched a run worker per run, sampled with the rest of it
+    assert ours["extra"]["run_worker_processes"] == 5, ours["extra"]
+    assert ours["extra"]["run_peak_rss_mb"] > 50
+    assert set(ours["extra"]["deployment_cpu_s_by_process"]) >= {"daemon", "code server",
+                                                                 "run worker"}
+    timeline = ours["extra"]["timeline"]
+    assert max(timeline["records"]) == ROWS and max(timeline["busy_workers"]) > 0
+    assert ours["throughput_vs_capacity"] is not None
     assert by_name["ceiling"]["success_rate"] == 1.0
     for name in ("seed Test3", "seed Test4", "seed Test7", "seed Test8"):
         seed = by_name[name]
@@ -58,6 +67,7 @@ def test_bench_smoke_accounts_for_every_row(tmp_path):
     assert night["rows_sent"] < ROWS // 10 and night["rows_unchanged"] > ROWS * 0.9
     assert "next_night" not in night  # --no-next-night (test_pipeline heals Core edits)
     assert (out / "bench.png").stat().st_size > 10_000
+    assert (out / "timeline.png").stat().st_size > 10_000
     assert "| dc_to_core | 100.00 %" in (out / "bench.md").read_text()
 
 
