@@ -74,23 +74,11 @@ def org(shared_server: EmulatorServer) -> OrgClient:
     return OrgClient(shared_server)
 
 
-@contextlib.contextmanager
-def throwaway_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
+def throwaway_database(postgres: dict[str, str]) -> contextlib.AbstractContextManager[dict]:
     """A PostgreSQL database created for the caller and dropped afterwards."""
-    import uuid
+    from dc_to_core.bench.deployment import throwaway_database as database
 
-    import psycopg2
-
-    name = f"dc_to_core_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host=postgres["host"], port=postgres["port"],
-                             user=postgres["user"], dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {**postgres, "db": name}
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    return database(postgres, prefix="dc_to_core_test")
 
 
 @pytest.fixture
