@@ -88,7 +88,8 @@ def test_the_emulator_listens_on_loopback_and_wants_a_token(tmp_path):
         assert server.config.host == "127.0.0.1" and "127.0.0.1" in server.url
         with httpx.Client(verify=ssl.create_default_context(cafile=str(server.ca_file))) as http:
             for path in ("/services/data/v64.0/jobs/ingest", "/services/data/v64.0/query?q=x",
-                         "/api/v2/query", "/__emulator__/stats"):
+                         "/api/v2/query", "/__emulator__/stats",
+                         "/__emulator__/engine"):
                 assert http.get(server.url + path).status_code == 401
                 assert http.get(server.url + path, headers={
                     "Authorization": "Bearer forged"}).status_code == 401

@@ -46,3 +46,7 @@ def test_the_same_rows_ordered_by_parent_in_one_job_do_not_collide(make_server):
     assert info["retries"] == 0
     engine = org.get("/__emulator__/stats").json()["engine"]
     assert engine["lock_wait_s"] == 0 and engine["worker_busy_s"] > 0
+    cheap = org.get("/__emulator__/engine?object=Opportunity").json()  # what the bench polls
+    assert cheap["records"] == 20_000 and cheap["engine"]["busy_workers"] == 0
+    assert cheap["engine"]["worker_busy_s"] == engine["worker_busy_s"]
+    assert org.get("/__emulator__/engine?object=Nope").status_code == 404
