@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -72,14 +73,14 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
     n = table.num_rows
     if parent is None or n == 0 or parent not in table.column_names:
         return [pa.array(range(n), pa.int64())]
-    keys = folded(table.column(parent), True).to_pylist()  # the org finds ACC-1 as acc-1
-    rank, start = [0] * n, 0
-    for i in range(1, n + 1):
-        if i == n or keys[i] != keys[start] or keys[i] is None:
-            for j in range(start, i):
-                rank[j] = (j - start) // chunk_rows if keys[start] is not None else 0
-            start = i
-    wave_of = pa.array(rank, pa.int64())
+    keys = folded(table.column(parent), True)  # the org finds ACC-1 as acc-1
+    # a run of equal keys is one group; a null key is a group of its own
+    after = pc.fill_null(pc.not_equal(keys[1:], keys[:-1]), True)
+    null = pc.is_null(keys).to_numpy(zero_copy_only=False)
+    first = np.concatenate(([True], after.to_numpy(zero_copy_only=False) | null[:-1])) | null
+    at = np.arange(n)
+    start = np.maximum.accumulate(np.where(first, at, 0))  # where each row's group starts
+    wave_of = pa.array((at - start) // chunk_rows, pa.int64())
     top = pc.max(wave_of).as_py() or 0
     return [pc.cast(pc.indices_nonzero(pc.equal(wave_of, k)), pa.int64())
             for k in range(top + 1)]
