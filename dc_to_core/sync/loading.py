@@ -104,6 +104,12 @@ def _waves(target: LoadTarget, table: pa.Table) -> list[pa.Array]:
                  target.bulk.chunk_rows)
 
 
+def _wave(table: pa.Table, rows: pa.Array) -> pa.Table:
+    """The rows of one wave; the only wave of a table (every row, in order) is the table
+    itself, not a copy."""
+    return table if len(rows) == table.num_rows else table.take(rows)
+
+
 def operation(spec: SyncSpec) -> tuple[str, str | None]:
     """The Bulk operation and external id field of a sync's jobs: an insert-only sync
     inserts (the org refuses a key it holds), an update-only one updates by Id (the rows
@@ -117,7 +123,7 @@ def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
     if table.num_rows == 0:
         return []
     return [n for rows in _waves(target, table)
-            for n in target.bulk.job_rows(upload_columns(target.spec, table.take(rows)))]
+            for n in target.bulk.job_rows(upload_columns(target.spec, _wave(table, rows)))]
 
 
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
@@ -137,7 +143,7 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []
     for w, rows in enumerate(_waves(target, table)):
-        part = upload_columns(target.spec, table.take(rows))
+        part = upload_columns(target.spec, _wave(table, rows))
         try:
             parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
         except BudgetExceeded as stop:  # what the org did before the stop, for the state
@@ -149,6 +155,8 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
             raise
         indices.append(rows)
     outcome = pa.concat_tables(parts) if parts else OUTCOME.empty_table()
+    if len(indices) == 1:  # one wave: every row, in order
+        return outcome
     order = pc.sort_indices(pa.table({"i": pa.chunked_array(indices, pa.int64())}), [("i",
                                                                                       "ascending")])
     return outcome.take(order)
