@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -72,14 +73,14 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
     n = table.num_rows
     if parent is None or n == 0 or parent not in table.column_names:
         return [pa.array(range(n), pa.int64())]
-    keys = folded(table.column(parent), True).to_pylist()  # the org finds ACC-1 as acc-1
-    rank, start = [0] * n, 0
-    for i in range(1, n + 1):
-        if i == n or keys[i] != keys[start] or keys[i] is None:
-            for j in range(start, i):
-                rank[j] = (j - start) // chunk_rows if keys[start] is not None else 0
-            start = i
-    wave_of = pa.array(rank, pa.int64())
+    keys = folded(table.column(parent), True)  # the org finds ACC-1 as acc-1
+    # a run of equal keys is one group; a null key is a group of its own
+    after = pc.fill_null(pc.not_equal(keys[1:], keys[:-1]), True)
+    null = pc.is_null(keys).to_numpy(zero_copy_only=False)
+    first = np.concatenate(([True], after.to_numpy(zero_copy_only=False) | null[:-1])) | null
+    at = np.arange(n)
+    start = np.maximum.accumulate(np.where(first, at, 0))  # where each row's group starts
+    wave_of = pa.array((at - start) // chunk_rows, pa.int64())
     top = pc.max(wave_of).as_py() or 0
     return [pc.cast(pc.indices_nonzero(pc.equal(wave_of, k)), pa.int64())
             for k in range(top + 1)]
@@ -103,6 +104,12 @@ def _waves(target: LoadTarget, table: pa.Table) -> list[pa.Array]:
                  target.bulk.chunk_rows)
 
 
+def _wave(table: pa.Table, rows: pa.Array) -> pa.Table:
+    """The rows of one wave; the only wave of a table (every row, in order) is the table
+    itself, not a copy."""
+    return table if len(rows) == table.num_rows else table.take(rows)
+
+
 def operation(spec: SyncSpec) -> tuple[str, str | None]:
     """The Bulk operation and external id field of a sync's jobs: an insert-only sync
     inserts (the org refuses a key it holds), an update-only one updates by Id (the rows
@@ -116,7 +123,7 @@ def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
     if table.num_rows == 0:
         return []
     return [n for rows in _waves(target, table)
-            for n in target.bulk.job_rows(upload_columns(target.spec, table.take(rows)))]
+            for n in target.bulk.job_rows(upload_columns(target.spec, _wave(table, rows)))]
 
 
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
@@ -136,7 +143,7 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []
     for w, rows in enumerate(_waves(target, table)):
-        part = upload_columns(target.spec, table.take(rows))
+        part = upload_columns(target.spec, _wave(table, rows))
         try:
             parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
         except BudgetExceeded as stop:  # what the org did before the stop, for the state
@@ -148,6 +155,8 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
             raise
         indices.append(rows)
     outcome = pa.concat_tables(parts) if parts else OUTCOME.empty_table()
+    if len(indices) == 1:  # one wave: every row, in order
+        return outcome
     order = pc.sort_indices(pa.table({"i": pa.chunked_array(indices, pa.int64())}), [("i",
                                                                                       "ascending")])
     return outcome.take(order)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from itertools import repeat
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,10 +114,11 @@ class SyncState:
                   "updated_at": insert.excluded.updated_at, "core_hash": sa.null()})
         rows = rows.take(pc.sort_indices(rows, [("key", "ascending")]))  # one lock order
         n = rows.num_rows
-        given = {"sync": [sync] * n, "mapping": [mapping] * n, "updated_at": [now] * n,
-                 "core_hash": [None] * n, **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
+        given = {"sync": repeat(sync, n), "mapping": repeat(mapping, n),
+                 "updated_at": repeat(now, n), "core_hash": repeat(None, n),
+                 **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
         names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
-        values = list(zip(*(given[c] for c in names), strict=True))
+        values = zip(*(given[c] for c in names), strict=True)  # one tuple per row, lazily
         with engine.begin() as conn:
             if engine.dialect.name == "sqlite":  # the DB-API directly: 5x faster for 250,000
                 sql = str(upsert.compile(dialect=engine.dialect, column_keys=names))
