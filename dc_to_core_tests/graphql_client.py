@@ -203,15 +203,6 @@ class DagsterUI:
         return [f"{e['stepKey']}: {e['error']['message']}" for e in events
                 if e["__typename"] == "ExecutionStepFailureEvent"]
 
-    def step_starts(self, run_id: str) -> dict[str, float]:
-        """When each step of the run started (epoch seconds), by step key."""
-        data = self.query("""query($id: ID!) { logsForRun(runId: $id, limit: 5000) {
-            __typename ... on EventConnection { events { __typename
-              ... on ExecutionStepStartEvent { stepKey timestamp } } } } }""", id=run_id)
-        events = self.unwrap(data["logsForRun"], "EventConnection")["events"]
-        return {e["stepKey"]: float(e["timestamp"]) / 1000 for e in events
-                if e["__typename"] == "ExecutionStepStartEvent"}
-
     def launch_run(self, job: str, tags: dict[str, str]) -> str:
         """A run of ``job`` through the queued run coordinator (the daemon starts it)."""
         data = self.query("""mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {

@@ -142,9 +142,8 @@ def asset_of(run: dict) -> str:
 
 def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui):
     """At the nightly tick sync_automation requests both Account partitions (one backfill);
-    the hierarchy pass and the Contacts once both are being loaded; Opportunity's three once
-    the Accounts and the Contacts are (one backfill), so they extract while their parents
-    load; each child's upserts start only once every parent run has ended; nothing else."""
+    the hierarchy pass and the Contacts once both are loaded; Opportunity's three once the
+    Accounts and the Contacts are (one backfill); nothing else."""
     runs = wait_for("the night's runs to finish", lambda: (
         lambda rs: rs if len(rs) >= 8 and finished(rs) else None)(automated(ui)),
         900, every=3, alive=stack.alive)
@@ -159,14 +158,8 @@ def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui)
                                                          "core/Contact")]
     contacts = [r for r in runs if asset_of(r) == "core/Contact"]
     children = [r for r in runs if asset_of(r) == "core/Opportunity"]
-    assert min(r["creationTime"] for r in after_accounts) > max(r["creationTime"]
-                                                              for r in accounts)
-    assert min(r["creationTime"] for r in children) > max(r["creationTime"] for r in contacts)
-    for later, earlier in ((after_accounts, accounts), (children, accounts + after_accounts)):
-        ended = max(r["endTime"] for r in earlier)
-        for r in later:
-            (load,) = [t for k, t in ui.step_starts(r["runId"]).items() if k.endswith("_load")]
-            assert load >= ended, (asset_of(r), r["tags"]["dagster/partition"])
+    assert min(r["creationTime"] for r in after_accounts) >= max(r["endTime"] for r in accounts)
+    assert min(r["creationTime"] for r in children) >= max(r["endTime"] for r in contacts)
     assert len({r["tags"]["dagster/backfill"] for r in accounts}) == 1
     assert len({r["tags"]["dagster/backfill"] for r in children}) == 1
     assert_matches_the_org(ui, stack, live_of(stack), "Account", ["p00", "p01"])

@@ -4,8 +4,7 @@ extract (pre-flight: the sync checked against the org's describe, ``sync.preflig
 keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate with the
 org's field constraints, order by parent) → changes (against the sync state: only new,
 changed and retryable rows go on; keys gone from the source checked, ``sync.deletes``) →
-[parents, for a sync with parents: wait until they are loaded, ``parents.py``] → load (Bulk
-upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
+load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
 failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → [deletes, for
 ``deletes: mirror``] → finalize (every row loaded, unchanged or quarantined; the state
 written from the org's results; metadata; the extract kept for the checks of the run).
@@ -16,7 +15,7 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 import inspect
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
@@ -67,7 +66,6 @@ from .failures import operator_errors
 from .io_manager import ArrowIOManager
 from .lease import hold_partition
 from .metadata import metadata
-from .parents import await_parents
 from .preview import (
     DRY_RUN_TAG,
     PREVIEW,
@@ -118,24 +116,20 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
                      parents: tuple[SyncSpec, ...] = (), source_partitioned_alike: bool = True,
-                     children: tuple[Child, ...] = (),
-                     parent_keys: Mapping[str, Sequence[str]] | None = None
-                     ) -> dg.AssetsDefinition:
+                     children: tuple[Child, ...] = ()) -> dg.AssetsDefinition:
     """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
     same partition of ``datacloud/<object>``, unless that object's partitions are another
     sync's (``source_partitioned_alike`` false): then it depends on all of them. It waits for
     every partition of the syncs its lookups resolve by (``parents``). ``children`` are the
-    child syncs' objects, whose records must be gone before a parent is deleted;
-    ``parent_keys`` each parent's partition keys, which its load waits for (``parents.py``)."""
+    child syncs' objects, whose records must be gone before a parent is deleted."""
     name = spec.name.lower()
-    parent_keys = parent_keys or {}
     io = dg.Out(io_manager_key="arrow_io")
     after = {f"after_{p.name.lower()}": p for p in parents}
     loaded_by = {lk.relationship: p.target for lk in spec.lookups for p in parents
                  if p.name == lk.sync}
 
     @dg.op(name=f"{name}_extract", pool=READ_POOL, retry_policy=RETRY, out=io,
-           ins={"source": dg.In(dg.Nothing)},
+           ins={"source": dg.In(dg.Nothing), **{a: dg.In(dg.Nothing) for a in after}},
            description=f"Check the sync against the org's describe of {spec.target}, then "
                        f"keyset-page {spec.source} for the partition's key range into Arrow.")
     def extract(context: dg.OpExecutionContext, datacloud: DataCloudResource,
@@ -273,18 +267,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
                                      recorded(spec, sent, outcome))
 
-    waits_for = {asset_key(p): tuple(parent_keys.get(p.name, ())) for p in parents}
-
-    @dg.op(name=f"{name}_parents", out=dg.Out(dg.Nothing),
-           ins={"send": dg.In(dg.Nothing), **{a: dg.In(dg.Nothing) for a in after}},
-           description="Wait, holding no pool slot, until every partition of "
-                       + (", ".join(p.name for p in parents) or "no parent sync")
-                       + " is loaded: only the upserts need the parents in Core.")
-    def parents_op(context: dg.OpExecutionContext, settings: PipelineSettings) -> None:
-        await_parents(context, settings, waits_for, f"{spec.name} {context.partition_key}")
-
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
-           ins={"send": dg.In(), **({"parents": dg.In(dg.Nothing)} if after else {})},
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
              settings: PipelineSettings, core: RestApiResource, send: pa.Table) -> pa.Table:
@@ -479,22 +462,18 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         _cleanup(settings, context.run_id)
         yield dg.Output(None, metadata=meta)
 
-    def wire(source: object, loaded: dict[str, object]) -> object:
-        def upserted(send: object) -> object:  # a child's, once its parents are loaded
-            return load(send, parents_op(send=send, **loaded)) if after else load(send)
-
+    def wire(source: object) -> object:
         ready, rejected = prepare_op(source)
         if not spec.mirrors_deletes:
             send, kept = changes_op(source, ready)
-            return finalize(source, rejected, ready, send, kept,
-                            repass_op(send, upserted(send)))
+            return finalize(source, rejected, ready, send, kept, repass_op(send, load(send)))
         send, kept, gone = changes_op(source, ready)
-        final = repass_op(send, upserted(send))
+        final = repass_op(send, load(send))
         deleted = deletes_op(gone, after=final)  # after the upserts: children may re-parent
         return finalize(source, rejected, ready, send, kept, final, deleted)
 
     def partition(source: object, **loaded: object) -> object:
-        return wire(extract(source=source), loaded)
+        return wire(extract(source=source, **loaded))
 
     partition.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=object)

@@ -160,9 +160,7 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
             and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
         asset = build_sync_asset(spec, plan, parts, parents, source_partitioned_alike=alike,
-                                 children=tuple(children_of(spec, list(syncs.syncs.values()))),
-                                 parent_keys={p.name: load_plan(p, plans_dir()).keys
-                                              for p in parents})
+                                 children=tuple(children_of(spec, list(syncs.syncs.values()))))
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,

@@ -4,14 +4,9 @@ the ``sync_automation`` sensor (``automation.py``).
 A partition of a sync is requested when no run is loading it and either
 
 - **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
-  every partition of every parent sync is being loaded or has been loaded since that tick
-  (Dagster's stock ``on_cron`` would start a child once *any* parent partition was loaded:
-  under the ``AllPartitionMapping`` a child waits for all of them here). A child's run is
-  thus created one evaluation after its parents' runs, behind them in the run queue; it
-  extracts and prepares while they load, and its upserts wait for them (``parents.py``); or
-- **parent loaded again**: its latest run failed (a parent's load failed under it, say), a
-  parent partition has been loaded since it was requested, and every parent partition has
-  been loaded since the tick: once per such parent load, never in a loop; or
+  every partition of every parent sync has been loaded since that tick (Dagster's stock
+  ``on_cron`` would start a child once *any* parent partition was loaded: under the
+  ``AllPartitionMapping`` a child waits for all of them here); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent partition is being loaded or failed its latest run (a child resolves
@@ -37,26 +32,18 @@ def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool 
     night's limit budget, ``budget_condition.WithinLimitBudget``)."""
     data_cloud = dg.AssetSelection.assets(source)
     tick = AC.cron_tick_passed(cron, timezone)
-    loaded_tonight = AC.newly_updated().since(tick)
-    parents_tonight = ~AC.any_deps_match(~loaded_tonight).ignore(data_cloud)
-    parents_under_way = ~AC.any_deps_match(~(AC.in_progress() | loaded_tonight)).ignore(
-        data_cloud)
+    parents_tonight = ~AC.any_deps_match(~AC.newly_updated().since(tick)).ignore(data_cloud)
     nightly = (tick.since_last_handled()
-               & parents_under_way.with_label("every parent partition loading or loaded "
-                                              "since the tick")
+               & parents_tonight.with_label("every parent partition loaded since the tick")
                ).with_label(f"nightly ({cron}, {timezone})")
-    again = (AC.execution_failed()
-             & AC.any_deps_updated().ignore(data_cloud).since(AC.newly_requested())
-             & parents_tonight.with_label("every parent partition loaded since the tick")
-             ).with_label("failed, and a parent loaded since")
     not_loading = ~AC.in_progress().with_label("not being loaded")
-    due = nightly | again
+    due = nightly
     if watched:
         source_changed = AC.any_deps_updated().allow(data_cloud).since(
             AC.newly_requested() | AC.newly_updated()).with_label("Data Cloud range changed")
         parents_settled = ~AC.any_deps_match(AC.in_progress() | AC.execution_failed()).ignore(
             data_cloud).with_label("no parent partition loading or failed")
-        due = due | (source_changed & ~AC.missing() & parents_settled).with_label(
+        due = nightly | (source_changed & ~AC.missing() & parents_settled).with_label(
             "changed in Data Cloud")
     condition = due & not_loading
     if budget is not None:  # last: evaluated only for the partitions otherwise due

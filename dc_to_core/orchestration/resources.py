@@ -166,8 +166,6 @@ def resources_from_env(env: Mapping[str, str] | None = None, resolve: bool = Fal
                                      quarantine_url=env.get("DC_TO_CORE_QUARANTINE_URL"),
                                      limit_share=limit_share(env),
                                      lease_wait_s=env_number(env, "DC_TO_CORE_LEASE_WAIT_S",
-                                                             "3600", zero_ok=True),
-                                     parent_wait_s=env_number(env, "DC_TO_CORE_PARENT_WAIT_S",
-                                                              "7200", zero_ok=True)),
+                                                             "3600", zero_ok=True)),
         "arrow_io": ArrowIOManager(base_dir=str(state / "intermediate")),
     }

@@ -54,9 +54,6 @@ class PipelineSettings(dg.ConfigurableResource):
                                     "re-pass (doubles each round, with jitter).")
     lease_wait_s: float = Field(default=3600.0, ge=0, description="How long a run of a "
                                 "partition another run is loading waits for it to end.")
-    parent_wait_s: float = Field(default=7200.0, ge=0, description="How long a child "
-                                 "partition's load waits for its parents' runs to end "
-                                 "(DC_TO_CORE_PARENT_WAIT_S).")
     time_scale: float = Field(default=1.0, gt=0, description="Divide client waits by this "
                               "(set to the emulator's time_scale; 1 against a real org).")
     intermediate_retention_days: float = Field(default=7.0, description="Keep intermediates of "

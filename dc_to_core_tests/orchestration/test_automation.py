@@ -118,44 +118,6 @@ def test_the_night_loads_the_roots_then_a_child_once_every_parent_partition_is_l
         assert auto.tick(minutes=60 * 24)[ACCOUNT.to_user_string()] == accounts  # next night
 
 
-def test_a_child_is_requested_once_every_parent_partition_is_being_loaded(project):
-    """Its run extracts and prepares while they load (its upserts wait: test_parents.py)."""
-    with dg.instance_for_test() as instance:
-        auto = Automation(project, instance)
-        assert auto.tick() == {}
-        assert set(auto.tick(minutes=5)) == {ACCOUNT.to_user_string()}
-        first, *rest = project.partitions("Account")
-        started_run(project, instance, "Account", first)
-        assert auto.tick() == {}  # one Account partition is neither loading nor loaded
-        for p in rest:
-            started_run(project, instance, "Account", p)
-        assert auto.tick() == {OPPORTUNITY.to_user_string(): project.partitions("Opportunity")}
-        assert auto.tick() == {}  # once per night, and the Accounts are not asked again
-
-
-def test_a_child_stopped_by_a_failed_parent_is_requested_again_once_that_parent_loads(
-        project, monkeypatch):
-    with dg.instance_for_test() as instance:
-        auto = Automation(project, instance)
-        auto.tick()
-        auto.tick(minutes=5)
-        first, second = project.partitions("Account")
-        assert project.run("Account", first, instance).success
-        loading = started_run(project, instance, "Account", second)
-        opportunities = project.partitions("Opportunity")
-        assert auto.tick()[OPPORTUNITY.to_user_string()] == opportunities
-        instance.report_run_failed(loading)  # the parent's load fails under the children
-        assert not any(project.run("Opportunity", p, instance).success for p in opportunities)
-        assert auto.tick() == {}  # nothing to do until the parent is loaded
-        assert project.run("Account", second, instance).success  # an operator's re-run
-        assert auto.tick() == {OPPORTUNITY.to_user_string(): opportunities}
-        for p in opportunities:  # those runs fail too (the org refuses them): no loop
-            monkeypatch.setenv("DC_TO_CORE_CLIENT_SECRET", "wrong-secret")
-            assert not project.run("Opportunity", p, instance).success
-        assert auto.tick() == {}
-        assert auto.tick(minutes=60) == {}
-
-
 def budget_results(result) -> list:
     """The evaluations of the limit budget's condition, anywhere in the trees."""
     found, todo = [], list(result.results)
