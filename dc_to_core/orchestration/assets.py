@@ -6,8 +6,9 @@ org's field constraints, order by parent) → changes (against the sync state: o
 changed and retryable rows go on; keys gone from the source checked, ``sync.deletes``) →
 load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
 failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → [deletes, for
-``deletes: mirror``] → finalize (every row loaded, unchanged or quarantined; the state
-written from the org's results; metadata; the extract kept for the checks of the run).
+``deletes: mirror``; pool ``bulk_api_deletes``] → finalize (every row loaded, unchanged or
+quarantined; the state written from the org's results; metadata; the extract kept for the
+checks of the run).
 Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 """
 
@@ -84,6 +85,7 @@ RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL,
                        jitter=dg.Jitter.PLUS_MINUS)
 POOL = "bulk_api"
 REPASS_POOL = "bulk_api_repass"  # its own slots: a re-pass never queues behind the next loads
+DELETE_POOL = "bulk_api_deletes"  # nor a finished load's deletes (holding its run slot)
 READ_POOL = "datacloud_read"  # extracts run a few at a time, so the first load starts early
 FINGERPRINT, STATS = b"dc_to_core.fingerprint", b"dc_to_core.stats"
 RETRIED, ADOPTED = b"dc_to_core.retried", b"dc_to_core.adopted"
@@ -318,7 +320,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                 raise
         return _with_stats(final, stats)
 
-    @dg.op(name=f"{name}_deletes", pool=POOL, retry_policy=RETRY, out=io,
+    @dg.op(name=f"{name}_deletes", pool=DELETE_POOL, retry_policy=RETRY, out=io,
            ins={"gone": dg.In(), "after": dg.In(dg.Nothing)},
            description=f"Delete from {spec.target} the records whose key is gone from "
                        f"{spec.source} (children before parents), by Salesforce Id.")

@@ -39,9 +39,10 @@ def test_definitions_load_without_contacting_the_org():
     job = defs.resolve_job_def("load_Opportunity")
     graph_def = job.graph.node_named("opportunity_partition").definition
     pools = {n: graph_def.node_named(f"opportunity_{n}").definition.pool
-             for n in ("extract", "prepare", "load", "repass", "finalize")}
+             for n in ("extract", "prepare", "load", "repass", "deletes", "finalize")}
     assert pools == {"extract": "datacloud_read", "prepare": None, "load": "bulk_api",
-                     "repass": "bulk_api_repass", "finalize": None}
+                     "repass": "bulk_api_repass", "deletes": "bulk_api_deletes",
+                     "finalize": None}
     load = graph_def.node_named("opportunity_load").definition
     assert load.retry_policy.backoff == dg.Backoff.EXPONENTIAL
     nightly = defs.resolve_asset_graph().get(dg.AssetKey(["core", "Account"])
