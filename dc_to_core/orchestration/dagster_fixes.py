@@ -11,7 +11,14 @@ dagster-io/dagster#20367, closed unmerged). The fix sleeps until the next claim 
 The claim back-off is also capped at 2 s (Dagster: 15 s) so a freed slot is taken within ~2 s
 rather than ~15 s, which at an emulator's time scale is minutes of idle org.
 
-Only processes that execute runs need it, so ``in_process_executor`` (the code location's
+A second fix, for PostgreSQL: the first step of a pool that two runs reach at the same moment
+creates the pool's limit row in both (``initialize_concurrency_limit_to_default``); the loser's
+INSERT fails, and Dagster's fallback UPDATE then runs in the transaction that failure aborted,
+so the run fails (``InFailedSqlTransaction``; seen in a 500,000-row night, whose two
+Opportunity runs reached ``bulk_api_deletes`` together; run retries recovered it). The fix
+treats that failure as done when the limit row now exists: the other run created it.
+
+Only processes that execute runs need them, so ``in_process_executor`` (the code location's
 executor) applies it when Dagster creates a run's executor in the run worker; the webserver,
 the daemon and ``dagster definitions validate`` load the definitions unpatched.
 ``execute_in_process`` swaps in an executor of its own, so a caller that runs jobs that way
@@ -26,7 +33,9 @@ import logging
 import time
 
 import dagster as dg
+import sqlalchemy.exc as db_exc
 from dagster._core.execution.plan import instance_concurrency_context as icc
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 log = logging.getLogger("dc_to_core.orchestration.dagster_fixes")
 MAX_BLOCKED_INTERVAL_S = 2.0
@@ -44,8 +53,38 @@ def needs_fix() -> bool:
     return "min([0," in source.replace(" ", "")
 
 
+_initialize = SqlEventLogStorage.initialize_concurrency_limit_to_default
+
+
+def _initialize_limit(self: SqlEventLogStorage, concurrency_key: str) -> bool:
+    try:
+        return _initialize(self, concurrency_key)
+    except db_exc.DBAPIError:
+        if concurrency_key in self.get_concurrency_keys():  # another run created it meanwhile
+            log.debug("pool %s: its limit was created by another run", concurrency_key)
+            return True
+        raise
+
+
+def needs_limit_fix() -> bool:
+    source = inspect.getsource(_initialize)
+    return "except db_exc.IntegrityError:" in source and ".update()" in source
+
+
+def apply_limit_fix() -> bool:
+    """Patch the pool-limit initialisation race if present; True when a patch was applied."""
+    target = SqlEventLogStorage
+    if target.initialize_concurrency_limit_to_default is _initialize_limit or not (
+            needs_limit_fix()):
+        return False
+    target.initialize_concurrency_limit_to_default = _initialize_limit  # type: ignore[method-assign]
+    return True
+
+
 def apply() -> bool:
-    """Patch the running Dagster if it has the bug; True when a patch was applied."""
+    """Patch the running Dagster where it has the bugs; True when the pool-wait patch was
+    applied."""
+    apply_limit_fix()
     target = icc.InstanceConcurrencyContext
     if target.interval_to_next_pending_claim_check is _interval_to_next_pending_claim_check:
         return False

@@ -9,6 +9,9 @@ import textwrap
 import time
 from types import SimpleNamespace
 
+import dagster as dg
+import pytest
+import sqlalchemy.exc
 from dagster._core.execution.plan import instance_concurrency_context as icc
 
 from dc_to_core.orchestration import dagster_fixes
@@ -64,3 +67,26 @@ def test_the_code_location_runs_its_jobs_on_the_patching_executor():
     defs = build_definitions()
     for job in ("load_Account", "load_Opportunity", "__ASSET_JOB"):
         assert defs.resolve_job_def(job).executor_def is dagster_fixes.in_process_executor
+
+
+@pytest.mark.postgres
+def test_a_pool_limit_another_run_just_created_does_not_fail_the_run(pg_database):
+    """What the loser of two runs reaching a new pool at once does: it initialises a limit that
+    exists by then. Unpatched, Dagster's fallback UPDATE runs in the transaction its failed
+    INSERT aborted (PostgreSQL refuses it); patched, the existing limit is taken as done."""
+    storage = {"postgres": {"postgres_db": {
+        "username": pg_database["user"], "hostname": pg_database["host"],
+        "db_name": pg_database["db"], "port": int(pg_database["port"]),
+        "password": "", "scheme": "postgresql+psycopg2"}}}
+    with dg.instance_for_test(overrides={"storage": storage,
+                                         "concurrency": {"pools": {"default_limit": 2}}}
+                              ) as instance:
+        events = instance.event_log_storage
+        original = dagster_fixes._initialize
+        assert original(events, "bulk_api_deletes")  # the winner creates the limit
+        if dagster_fixes.needs_limit_fix():  # this Dagster has the bug: show it, then the fix
+            with pytest.raises(sqlalchemy.exc.DBAPIError):
+                original(events, "bulk_api_deletes")
+        dagster_fixes.apply_limit_fix()
+        assert events.initialize_concurrency_limit_to_default("bulk_api_deletes")
+        assert events.get_concurrency_info("bulk_api_deletes").slot_count == 2
