@@ -81,6 +81,13 @@ def throwaway_database(postgres: dict[str, str]) -> contextlib.AbstractContextMa
     return database(postgres, prefix="dc_to_core_test")
 
 
+def postgres_storage(db: dict[str, str]) -> dict:
+    """A Dagster instance's ``storage`` setting on the database ``db`` (``pg_database``)."""
+    return {"postgres": {"postgres_db": {
+        "username": db["user"], "hostname": db["host"], "db_name": db["db"],
+        "port": int(db["port"]), "password": "", "scheme": "postgresql+psycopg2"}}}
+
+
 @pytest.fixture
 def pg_database(postgres: dict[str, str]) -> Iterator[dict[str, str]]:
     """A throwaway PostgreSQL database (created and dropped around the test)."""

@@ -18,6 +18,7 @@ from dc_to_core.emulator.schema import DEMO_SCHEMA
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.sync.plan import load_plan
 from dc_to_core.sync.spec import load_syncs
+from dc_to_core_tests.conftest import postgres_storage
 from dc_to_core_tests.pipeline_support import (
     assert_reconciled,
     defs_package,
@@ -201,11 +202,8 @@ def test_a_lock_storm_is_healed_by_the_re_pass(make_server, tmp_path):
 
 @pytest.mark.postgres
 def test_two_partitions_as_separate_runs_on_postgres(project, pg_database):
-    storage = {"postgres": {"postgres_db": {
-        "username": pg_database["user"], "hostname": pg_database["host"],
-        "db_name": pg_database["db"], "port": int(pg_database["port"]),
-        "password": "", "scheme": "postgresql+psycopg2"}}}
-    with dg.instance_for_test(overrides={"storage": storage}) as instance:
+    with dg.instance_for_test(overrides={"storage": postgres_storage(pg_database)}
+                              ) as instance:
         runs = [project.run("Account", p, instance) for p in project.partitions("Account")]
         assert all(r.success for r in runs) and len({r.run_id for r in runs}) == 2
         records = instance.fetch_materializations(dg.AssetKey(["core", "Account"]), limit=10)

@@ -19,7 +19,7 @@ Opportunity runs reached ``bulk_api_deletes`` together; run retries recovered it
 treats that failure as done when the limit row now exists: the other run created it.
 
 Only processes that execute runs need them, so ``in_process_executor`` (the code location's
-executor) applies it when Dagster creates a run's executor in the run worker; the webserver,
+executor) applies them when Dagster creates a run's executor in the run worker; the webserver,
 the daemon and ``dagster definitions validate`` load the definitions unpatched.
 ``execute_in_process`` swaps in an executor of its own, so a caller that runs jobs that way
 with pools (the benchmark's workers) calls ``apply()`` itself. Applied once,

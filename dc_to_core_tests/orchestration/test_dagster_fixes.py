@@ -15,6 +15,7 @@ import sqlalchemy.exc
 from dagster._core.execution.plan import instance_concurrency_context as icc
 
 from dc_to_core.orchestration import dagster_fixes
+from dc_to_core_tests.conftest import postgres_storage
 
 
 def test_a_waiting_step_sleeps_until_its_next_claim_check():
@@ -74,11 +75,7 @@ def test_a_pool_limit_another_run_just_created_does_not_fail_the_run(pg_database
     """What the loser of two runs reaching a new pool at once does: it initialises a limit that
     exists by then. Unpatched, Dagster's fallback UPDATE runs in the transaction its failed
     INSERT aborted (PostgreSQL refuses it); patched, the existing limit is taken as done."""
-    storage = {"postgres": {"postgres_db": {
-        "username": pg_database["user"], "hostname": pg_database["host"],
-        "db_name": pg_database["db"], "port": int(pg_database["port"]),
-        "password": "", "scheme": "postgresql+psycopg2"}}}
-    with dg.instance_for_test(overrides={"storage": storage,
+    with dg.instance_for_test(overrides={"storage": postgres_storage(pg_database),
                                          "concurrency": {"pools": {"default_limit": 2}}}
                               ) as instance:
         events = instance.event_log_storage
