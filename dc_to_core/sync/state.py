@@ -19,12 +19,14 @@ an unknown row, and still counts as a record Core holds (so its deletion is not 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from itertools import repeat
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from pyarrow import csv
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .keys import in_range
@@ -56,7 +58,6 @@ LOADED, REFUSED, RETRY = "loaded", "refused", "retry"
 DRIFTED = "drifted"  # like retry: the checks found it missing from Core or different there
 DELETING = "deleting"  # gone from the source; its delete waits or was refused (sync.deletes)
 STALE = "stale"  # read only: recorded under another mapping, so sent again (still in Core)
-WRITE_BATCH = 5_000
 
 
 class SyncState:
@@ -104,29 +105,27 @@ class SyncState:
             return 0
         now = stamp()
         engine = self.engine()
-        insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
-            STATE)
+        rows = rows.take(pc.sort_indices(rows, [("key", "ascending")]))  # one lock order
+        n = rows.num_rows
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                _copy_upsert(conn.connection.dbapi_connection, sync, mapping, now, rows)
+            return n
+        insert = sqlite.insert(STATE)
         upsert = insert.on_conflict_do_update(
             index_elements=[STATE.c.sync, STATE.c.key],
             set_={"sf_id": sa.func.coalesce(insert.excluded.sf_id, STATE.c.sf_id),
                   "row_hash": insert.excluded.row_hash, "mapping": insert.excluded.mapping,
                   "status": insert.excluded.status, "error_code": insert.excluded.error_code,
                   "updated_at": insert.excluded.updated_at, "core_hash": sa.null()})
-        rows = rows.take(pc.sort_indices(rows, [("key", "ascending")]))  # one lock order
-        n = rows.num_rows
-        given = {"sync": repeat(sync, n), "mapping": repeat(mapping, n),
-                 "updated_at": repeat(now, n), "core_hash": repeat(None, n),
-                 **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
-        names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
-        values = zip(*(given[c] for c in names), strict=True)  # one tuple per row, lazily
-        with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":  # the DB-API directly: 5x faster for 250,000
-                sql = str(upsert.compile(dialect=engine.dialect, column_keys=names))
-                conn.connection.dbapi_connection.cursor().executemany(sql, values)
-            else:  # psycopg2's batched "insertmanyvalues" through SQLAlchemy
-                batch = [dict(zip(names, v, strict=True)) for v in values]
-                for i in range(0, n, WRITE_BATCH):
-                    conn.execute(upsert, batch[i:i + WRITE_BATCH])
+        with engine.begin() as conn:  # SQLite (the embedded instance's ledger)
+            given = {"sync": repeat(sync, n), "mapping": repeat(mapping, n),
+                     "updated_at": repeat(now, n), "core_hash": repeat(None, n),
+                     **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
+            names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
+            values = zip(*(given[c] for c in names), strict=True)  # one tuple a row, lazily
+            sql = str(upsert.compile(dialect=engine.dialect, column_keys=names))
+            conn.connection.dbapi_connection.cursor().executemany(sql, values)  # 5x faster
         return n
 
     def mark_retry(self, sync: str, keys: list[str], recorded_before: str | None = None,
@@ -194,6 +193,49 @@ class SyncState:
         with self.engine().connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(STATE).where(
                 STATE.c.sync == sync)).scalar_one())
+
+
+_INCOMING = "dc_to_core_state_in"
+_COPY_UPSERT = f"""
+INSERT INTO {STATE.name} AS s (sync, key, sf_id, row_hash, mapping, status, error_code,
+                               updated_at, core_hash)
+SELECT %(sync)s, key, sf_id, row_hash, %(mapping)s, status, error_code, %(now)s, NULL
+FROM {_INCOMING} ORDER BY key
+ON CONFLICT (sync, key) DO UPDATE SET
+  sf_id = coalesce(excluded.sf_id, s.sf_id), row_hash = excluded.row_hash,
+  mapping = excluded.mapping, status = excluded.status, error_code = excluded.error_code,
+  updated_at = excluded.updated_at, core_hash = NULL"""
+
+
+def _copy_upsert(dbapi: object, sync: str, mapping: str, now: str, rows: pa.Table) -> None:
+    """``rows`` (SCHEMA, sorted by key) upserted on PostgreSQL in the caller's transaction:
+    COPY of pyarrow's CSV into a temporary table, then one INSERT … ON CONFLICT from it (a
+    quarter of a million rows cost the client a fraction of a second instead of building a
+    parameter dict per row). Rows are written in key order (one lock order for every
+    writer)."""
+    body = io.BytesIO()
+    csv.write_csv(_last_per_key(rows.select(SCHEMA.names)), body,
+                  csv.WriteOptions(include_header=False, quoting_style="needed"))
+    body.seek(0)  # strings quoted, nulls empty and unquoted: PostgreSQL's CSV NULL
+    cursor = dbapi.cursor()  # type: ignore[attr-defined]
+    cursor.execute(f'CREATE TEMPORARY TABLE {_INCOMING} (key text COLLATE "C", sf_id text, '
+                   "row_hash bigint, status text, error_code text) ON COMMIT DROP")
+    cursor.copy_expert(f"COPY {_INCOMING} (key, sf_id, row_hash, status, error_code) "
+                       "FROM STDIN WITH (FORMAT csv)", body)
+    cursor.execute(_COPY_UPSERT, {"sync": sync, "mapping": mapping, "now": now})
+
+
+def _last_per_key(rows: pa.Table) -> pa.Table:
+    """``rows`` (sorted by key) with each key once, as upserting them one after the other
+    would leave it: its last row, with the last Salesforce Id given (one INSERT … ON
+    CONFLICT cannot touch a row twice)."""
+    if pc.count_distinct(rows.column("key")).as_py() == rows.num_rows:
+        return rows
+    last = [(c, "last", pc.ScalarAggregateOptions(skip_nulls=c == "sf_id"))
+            for c in SCHEMA.names if c != "key"]
+    folded = rows.group_by("key", use_threads=False).aggregate(last)  # keeps the row order
+    return folded.rename_columns([n.removesuffix("_last") for n in folded.column_names]
+                                 ).select(SCHEMA.names)
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:

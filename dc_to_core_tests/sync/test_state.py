@@ -93,3 +93,25 @@ def test_a_state_table_of_an_earlier_version_gains_the_new_columns(tmp_path):
     assert state.core_hashes("S", ["k1"]) == {"k1": 42}
     state.record("S", "m", rows(["k1"], ["006A"]))  # loaded again: what Core held is stale
     assert state.core_hashes("S", ["k1"]) == {}
+
+
+def test_any_key_and_error_text_survive_the_write_and_a_key_given_twice_keeps_its_last_row(
+        state):
+    """PostgreSQL's write goes through CSV (COPY): quotes, commas, line breaks, an empty
+    string and a null each come back as written; a key twice in one write is upserted once,
+    with its last row (as one upsert per row would leave it)."""
+    keys = ['a,"b"', "line\nbreak", "", " pad ", "k1", "k1"]
+    written = state_rows(pa.array(keys), pa.array(["006A", None, "006C", "006D", "006E", None]),
+                         pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+                         pa.array([LOADED, RETRY, LOADED, LOADED, LOADED, RETRY]),
+                         pa.array([None, 'CODE, "x"', "", None, None, "LAST"]))
+    assert state.record("S", "m", written) == 6
+    got = {r["key"]: r for r in state.read_range("S", KeyRange("p", None, None), False,
+                                                 "m").to_pylist()}
+    assert set(got) == {'a,"b"', "line\nbreak", "", " pad ", "k1"}
+    assert (got["k1"]["row_hash"], got["k1"]["status"], got["k1"]["error_code"]) == (
+        6, RETRY, "LAST")
+    assert got["line\nbreak"]["error_code"] == 'CODE, "x"' and got[""]["error_code"] == ""
+    assert got['a,"b"']["error_code"] is None
+    assert state.salesforce_ids("S", keys) == {'a,"b"': "006A", "": "006C", " pad ": "006D",
+                                               "k1": "006E"}
