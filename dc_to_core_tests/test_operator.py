@@ -141,9 +141,10 @@ def asset_of(run: dict) -> str:
 
 
 def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui):
-    """At the nightly tick sync_automation requests both Account partitions (one backfill);
-    the hierarchy pass and the Contacts once both are loaded; Opportunity's three once the
-    Accounts and the Contacts are (one backfill); nothing else."""
+    """At the nightly tick sync_automation requests both Account partitions (one run each,
+    from one evaluation); the hierarchy pass and the Contacts once both are loaded;
+    Opportunity's three once the Accounts and the Contacts are (one evaluation); nothing
+    else."""
     runs = wait_for("the night's runs to finish", lambda: (
         lambda rs: rs if len(rs) >= 8 and finished(rs) else None)(automated(ui)),
         900, every=3, alive=stack.alive)
@@ -160,8 +161,9 @@ def test_the_night_loads_accounts_then_opportunities_under_the_daemon(stack, ui)
     children = [r for r in runs if asset_of(r) == "core/Opportunity"]
     assert min(r["creationTime"] for r in after_accounts) >= max(r["endTime"] for r in accounts)
     assert min(r["creationTime"] for r in children) >= max(r["endTime"] for r in contacts)
-    assert len({r["tags"]["dagster/backfill"] for r in accounts}) == 1
-    assert len({r["tags"]["dagster/backfill"] for r in children}) == 1
+    assert len({r["tags"]["dagster/tick"] for r in accounts}) == 1  # runs, not a backfill
+    assert len({r["tags"]["dagster/tick"] for r in children}) == 1
+    assert not any("dagster/backfill" in r["tags"] for r in runs)
     assert_matches_the_org(ui, stack, live_of(stack), "Account", ["p00", "p01"])
     assert_matches_the_org(ui, stack, live_of(stack), "Opportunity", ["p00", "p01", "p02"])
 

@@ -52,13 +52,16 @@ def sync_jobs(syncs: SyncSet) -> dict[str, AssetJob]:
         for s in syncs.ordered()}
 
 
-def sync_automation(syncs: SyncSet, interval_s: int = 30) -> dg.AutomationConditionSensorDefinition:
+def sync_automation(syncs: SyncSet, interval_s: int = 10) -> dg.AutomationConditionSensorDefinition:
     """The automation condition sensor of every sync's asset and checks."""
     return dg.AutomationConditionSensorDefinition(
         "sync_automation", target=dg.AssetSelection.assets(*[asset_key(s) for s in
                                                               syncs.ordered()]),
         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=interval_s,
         run_tags={TRIGGER: "sync_automation"},
+        emit_backfills=False,  # one run per partition straight to the run queue: a backfill
+                               # would wait for the backfill daemon's next iteration (up to
+                               # 30 s) at every level of the object graph
         use_user_code_server=True,  # the limit budget is a custom condition (our code)
         description="Nightly loads in parent order, and loads of the ranges that changed in "
                     "Data Cloud (conditions.py).")
@@ -140,7 +143,7 @@ class SyncAutomation(dg.Component, dg.Model, dg.Resolvable):
         change = self.change_interval_s or max(1, int(env_number(
             os.environ, "DC_TO_CORE_CHANGE_INTERVAL_S", "300")))
         every = self.automation_interval_s or max(1, int(env_number(
-            os.environ, "DC_TO_CORE_AUTOMATION_INTERVAL_S", "30")))
+            os.environ, "DC_TO_CORE_AUTOMATION_INTERVAL_S", "10")))
         sensors = [sync_automation(syncs, every), source_changes_sensor(syncs, plans, change),
                    failed_runs, failed_checks, stuck_queue,
                    *notification_sensors(AlertChannels.from_env())]

@@ -87,7 +87,8 @@ def test_the_production_instance_file_loads_against_postgres(pg_database, tmp_pa
     try:
         assert "Postgres" in type(instance.run_storage).__name__
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_coordinator.dequeue_interval_seconds == 2
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
-        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 3
     finally:
         instance.dispose()
