@@ -251,7 +251,7 @@ def plan(sync: str, partitions: int, out: Path | None) -> None:
 @click.option("--accounts", default=1000, show_default=True)
 @click.option("--rows-per-partition", type=int, default=None,
               help="dc_to_core's partition size (plans are computed from Data Cloud); "
-              "default: the README's rule, ⌈rows/8⌉ rounded up to 50,000, at least 250,000.")
+              "default: the README's recommendation, 250,000 whatever the number of rows.")
 @click.option("--only", multiple=True, help="Run only these strategies (repeatable): "
               "ceiling, dc_to_core (as deployed: dagster-daemon, PostgreSQL), 'dc_to_core "
               "in-process' (not by default), 'seed Test3', 'seed Test4', 'seed Test7', "
@@ -281,7 +281,7 @@ def bench(rows: str, accounts: int, rows_per_partition: int | None, only: tuple[
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
     freshly seeded emulated org, and write JSON, a Markdown table and charts."""
     from .bench.run import ALL, OPTIONAL, BenchConfig, run_bench
-    from .bench.series import partition_rows_for, write_series
+    from .bench.series import PARTITION_ROWS, write_series
 
     unknown = [o for o in only if o not in ALL + OPTIONAL]
     if unknown:
@@ -297,7 +297,7 @@ def bench(rows: str, accounts: int, rows_per_partition: int | None, only: tuple[
         where = out / f"rows_{n}" if len(sizes) > 1 else out
         paths = run_bench(BenchConfig(rows=n, accounts=accounts,
                                       rows_per_partition=rows_per_partition
-                                      or partition_rows_for(n), bad_share=bad_share,
+                                      or PARTITION_ROWS, bad_share=bad_share,
                                       strategies=only or tuple(ALL), overrides=settings,
                                       busy_time_scale=busy_time_scale or None, out=where,
                                       work=work / f"rows_{n}" if work else None,

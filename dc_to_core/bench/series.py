@@ -12,19 +12,9 @@ from pathlib import Path
 from .report import CAPACITY_FORMULA, capacity_rows_per_hour, ratio, ratio_text
 from .timeline import pyplot
 
-MIN_PARTITION_ROWS = 250_000
-MAX_PARTITIONS = 8
-PARTITION_STEP = 50_000
-
-
-def partition_rows_for(n: int) -> int:
-    """Rows per partition of an ``n``-row sync: ⌈n / 8⌉ rounded up to 50,000, never below
-    250,000. Each partition is a run worker of its own, and each run worker costs ~3-5 s of
-    Dagster start-up CPU whatever its size, so the big sync gets at most 8 of them (their
-    start-up stays bounded as N grows) while a small one is not cut into partitions too
-    small to keep the org's workers busy."""
-    eighth = -(-n // MAX_PARTITIONS)
-    return max(MIN_PARTITION_ROWS, -(-eighth // PARTITION_STEP) * PARTITION_STEP)
+PARTITION_ROWS = 250_000  # dc_to_core's partition size in the bench, whatever N (README):
+                          # a run worker's memory is bounded by its partition, not the night,
+                          # and the first load starts after one such extract
 
 
 def _capacity(meta: dict) -> float | None:

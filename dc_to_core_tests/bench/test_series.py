@@ -1,14 +1,12 @@
-"""The scale series from two made-up bench runs, and the partition-size rule. No emulator."""
+"""The scale series from two made-up bench runs. No emulator."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 
-import pytest
-
 from dc_to_core.bench.report import StrategyResult, write
-from dc_to_core.bench.series import partition_rows_for, write_series
+from dc_to_core.bench.series import write_series
 from dc_to_core_tests.bench.test_report import META
 
 
@@ -22,14 +20,6 @@ def bench_run(out, n: int, ours_s: float, batches: int, **extra: object):
     write([result("ceiling", n / 1000), result("dc_to_core", ours_s, **extra)],
           {**META, "rows": n}, out, draw=None)
     return out
-
-
-@pytest.mark.parametrize(("n", "rows"), [(1, 250_000), (500_000, 250_000),
-                                         (2_000_000, 250_000), (2_000_001, 300_000),
-                                         (8_000_000, 1_000_000), (10_000_000, 1_250_000)])
-def test_partitions_are_an_eighth_of_the_sync_in_50k_steps_never_below_250k(n, rows):
-    assert partition_rows_for(n) == rows
-    assert -(-n // partition_rows_for(n)) <= 8
 
 
 def test_write_series_tabulates_and_draws_every_size(tmp_path):
