@@ -280,8 +280,8 @@ def bench(rows: str, accounts: int, rows_per_partition: int | None, only: tuple[
           ) -> None:
     """Measure the org's ceiling, dc_to_core, the seed strategies and a plain script on one
     freshly seeded emulated org, and write JSON, a Markdown table and charts."""
-    from .bench.run import ALL, OPTIONAL, BenchConfig, run_bench
-    from .bench.series import PARTITION_ROWS, write_series
+    from .bench.run import ALL, OPTIONAL, PARTITION_ROWS, BenchConfig, run_bench
+    from .bench.series import write_series
 
     unknown = [o for o in only if o not in ALL + OPTIONAL]
     if unknown:

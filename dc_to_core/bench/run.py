@@ -36,6 +36,9 @@ ALL = ["ceiling", "dc_to_core", "seed Test3", "seed Test4", "seed Test7", "seed 
        "plain script", INCREMENTAL]
 OPTIONAL = [IN_PROCESS]  # by --only: what the deployment adds, by difference
 BUSY = ("ceiling", "dc_to_core", IN_PROCESS, "plain script", INCREMENTAL)  # never wait
+PARTITION_ROWS = 250_000  # dc_to_core's partition size in the bench, whatever N (README):
+                          # a run worker's memory is bounded by its partition, not the night,
+                          # and the first load starts after one such extract
 
 
 @dataclass
@@ -43,7 +46,7 @@ class BenchConfig:
     rows: int = 2_000_000
     accounts: int = 1000
     profile: str = "default"
-    rows_per_partition: int = 250_000
+    rows_per_partition: int = PARTITION_ROWS
     overrides: tuple[str, ...] = ()     # profile KEY=VALUE, fixed for every strategy
     busy_time_scale: float | None = 1.0  # the clock of BUSY strategies (None: the profile's)
     strategies: tuple[str, ...] = tuple(ALL)

@@ -12,10 +12,6 @@ from pathlib import Path
 from .report import CAPACITY_FORMULA, capacity_rows_per_hour, ratio, ratio_text
 from .timeline import pyplot
 
-PARTITION_ROWS = 250_000  # dc_to_core's partition size in the bench, whatever N (README):
-                          # a run worker's memory is bounded by its partition, not the night,
-                          # and the first load starts after one such extract
-
 
 def _capacity(meta: dict) -> float | None:
     """The org's capacity of a bench.json's meta (computed for files that predate it)."""
