@@ -79,6 +79,14 @@ class Ledger(BaseModel):
     def engine(self) -> sa.Engine:
         if self._engine is None:
             url = sa.make_url(self.engine_url())
+            if url.get_backend_name() not in ("sqlite", "postgresql") or (
+                    url.get_backend_name() == "postgresql"
+                    and url.get_driver_name() != "psycopg2"):
+                raise ValueError(
+                    f"the ledger's database {url.render_as_string(hide_password=True)} is "
+                    "neither SQLite nor PostgreSQL through psycopg2 (the sync state is written "
+                    "with psycopg2's COPY); use sqlite:///<path> or "
+                    "postgresql+psycopg2://user@host/db in DC_TO_CORE_LEDGER_URL")
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # a new state dir
             engine = sa.create_engine(url)

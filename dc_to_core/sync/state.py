@@ -100,14 +100,15 @@ class SyncState:
 
     def record(self, sync: str, mapping: str, rows: pa.Table) -> int:
         """Write ``rows`` (SCHEMA) in one transaction; a row without a Salesforce Id keeps
-        the one already recorded. Returns the rows written."""
+        the one already recorded, a key given twice is written once, as upserting its rows
+        one after the other would leave it. Returns the rows written (one per key)."""
         if rows.num_rows == 0:
             return 0
         now = stamp()
         engine = self.engine()
-        rows = rows.take(pc.sort_indices(rows, [("key", "ascending")]))  # one lock order
-        n = rows.num_rows
-        if engine.dialect.name == "postgresql":
+        rows = _last_per_key(rows.take(pc.sort_indices(rows, [("key", "ascending")])))
+        n = rows.num_rows  # in key order: one lock order for every writer
+        if engine.dialect.name == "postgresql":  # through psycopg2 (Ledger.engine)
             with engine.begin() as conn:
                 _copy_upsert(conn.connection.dbapi_connection, sync, mapping, now, rows)
             return n
@@ -118,14 +119,14 @@ class SyncState:
                   "row_hash": insert.excluded.row_hash, "mapping": insert.excluded.mapping,
                   "status": insert.excluded.status, "error_code": insert.excluded.error_code,
                   "updated_at": insert.excluded.updated_at, "core_hash": sa.null()})
-        with engine.begin() as conn:  # SQLite (the embedded instance's ledger)
-            given = {"sync": repeat(sync, n), "mapping": repeat(mapping, n),
-                     "updated_at": repeat(now, n), "core_hash": repeat(None, n),
-                     **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
-            names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
-            values = zip(*(given[c] for c in names), strict=True)  # one tuple a row, lazily
+        given = {"sync": repeat(sync, n), "mapping": repeat(mapping, n),
+                 "updated_at": repeat(now, n), "core_hash": repeat(None, n),
+                 **{c: rows.column(c).to_pylist() for c in SCHEMA.names}}
+        names = [c.name for c in STATE.columns]  # the order the compiled INSERT lists them
+        values = zip(*(given[c] for c in names), strict=True)  # one tuple a row, lazily
+        with engine.begin() as conn:  # SQLite: the DB-API directly, 5x faster for 250,000
             sql = str(upsert.compile(dialect=engine.dialect, column_keys=names))
-            conn.connection.dbapi_connection.cursor().executemany(sql, values)  # 5x faster
+            conn.connection.dbapi_connection.cursor().executemany(sql, values)
         return n
 
     def mark_retry(self, sync: str, keys: list[str], recorded_before: str | None = None,
@@ -208,21 +209,21 @@ ON CONFLICT (sync, key) DO UPDATE SET
 
 
 def _copy_upsert(dbapi: object, sync: str, mapping: str, now: str, rows: pa.Table) -> None:
-    """``rows`` (SCHEMA, sorted by key) upserted on PostgreSQL in the caller's transaction:
-    COPY of pyarrow's CSV into a temporary table, then one INSERT … ON CONFLICT from it (a
-    quarter of a million rows cost the client a fraction of a second instead of building a
-    parameter dict per row). Rows are written in key order (one lock order for every
-    writer)."""
+    """``rows`` (SCHEMA, one per key) upserted on PostgreSQL through psycopg2 in the
+    caller's transaction: COPY of pyarrow's CSV into a temporary table (the database user
+    needs the TEMP privilege), then one INSERT … ON CONFLICT from it in key order (a quarter
+    of a million rows cost the client a fraction of a second instead of a parameter dict per
+    row)."""
     body = io.BytesIO()
-    csv.write_csv(_last_per_key(rows.select(SCHEMA.names)), body,
-                  csv.WriteOptions(include_header=False, quoting_style="needed"))
-    body.seek(0)  # strings quoted, nulls empty and unquoted: PostgreSQL's CSV NULL
-    cursor = dbapi.cursor()  # type: ignore[attr-defined]
-    cursor.execute(f'CREATE TEMPORARY TABLE {_INCOMING} (key text COLLATE "C", sf_id text, '
-                   "row_hash bigint, status text, error_code text) ON COMMIT DROP")
-    cursor.copy_expert(f"COPY {_INCOMING} (key, sf_id, row_hash, status, error_code) "
-                       "FROM STDIN WITH (FORMAT csv)", body)
-    cursor.execute(_COPY_UPSERT, {"sync": sync, "mapping": mapping, "now": now})
+    csv.write_csv(rows.select(SCHEMA.names), body,
+                  csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    body.seek(0)  # every value quoted, nulls empty and unquoted: PostgreSQL's CSV NULL
+    with dbapi.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(f'CREATE TEMPORARY TABLE {_INCOMING} (key text COLLATE "C", sf_id '
+                       "text, row_hash bigint, status text, error_code text) ON COMMIT DROP")
+        cursor.copy_expert(f"COPY {_INCOMING} (key, sf_id, row_hash, status, error_code) "
+                           "FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')", body)
+        cursor.execute(_COPY_UPSERT, {"sync": sync, "mapping": mapping, "now": now})
 
 
 def _last_per_key(rows: pa.Table) -> pa.Table:

@@ -49,3 +49,12 @@ def test_two_runs_asking_at_once_one_gets_the_lease(pg_database):
     winners = [r for r, held in results.items() if held is None]
     assert len(winners) == 1
     assert {held.run_id for held in results.values() if held is not None} == set(winners)
+
+
+@pytest.mark.parametrize("url", ["postgresql+pg8000://u:secret@db/dc", "mysql://u:secret@db/dc",
+                                 "postgresql://u:secret@db/dc"])  # SQLAlchemy 2.1: psycopg 3
+def test_a_ledger_database_the_state_cannot_be_written_to_is_refused_by_name(url):
+    with pytest.raises(ValueError, match="DC_TO_CORE_LEDGER_URL") as refused:
+        Ledger(url=url).engine()
+    assert "secret" not in str(refused.value) and "db/dc" in str(refused.value)
+
