@@ -74,6 +74,19 @@ def test_what_an_operator_sees_of_a_sync_asset():
     assert renamed.mapping_fingerprint != spec.mapping_fingerprint  # a mapping change shows
 
 
+def test_the_automation_sends_runs_to_the_queue_every_ten_seconds(monkeypatch):
+    """The night's levels are runs, not backfills (a backfill waits for the backfill
+    daemon's next iteration at every level of the object graph), from evaluations every 10 s
+    unless DC_TO_CORE_AUTOMATION_INTERVAL_S says otherwise."""
+    monkeypatch.delenv("DC_TO_CORE_AUTOMATION_INTERVAL_S", raising=False)
+    sensor = build_definitions().resolve_sensor_def("sync_automation")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.emit_backfills is False and sensor.minimum_interval_seconds == 10
+    monkeypatch.setenv("DC_TO_CORE_AUTOMATION_INTERVAL_S", "30")
+    assert build_definitions().resolve_sensor_def("sync_automation"
+                                                  ).minimum_interval_seconds == 30
+
+
 @pytest.mark.postgres
 def test_the_production_instance_file_loads_against_postgres(pg_database, tmp_path,
                                                              monkeypatch):
@@ -88,6 +101,7 @@ def test_the_production_instance_file_loads_against_postgres(pg_database, tmp_pa
         assert "Postgres" in type(instance.run_storage).__name__
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_coordinator.dequeue_interval_seconds == 2
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 6
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 3
     finally:
