@@ -57,4 +57,3 @@ def test_a_ledger_database_the_state_cannot_be_written_to_is_refused_by_name(url
     with pytest.raises(ValueError, match="DC_TO_CORE_LEDGER_URL") as refused:
         Ledger(url=url).engine()
     assert "secret" not in str(refused.value) and "db/dc" in str(refused.value)
-
