@@ -435,9 +435,16 @@ def test_an_org_that_already_holds_the_data_is_adopted_not_reloaded(make_server,
     server = make_server(time_scale=200.0)
     seed_datacloud(server.org.storage, SeedSpec(accounts=6, opportunities=600, seed=23))
     project = make_project(server, tmp_path, partitions=2)
+    def query_jobs() -> int:  # Bulk query jobs created so far (the org's daily limit)
+        used = project.live["core"].limits()["DailyBulkV2QueryJobs"]
+        return used["Max"] - used["Remaining"]
+
     with dg.instance_for_test() as instance:
         for sync in ("Account", "Opportunity"):
             outcomes(project, [project.run(sync, p, instance) for p in project.partitions(sync)])
+        # the first night found Core's ranges empty by a REST COUNT(): the only Bulk query
+        # jobs are the fields_match checks' reads, one per partition
+        assert query_jobs() == 4
         # a migration: the records are there, the state is not
         ledger = project.live["ledger"]
         with ledger.engine().begin() as conn:
@@ -460,6 +467,7 @@ def test_an_org_that_already_holds_the_data_is_adopted_not_reloaded(make_server,
         runs = [project.run("Opportunity", p, instance)
                 for p in project.partitions("Opportunity")]
         metas = [m for _, m in outcomes(project, runs)]
+        assert query_jobs() == 4 + 2 + 2  # each range read once to adopt it, and checked
         failed = [(e.check_name, e.metadata["unexpected_in_core"].value) for r in runs
                   for e in r.get_asset_check_evaluations() if not e.passed]
         assert failed == [("counts_reconcile", 1)]  # the stray: Data Cloud lacks its key

@@ -190,8 +190,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
                        "new, changed and retryable rows go on, unchanged ones do not; keys "
                        "gone from the source are checked before they may be deleted.")
     def changes_op(context: dg.OpExecutionContext, datacloud: DataCloudResource,
-                   bulk: BulkApiResource, ledger: LedgerResource, settings: PipelineSettings,
-                   source: pa.Table, ready: pa.Table) -> Iterator[dg.Output]:
+                   bulk: BulkApiResource, core: RestApiResource, ledger: LedgerResource,
+                   settings: PipelineSettings, source: pa.Table, ready: pa.Table
+                   ) -> Iterator[dg.Output]:
         hold_partition(context, ledger, settings, spec)  # the state of the range is this run's
         full = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
         state = SyncState(ledger)
@@ -214,7 +215,7 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         held = None
         if not known.num_rows and ready.num_rows and not full:  # a first run, or a new org
             with operator_errors(f"reading {spec.target} {r.label} to adopt what it holds"):
-                held = read_core_state(spec, bulk, r, ready.schema)
+                held = read_core_state(spec, bulk, r, ready.schema, core.count_range)
         started = time.process_time()  # the state's cost: not the reads of the orgs
         c = changes(spec, ready, known if held is None else held, full_refresh=full)
         held_now = None  # insert- or update-only: what Core holds decides, not the state

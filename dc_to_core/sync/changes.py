@@ -14,6 +14,7 @@ compares (``row_hashes``). Against the state of its range (``sync.state``), a ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -158,11 +159,18 @@ def against_core(spec: SyncSpec, c: Changes, core: pa.Table) -> tuple[Changes, p
                    new=max(0, c.new - missing.num_rows)), none
 
 
-def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema) -> pa.Table:
-    """``core_state`` of what Core holds in range ``r`` (one Bulk query job)."""
+def read_core_state(spec: SyncSpec, bulk: BulkApi, r: KeyRange, like: pa.Schema,
+                    count: Callable[[str, str, str | None, str | None], int] | None = None
+                    ) -> pa.Table:
+    """``core_state`` of what Core holds in range ``r``: one Bulk query job, unless ``count``
+    (``RestApi.count_range``: one REST call) finds the range empty, as on a first night into
+    an empty org, where a query job would only add its seconds of polling before the load."""
+    fields = ["Id", *spec.target_columns]
     try:
-        core = bulk.read_range(spec.target, ["Id", *spec.target_columns], spec.target_key,
-                               r.start, r.end)
+        if count is not None and count(spec.target, spec.target_key, r.start, r.end) == 0:
+            return core_state(spec, pa.table({f: pa.array([], pa.string()) for f in fields}),
+                              like)
+        core = bulk.read_range(spec.target, fields, spec.target_key, r.start, r.end)
     except SalesforceApiError as exc:
         if exc.error_code == "INVALID_FIELD":  # before any Bulk job: the mapping is wrong
             raise ConfigurationError(f"{spec.target} has no field the sync maps ({exc}). "
