@@ -73,17 +73,51 @@ def waves(table: pa.Table, parent: str | None, chunk_rows: int) -> list[pa.Array
     n = table.num_rows
     if parent is None or n == 0 or parent not in table.column_names:
         return [pa.array(range(n), pa.int64())]
-    keys = folded(table.column(parent), True)  # the org finds ACC-1 as acc-1
-    # a run of equal keys is one group; a null key is a group of its own
-    after = pc.fill_null(pc.not_equal(keys[1:], keys[:-1]), True)
-    null = pc.is_null(keys).to_numpy(zero_copy_only=False)
-    first = np.concatenate(([True], after.to_numpy(zero_copy_only=False) | null[:-1])) | null
+    first = _group_starts(table.column(parent))
     at = np.arange(n)
     start = np.maximum.accumulate(np.where(first, at, 0))  # where each row's group starts
     wave_of = pa.array((at - start) // chunk_rows, pa.int64())
     top = pc.max(wave_of).as_py() or 0
     return [pc.cast(pc.indices_nonzero(pc.equal(wave_of, k)), pa.int64())
             for k in range(top + 1)]
+
+
+def _group_starts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per row: whether a lock group starts there (a run of equal keys is one group; a null
+    key is a group of its own)."""
+    keys = folded(column, True)  # the org finds ACC-1 as acc-1
+    after = pc.fill_null(pc.not_equal(keys[1:], keys[:-1]), True)
+    null = pc.is_null(keys).to_numpy(zero_copy_only=False)
+    return np.concatenate(([True], after.to_numpy(zero_copy_only=False) | null[:-1])) | null
+
+
+SMALL_JOB_ROWS = 200  # a small wave's jobs hold at least one transaction's rows
+SMALL_JOBS = 8        # and there are at most this many of them
+
+
+def job_cuts(table: pa.Table, chunk_rows: int) -> list[int]:
+    """Where the jobs of one wave (ordered by lock group) start, after row 0. A wave
+    smaller than one chunk would be a single chunk on a single org worker, its
+    transactions one after another (1,000 accounts: 5 of them in a row, while every row of
+    the night waits for those accounts); it is cut at lock-group boundaries into up to
+    ``SMALL_JOBS`` jobs of at least ``SMALL_JOB_ROWS`` rows, which the org's workers take
+    at once: a batch each, no parent in two of them. A larger wave needs no cut: the org
+    splits it into chunks that already run side by side."""
+    n = table.num_rows
+    jobs = min(SMALL_JOBS, n // SMALL_JOB_ROWS)
+    if n >= chunk_rows or jobs < 2:
+        return []
+    starts = (np.flatnonzero(_group_starts(table.column(GROUP)))
+              if GROUP in table.column_names else np.arange(n))
+    wanted = np.arange(1, jobs) * n // jobs
+    at = starts[np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)]
+    return sorted({int(a) for a in at if 0 < a < n})
+
+
+def _pieces(cuts: list[int], start: int, stop: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut at the cuts inside it."""
+    inside = [c for c in cuts if start < c < stop]
+    return list(zip([start, *inside], [*inside, stop], strict=True))
 
 
 def upload_columns(spec: SyncSpec, table: pa.Table) -> pa.Table:
@@ -122,8 +156,13 @@ def planned_jobs(target: LoadTarget, table: pa.Table) -> list[int]:
     limit budget and the dry run forecast: exactly what :func:`load_round` then sends)."""
     if table.num_rows == 0:
         return []
-    return [n for rows in _waves(target, table)
-            for n in target.bulk.job_rows(upload_columns(target.spec, _wave(table, rows)))]
+    planned = []
+    for rows in _waves(target, table):
+        wave = _wave(table, rows)
+        part = upload_columns(target.spec, wave)
+        for a, b in _pieces(job_cuts(wave, target.bulk.chunk_rows), 0, wave.num_rows):
+            planned += target.bulk.job_rows(part.slice(a, b - a))
+    return planned
 
 
 def load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadStats) -> pa.Table:
@@ -143,9 +182,11 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
     parts: list[pa.Table] = []
     indices: list[pa.Array] = []
     for w, rows in enumerate(_waves(target, table)):
-        part = upload_columns(target.spec, _wave(table, rows))
+        wave = _wave(table, rows)
+        part = upload_columns(target.spec, wave)
         try:
-            parts.append(_load_wave(target, part, round_ * 1000 + w, stats))
+            parts.append(_load_wave(target, part, round_ * 1000 + w, stats,
+                                    job_cuts(wave, target.bulk.chunk_rows)))
         except BudgetExceeded as stop:  # what the org did before the stop, for the state
             if stop.outcome is not None:  # the wave was collected (a job hit ExceededQuota)
                 parts.append(stop.outcome)
@@ -189,8 +230,10 @@ def _job_known(bulk: BulkApi, job_id: str) -> bool:
         return False
 
 
-def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats) -> pa.Table:
-    """Submit (resuming recorded jobs) and collect one wave of one round."""
+def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,
+               cuts: list[int]) -> pa.Table:
+    """Submit (resuming recorded jobs; a job starting at each of ``cuts``) and collect one
+    wave of one round."""
     spec, bulk, ledger = target.spec, target.bulk, target.ledger
     key = (spec.name, target.partition, target.fingerprint, slot)
     recorded = [j for j in ledger.submitted(*key) if _still_known(bulk, ledger, key, j)]
@@ -199,7 +242,8 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats)
         log.info("%s %s: resuming %d recorded job(s) instead of uploading again", spec.name,
                  target.partition, len(recorded))
     jobs = list(recorded)
-    for start, stop in _gaps(recorded, table.num_rows):
+    for start, stop in (p for gap in _gaps(recorded, table.num_rows)
+                        for p in _pieces(cuts, *gap)):
         def record(job: SubmittedJob, offset: int = start) -> None:
             moved = SubmittedJob(job.job_id, job.start + offset, job.stop + offset, job.bytes)
             ledger.record(*key, moved, target.run_id)

@@ -8,16 +8,20 @@ from dc_to_core.salesforce.bulk import BulkApi, SubmittedJob
 from dc_to_core.salesforce.bulk_results import OUTCOME
 from dc_to_core.sync.ledger import Ledger
 from dc_to_core.sync.loading import (
+    SMALL_JOB_ROWS,
+    SMALL_JOBS,
     LoadStats,
     LoadTarget,
     _gaps,
+    job_cuts,
     load_round,
+    planned_jobs,
     settle_stale_jobs,
     transient,
     upload_columns,
     waves,
 )
-from dc_to_core.sync.prepare import Prepared, prepare
+from dc_to_core.sync.prepare import GROUP, Prepared, prepare
 from dc_to_core.sync.spec import load_syncs
 from dc_to_core_tests.support import OrgClient, auth_for, csv_text
 
@@ -40,6 +44,21 @@ def test_a_parent_spelled_in_two_cases_is_one_parent_for_its_waves():
     parents = ["ACC-1"] * 6 + ["acc-1"] * 6
     got = [w.to_pylist() for w in waves(pa.table({"P": parents}), "P", 10)]
     assert [len(w) for w in got] == [10, 2]
+
+
+def test_a_wave_smaller_than_a_chunk_is_cut_into_jobs_at_lock_group_boundaries():
+    """One chunk would be one org worker writing its transactions one after another: a
+    small wave becomes up to SMALL_JOBS jobs the workers take at once, no group in two."""
+    assert job_cuts(pa.table({"x": range(1000)}), 10_000) == [200, 400, 600, 800]
+    assert len(job_cuts(pa.table({"x": range(9000)}), 10_000)) == SMALL_JOBS - 1
+    assert job_cuts(pa.table({"x": range(2 * SMALL_JOB_ROWS - 1)}), 10_000) == []
+    assert job_cuts(pa.table({"x": range(10_000)}), 10_000) == []  # the org splits it
+    groups = [f"ACC-{i // 7:03d}" for i in range(2000)]  # 7 contacts per account
+    cuts = job_cuts(pa.table({GROUP: groups}), 10_000)
+    assert len(cuts) == SMALL_JOBS - 1
+    assert all(groups[c] != groups[c - 1] for c in cuts)  # a group is never cut
+    assert all(b - a >= SMALL_JOB_ROWS for a, b in zip([0, *cuts], [*cuts, 2000], strict=True))
+    assert job_cuts(pa.table({GROUP: ["ONE"] * 1000}), 10_000) == []  # one parent: one job
 
 
 def test_gaps():
@@ -98,3 +117,27 @@ def test_a_load_waits_for_the_jobs_an_interrupted_load_left_with_the_org(shared_
     assert bulk.get_job(left[0].job_id)["state"] == "JobComplete"  # ended before we send
     assert ledger.other_jobs("Opportunity", "p00", "fp-new") == []
     assert settle_stale_jobs(tonight) == 0
+
+
+def test_a_small_load_goes_as_parallel_jobs_and_a_retry_resumes_them(shared_server, tmp_path):
+    """1,000 rows: five jobs (what the forecast said), all loaded; a retry of the op
+    resumes every one of them instead of uploading again."""
+    OrgClient(shared_server).run_job("Account", csv_text(
+        ["External_Id__c", "Name"], [[f"SJ-P{p}", "parent"] for p in range(50)]))
+    rows = [{"ExternalId__c": f"SJ-{i:04d}", "AccountExternalId__c": f"SJ-P{i % 50}",
+             "Name__c": "n", "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"}
+            for i in range(1000)]  # 20 per account
+    ready = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns})
+                    ).ready
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    bulk = BulkApi(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    target = LoadTarget(OPP, "p00", "fp-small", bulk, ledger, "run-1")
+    assert planned_jobs(target, ready) == [200] * 5  # ten accounts' rows each
+    stats = LoadStats()
+    first = load_round(target, ready, 0, stats)
+    assert pa.compute.all(pa.compute.equal(first.column("status"), "loaded")).as_py()
+    assert sorted(int(j["numberRecordsProcessed"]) for j in stats.jobs) == [200] * 5
+    again = LoadStats()
+    assert load_round(target, ready, 0, again).column("sf_id").to_pylist() == first.column(
+        "sf_id").to_pylist()
+    assert again.resumed_jobs == 5
