@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from dc_to_core.bench.deployment import free_port
 from dc_to_core.emulator import load_profile
 from dc_to_core.emulator.schema import load_schema
 from dc_to_core.emulator.seed import SeedReport, SeedSpec, seed_datacloud
@@ -37,12 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def script(name: str) -> str:
     """A console script of this interpreter's environment (the venv the tests run in)."""
     return str(Path(sys.executable).parent / name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, probe: Callable[[], object], timeout: float, every: float = 0.5,

@@ -1,11 +1,12 @@
 """dc_to_core as deployed, for the benchmark: the project's production ``dagster.yaml``
 (PostgreSQL storage, queued run coordinator, pools, run retries, run monitoring) in a
-DAGSTER_HOME of its own on a throwaway PostgreSQL database, and ``dagster-daemon`` as a
-subprocess: its ``sync_automation`` sensor requests the night at the cron tick, its queued run
-coordinator launches the run workers (through the code server it starts from
-``workspace.yaml``), exactly as in production. Nothing of the night runs in this process.
+DAGSTER_HOME of its own on a throwaway PostgreSQL database, a long-lived code server
+(``dagster code-server start``) and ``dagster-daemon run -w workspace_production.yaml`` as
+subprocesses: the daemon's ``sync_automation`` sensor requests the night at the cron tick, its
+queued run coordinator launches the run workers through the code server, exactly as in
+production. Nothing of the night runs in this process.
 
-The deployment's processes (daemon, code server, run workers) are sampled from ``/proc``
+The deployment's processes (code server, daemon, run workers) are sampled from ``/proc``
 (``processes.ProcessTree``) for the night's CPU and the run workers' peak RSS.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +76,13 @@ def instance_environment(home: Path, db: dict[str, str]) -> dict[str, str]:
             "DAGSTER_PG_USERNAME": db["user"], "DAGSTER_PG_PASSWORD": db.get("password", "")}
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def next_tick(lead_s: float) -> dt.datetime:
     """The first whole minute at least ``lead_s`` from now (a cron tick the daemon has had
     time to evaluate its sensor before)."""
@@ -82,8 +91,9 @@ def next_tick(lead_s: float) -> dt.datetime:
 
 
 class Deployment:
-    """``dagster-daemon run -w workspace.yaml`` on the production instance config, its log in
-    ``work/daemon.log``; a context manager (stopped, with everything it started, at exit)."""
+    """A code server and ``dagster-daemon run -w workspace_production.yaml`` on the production
+    instance config, their logs in ``work/code_server.log`` and ``work/daemon.log``; a
+    context manager (stopped, with everything they started, at exit)."""
 
     def __init__(self, work: Path, settings: dict[str, str], db: dict[str, str]) -> None:
         self.work = work
@@ -91,43 +101,78 @@ class Deployment:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
         self.instance_env = instance_environment(self.home, db)
-        self.env = {**os.environ, **settings, **self.instance_env, "PYTHONUNBUFFERED": "1"}
+        self.port = free_port()
+        self.env = {**os.environ, **settings, **self.instance_env, "PYTHONUNBUFFERED": "1",
+                    "DC_TO_CORE_CODE_SERVER_HOST": "127.0.0.1",
+                    "DC_TO_CORE_CODE_SERVER_PORT": str(self.port)}
         self.log = work / "daemon.log"
+        self.code_log = work / "code_server.log"
         self.popen: subprocess.Popen | None = None
+        self.code_server: subprocess.Popen | None = None
         self.tree: ProcessTree | None = None
 
+    def _start(self, command: list[str], log: Path) -> subprocess.Popen:
+        with log.open("wb") as out:
+            return subprocess.Popen(command, cwd=PROJECT, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
     def __enter__(self) -> Deployment:
-        daemon = Path(sys.executable).parent / "dagster-daemon"
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                [str(daemon), "run", "-w", str(PROJECT / "workspace.yaml")], cwd=PROJECT,
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.tree = ProcessTree(self.popen.pid).start()
+        bin_dir = Path(sys.executable).parent
+        self.code_server = self._start(
+            [str(bin_dir / "dagster"), "code-server", "start", "-m", "dc_to_core.definitions",
+             "-h", "127.0.0.1", "-p", str(self.port), "--location-name", "dc_to_core"],
+            self.code_log)
+        try:
+            self._wait_serving()
+            self.popen = self._start([str(bin_dir / "dagster-daemon"), "run", "-w",
+                                      str(PROJECT / "workspace_production.yaml")], self.log)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.tree = ProcessTree(self.code_server.pid, self.popen.pid).start()
         os.environ.update(self.instance_env)  # this process reads the same instance
         return self
+
+    def _wait_serving(self, timeout_s: float = 180) -> None:
+        """Until the code server answers a health check (its definitions loaded), so the
+        daemon's first load of the workspace finds the code location."""
+        check = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check",
+                 "-p", str(self.port), "-h", "127.0.0.1"]
+        deadline = time.monotonic() + timeout_s
+        while subprocess.run(check, capture_output=True, env=self.env).returncode != 0:
+            assert self.code_server is not None
+            if self.code_server.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(self.code_log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"the code server did not start serving on port "
+                                   f"{self.port}; {self.code_log} ends:\n{tail}")
+            time.sleep(1.0)
 
     def __exit__(self, *exc: object) -> None:
         if self.tree:
             self.tree.stop()
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):  # the daemon and what it started
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
+        for proc in (self.popen, self.code_server):  # the daemon first: it launches no more
+            if proc is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):  # it and what it started
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home))
 
     def dead(self) -> str | None:
-        """Why the daemon is not running (with its log's end), None while it is."""
-        if self.popen is None or self.popen.poll() is None:
-            return None
-        tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-        return f"dagster-daemon exited with code {self.popen.returncode}; {self.log} ends:\n{tail}"
+        """Why the daemon or the code server is not running (with its log's end), None while
+        both are."""
+        for name, proc, log in (("dagster-daemon", self.popen, self.log),
+                                ("the code server", self.code_server, self.code_log)):
+            if proc is not None and proc.poll() is not None:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                return f"{name} exited with code {proc.returncode}; {log} ends:\n{tail}"
+        return None
 
     def wait_ready(self, tick: dt.datetime, timeout_s: float = 300) -> None:
         """Until the daemon has evaluated ``sync_automation`` once (so the cron tick is seen

@@ -71,11 +71,11 @@ def _cmdline(pid: str) -> str:
 
 
 class ProcessTree:
-    """Samples ``root`` and its descendants until ``stop``; ``mark`` starts the measured part
+    """Samples ``roots`` and their descendants until ``stop``; ``mark`` starts the measured part
     (CPU spent before it, like a daemon's start-up, is not counted)."""
 
-    def __init__(self, root: int, interval_s: float = 0.2) -> None:
-        self.root, self.interval_s = root, interval_s
+    def __init__(self, *roots: int, interval_s: float = 0.2) -> None:
+        self.roots, self.interval_s = roots, interval_s
         self.seen: dict[tuple[int, int], Seen] = {}
         self._marked = False
         self._lock = threading.Lock()
@@ -109,8 +109,8 @@ class ProcessTree:
         children: dict[int, list[str]] = {}
         for pid, (ppid, _, _) in stats.items():
             children.setdefault(ppid, []).append(pid)
-        todo, tree = [str(self.root)], []
-        while todo:  # the root and its descendants, breadth first
+        todo, tree = [str(r) for r in self.roots], []
+        while todo:  # the roots and their descendants, breadth first
             pid = todo.pop(0)
             if pid in stats:
                 tree.append(pid)

@@ -5,7 +5,6 @@ get the failed run, the failed ERROR check and the quarantine share above the th
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import threading
 import uuid
@@ -25,6 +24,7 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from dc_to_core.bench.deployment import free_port
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.emulator.server import ensure_certificate
 from dc_to_core.orchestration.alerts import (
@@ -37,12 +37,6 @@ from dc_to_core_tests.pipeline_support import make_project
 from dc_to_core_tests.support import OrgClient, csv_text
 
 USER, PASSWORD = "alerts@example.com", "smtp-pa55"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mailbox:
