@@ -118,12 +118,16 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
                      parents: tuple[SyncSpec, ...] = (), source_partitioned_alike: bool = True,
-                     children: tuple[Child, ...] = ()) -> dg.AssetsDefinition:
+                     children: tuple[Child, ...] = (), together: tuple[str, ...] = ()
+                     ) -> dg.AssetsDefinition:
     """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
     same partition of ``datacloud/<object>``, unless that object's partitions are another
     sync's (``source_partitioned_alike`` false): then it depends on all of them. It waits for
     every partition of the syncs its lookups resolve by (``parents``). ``children`` are the
-    child syncs' objects, whose records must be gone before a parent is deleted."""
+    child syncs' objects, whose records must be gone before a parent is deleted. A parent
+    named in ``together`` has one partition, of this sync's one partition key: its mapping
+    is the identity (the same thing as all of its partitions), so Dagster may load it and
+    this sync in one run (``conditions.sync_condition``)."""
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
     after = {f"after_{p.name.lower()}": p for p in parents}
@@ -487,7 +491,8 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     return dg.AssetsDefinition.from_graph(
         load_partition, keys_by_output_name={"result": asset_key(spec)},
         keys_by_input_name=inputs,
-        partition_mappings={**{a: dg.AllPartitionMapping() for a in after},
+        partition_mappings={**{a: dg.IdentityPartitionMapping() if p.name in together
+                               else dg.AllPartitionMapping() for a, p in after.items()},
                             **({} if source_partitioned_alike
                                else {"source": dg.AllPartitionMapping()})} or None,
         partitions_def=partitions, group_name="core",

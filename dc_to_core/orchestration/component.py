@@ -20,7 +20,7 @@ from pydantic import BaseModel, PrivateAttr
 from ..sync.deletes import children_of
 from ..sync.plan import load_plan, plans_dir
 from ..sync.spec import SyncConfigError, SyncSet, SyncSpec, parse_sync, sync_set
-from .assets import build_sync_asset
+from .assets import asset_key, build_sync_asset
 from .budget_condition import WithinLimitBudget
 from .checks import build_checks
 from .conditions import sync_condition
@@ -159,13 +159,17 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         alike = owner.name == spec.name or (
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
             and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
+        together = tuple(p for p in parents if len(plan.keys) == 1  # may share one run
+                         and load_plan(p, plans_dir()).keys == plan.keys)
         asset = build_sync_asset(spec, plan, parts, parents, source_partitioned_alike=alike,
-                                 children=tuple(children_of(spec, list(syncs.syncs.values()))))
+                                 children=tuple(children_of(spec, list(syncs.syncs.values()))),
+                                 together=tuple(p.name for p in together))
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,
                                    watched=bool(spec.modified and owner.modified),
-                                   budget=WithinLimitBudget(spec.name, rows))
+                                   budget=WithinLimitBudget(spec.name, rows),
+                                   together=tuple(asset_key(p) for p in together))
         freshness = dg.FreshnessPolicy.cron(
             deadline_cron=self.fresh_by_cron,
             lower_bound_delta=dt.timedelta(hours=self.fresh_within_hours), timezone=tz)

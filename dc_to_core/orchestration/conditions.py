@@ -6,7 +6,11 @@ A partition of a sync is requested when no run is loading it and either
 - **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
   every partition of every parent sync has been loaded since that tick (Dagster's stock
   ``on_cron`` would start a child once *any* parent partition was loaded: under the
-  ``AllPartitionMapping`` a child waits for all of them here); or
+  ``AllPartitionMapping`` a child waits for all of them here), or — for a parent of one
+  partition whose key is the child's one partition (``together``) — is requested in the
+  same evaluation: Dagster puts assets of one partitions definition and key requested
+  together into one run, where the child's steps wait for the parent's (small syncs such as
+  Accounts and Contacts then cost one run and no sensor interval between them); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent partition is being loaded or failed its latest run (a child resolves
@@ -26,15 +30,24 @@ AC = dg.AutomationCondition
 
 
 def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool = True,
-                   budget: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
+                   budget: dg.AutomationCondition | None = None,
+                   together: tuple[dg.AssetKey, ...] = ()) -> dg.AutomationCondition:
     """The condition of a sync's asset whose Data Cloud object is ``source`` (``watched``:
     the sync has a last-modified column, so its changes are followed; ``budget``: the
-    night's limit budget, ``budget_condition.WithinLimitBudget``)."""
+    night's limit budget, ``budget_condition.WithinLimitBudget``; ``together``: the parents
+    a night loads in the child's run when they are requested with it)."""
     data_cloud = dg.AssetSelection.assets(source)
     tick = AC.cron_tick_passed(cron, timezone)
-    parents_tonight = ~AC.any_deps_match(~AC.newly_updated().since(tick)).ignore(data_cloud)
-    nightly = (tick.since_last_handled()
-               & parents_tonight.with_label("every parent partition loaded since the tick")
+    loaded = AC.newly_updated().since(tick)
+    parents_tonight = ~AC.any_deps_match(~loaded).ignore(data_cloud)
+    label = "every parent partition loaded since the tick"
+    if together:
+        same_run = dg.AssetSelection.assets(*together)
+        parents_tonight = (~AC.any_deps_match(~loaded).ignore(data_cloud | same_run)
+                           & ~AC.any_deps_match(~(loaded | AC.will_be_requested())
+                                                ).allow(same_run))
+        label += " or requested with it in one run"
+    nightly = (tick.since_last_handled() & parents_tonight.with_label(label)
                ).with_label(f"nightly ({cron}, {timezone})")
     not_loading = ~AC.in_progress().with_label("not being loaded")
     due = nightly

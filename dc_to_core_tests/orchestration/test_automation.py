@@ -129,6 +129,38 @@ def budget_results(result) -> list:
     return found
 
 
+def test_a_parent_and_child_of_one_partition_each_go_in_one_run_parent_first(
+        make_server, tmp_path, monkeypatch):
+    """Small syncs (one partition each, the same key): requested together at the tick, in
+    one run, where the child's steps wait for the parent's: no sensor interval between
+    them. Both are requested once per night."""
+    server = make_server(time_scale=200.0)
+    seed_datacloud(server.org.storage, SeedSpec(accounts=20, opportunities=300, seed=3))
+    project = make_project(server, tmp_path, partitions=1)
+    for name, value in project.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(budget_condition, "_seen", {})
+    with dg.instance_for_test() as instance:
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        requested = auto.tick(minutes=5)  # 02:01: the tick has passed, both at once
+        assert requested == {ACCOUNT.to_user_string(): ["p00"],
+                             OPPORTUNITY.to_user_string(): ["p00"]}
+        # Dagster's run requests group assets by partitions definition and key: one run
+        parts = {project.defs.resolve_assets_def(dg.AssetKey.from_user_string(k)).partitions_def
+                 for k in requested}
+        assert len(parts) == 1
+        job = project.defs.resolve_implicit_global_asset_job_def()
+        done = job.execute_in_process(partition_key="p00", instance=instance,
+                                      asset_selection=[ACCOUNT, OPPORTUNITY])
+        assert done.success
+        steps = [e.step_key for e in done.all_events if e.event_type_value == "STEP_START"]
+        assert steps.index("opportunity_partition.opportunity_extract") > steps.index(
+            "account_partition.account_finalize")  # the child after its parent, in the run
+        assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 300
+        assert auto.tick() == {}  # once per night
+
+
 def test_a_night_that_does_not_fit_the_budget_is_not_started_and_says_why(project):
     limits = project.server.org.limits
     limits.take("DailyBulkApiBatches", limits.remaining("DailyBulkApiBatches") - 100)
