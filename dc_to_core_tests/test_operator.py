@@ -245,7 +245,9 @@ def test_a_killed_run_worker_is_failed_retried_and_gives_back_its_slot(stack, ui
     the run is failed, its bulk_api slot is given back (run monitoring), and a run retry is
     launched; the third attempt succeeds and the next load of the pool runs."""
     org = OrgClient(stack.emulator)  # type: ignore[arg-type]
-    org.http.patch("/__emulator__/profile", json={"row_ms": 3000.0}).raise_for_status()
+    # slow enough that the partition's 4,000 rows (8 jobs side by side, 500 rows each) are
+    # still loading through two kills and their retries
+    org.http.patch("/__emulator__/profile", json={"row_ms": 24000.0}).raise_for_status()
     try:
         run_id = ui.launch_run("load_Opportunity", {"dagster/partition": "p00", **RESEND})
         for _attempt in range(2):  # run_retries.max_retries is 2: two kills are absorbed
@@ -261,8 +263,9 @@ def test_a_killed_run_worker_is_failed_retried_and_gives_back_its_slot(stack, ui
             run_id = wait_for("the run retry", lambda r=run_id: next((
                 x["runId"] for x in ui.runs(**{"dagster/parent_run_id": r})), None), 60,
                 alive=stack.alive)
-    finally:
-        org.http.patch("/__emulator__/profile", json={"row_ms": 8.0}).raise_for_status()
+    finally:  # a new session: the first may have expired in the minutes of the kills
+        OrgClient(stack.emulator).http.patch(  # type: ignore[arg-type]
+            "/__emulator__/profile", json={"row_ms": 8.0}).raise_for_status()
     done = wait_for("the last retry to finish", lambda r=run_id: next((
         x for x in ui.runs() if x["runId"] == r and x["status"] in ("SUCCESS", "FAILURE")),
         None), 300, every=2, alive=stack.alive)
@@ -280,7 +283,9 @@ def test_a_second_run_of_a_partition_waits_until_the_first_has_ended(stack, ui):
     waits, naming the run that holds the partition, and loads only once that run has ended;
     both succeed and the partition matches the org."""
     org = OrgClient(stack.emulator)  # type: ignore[arg-type]
-    org.http.patch("/__emulator__/profile", json={"row_ms": 3000.0}).raise_for_status()
+    # slow enough that the partition's 4,000 rows (8 jobs side by side, 500 rows each) are
+    # still loading through two kills and their retries
+    org.http.patch("/__emulator__/profile", json={"row_ms": 24000.0}).raise_for_status()
     try:
         first = ui.launch_run("load_Opportunity", {"dagster/partition": "p02", **RESEND})
         wait_for(f"run {first} to load (holding a bulk_api slot)",
@@ -289,8 +294,9 @@ def test_a_second_run_of_a_partition_waits_until_the_first_has_ended(stack, ui):
         wait_for("the second run to wait for the first", lambda: any(
             f"being loaded by run {first}: waiting for it to end" in m
             for m in ui.run_messages(second)), 240, every=1, alive=stack.alive)
-    finally:
-        org.http.patch("/__emulator__/profile", json={"row_ms": 8.0}).raise_for_status()
+    finally:  # a new session: the first may have expired in the minutes of the kills
+        OrgClient(stack.emulator).http.patch(  # type: ignore[arg-type]
+            "/__emulator__/profile", json={"row_ms": 8.0}).raise_for_status()
 
     def ended(run_id: str) -> dict | None:
         return next((x for x in ui.runs() if x["runId"] == run_id

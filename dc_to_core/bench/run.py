@@ -243,8 +243,9 @@ def _child(name: str, seeded_dir: str, cfg: BenchConfig, work: str, org_info: di
     extra["timeline"] = measured.watch.stop()
     after = org.snapshot(cfg.target)
     before = measured.before
-    if "deployment_cpu_s" in extra:  # the daemon's processes, sampled (a child of this one)
-        cpu += extra["deployment_cpu_s"]
+    if "deployment_cpu_s" in extra:  # the client is the deployment's processes, sampled;
+        extra["bench_process_cpu_s"] = round(cpu, 2)  # this one only watched them and the org
+        cpu = extra["deployment_cpu_s"]
     else:  # dc_to_core's run workers
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu += (children.ru_utime + children.ru_stime) - (measured.children.ru_utime
