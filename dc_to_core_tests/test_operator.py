@@ -284,7 +284,7 @@ def test_a_second_run_of_a_partition_waits_until_the_first_has_ended(stack, ui):
     both succeed and the partition matches the org."""
     org = OrgClient(stack.emulator)  # type: ignore[arg-type]
     # slow enough that the partition's 4,000 rows (8 jobs side by side, 500 rows each) are
-    # still loading through two kills and their retries
+    # still loading while the second run waits
     org.http.patch("/__emulator__/profile", json={"row_ms": 24000.0}).raise_for_status()
     try:
         first = ui.launch_run("load_Opportunity", {"dagster/partition": "p02", **RESEND})

@@ -139,7 +139,8 @@ class Deployment:
         check = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check",
                  "-p", str(self.port), "-h", "127.0.0.1"]
         deadline = time.monotonic() + timeout_s
-        while subprocess.run(check, capture_output=True, env=self.env).returncode != 0:
+        while subprocess.run(check, capture_output=True, env=self.env,
+                             timeout=60).returncode != 0:
             assert self.code_server is not None
             if self.code_server.poll() is not None or time.monotonic() > deadline:
                 tail = "\n".join(self.code_log.read_text(errors="replace").splitlines()[-30:])

@@ -21,8 +21,10 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from ..salesforce.bulk_csv import CHUNK_ROWS
 from ..salesforce.errors import SalesforceError
 from ..sync.budget import Budget, BudgetExceeded, Need, forecast, job_need
+from ..sync.loading import small_load_jobs
 from .settings import limit_share
 
 log = logging.getLogger("dc_to_core.orchestration.budget_condition")
@@ -56,7 +58,9 @@ def night_need(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[
         meta = found[0].asset_materialization.metadata if found else {}
         jobs, batches = meta.get("forecast_bulk_jobs"), meta.get("forecast_bulk_batches")
         if jobs is None or batches is None:
-            total += forecast([rows_per_partition]) if rows_per_partition else Need()
+            jobs = small_load_jobs(rows_per_partition, CHUNK_ROWS)  # as a load cuts it
+            total += forecast([rows_per_partition // jobs] * jobs) if rows_per_partition else (
+                Need())
         else:
             per_job = job_need(0).api_calls
             total += Need(int(jobs.value), int(batches.value), int(jobs.value) * per_job)

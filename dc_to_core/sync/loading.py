@@ -91,8 +91,8 @@ def _group_starts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.concatenate(([True], after.to_numpy(zero_copy_only=False) | null[:-1])) | null
 
 
-SMALL_JOB_ROWS = 200  # a small wave's jobs hold at least one transaction's rows
-SMALL_JOBS = 8        # and there are at most this many of them
+SMALL_JOB_ROWS = 200  # a small wave is cut into jobs of about this many rows or more
+SMALL_JOBS = 8        # and at most this many of them
 
 
 def job_cuts(table: pa.Table, chunk_rows: int) -> list[int]:
@@ -100,18 +100,26 @@ def job_cuts(table: pa.Table, chunk_rows: int) -> list[int]:
     smaller than one chunk would be a single chunk on a single org worker, its
     transactions one after another (1,000 accounts: 5 of them in a row, while every row of
     the night waits for those accounts); it is cut at lock-group boundaries into up to
-    ``SMALL_JOBS`` jobs of at least ``SMALL_JOB_ROWS`` rows, which the org's workers take
-    at once: a batch each, no parent in two of them. A larger wave needs no cut: the org
-    splits it into chunks that already run side by side."""
+    ``SMALL_JOBS`` jobs of about ``n / jobs`` rows each (at least ``SMALL_JOB_ROWS``; a cut
+    moves to the next group start, so uneven groups make uneven jobs), which the org's
+    workers take at once: a batch each, no parent in two of them. A larger wave needs no
+    cut: the org splits it into chunks that already run side by side."""
     n = table.num_rows
-    jobs = min(SMALL_JOBS, n // SMALL_JOB_ROWS)
-    if n >= chunk_rows or jobs < 2:
+    jobs = small_load_jobs(n, chunk_rows)
+    if jobs < 2:
         return []
     starts = (np.flatnonzero(_group_starts(table.column(GROUP)))
               if GROUP in table.column_names else np.arange(n))
     wanted = np.arange(1, jobs) * n // jobs
     at = starts[np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)]
     return sorted({int(a) for a in at if 0 < a < n})
+
+
+def small_load_jobs(rows: int, chunk_rows: int) -> int:
+    """How many jobs a wave of ``rows`` rows goes as, before its groups are known (the
+    limit budget's forecast of a partition never loaded)."""
+    jobs = min(SMALL_JOBS, rows // SMALL_JOB_ROWS)
+    return jobs if rows < chunk_rows and jobs >= 2 else 1
 
 
 def _pieces(cuts: list[int], start: int, stop: int) -> list[tuple[int, int]]:

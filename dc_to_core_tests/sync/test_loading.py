@@ -17,6 +17,7 @@ from dc_to_core.sync.loading import (
     load_round,
     planned_jobs,
     settle_stale_jobs,
+    small_load_jobs,
     transient,
     upload_columns,
     waves,
@@ -59,6 +60,8 @@ def test_a_wave_smaller_than_a_chunk_is_cut_into_jobs_at_lock_group_boundaries()
     assert all(groups[c] != groups[c - 1] for c in cuts)  # a group is never cut
     assert all(b - a >= SMALL_JOB_ROWS for a, b in zip([0, *cuts], [*cuts, 2000], strict=True))
     assert job_cuts(pa.table({GROUP: ["ONE"] * 1000}), 10_000) == []  # one parent: one job
+    # the budget's forecast of a partition never loaded counts the same jobs
+    assert [small_load_jobs(n, 10_000) for n in (300, 1000, 9000, 20_000)] == [1, 5, 8, 1]
 
 
 def test_gaps():
