@@ -4,9 +4,10 @@ extract (pre-flight: the sync checked against the org's describe, ``sync.preflig
 keyset pages → Arrow; pool ``datacloud_read``) → prepare (map, coerce, pre-validate with the
 org's field constraints, order by parent) → changes (against the sync state: only new,
 changed and retryable rows go on; keys gone from the source checked, ``sync.deletes``) →
-load (Bulk upserts, resumable via the ledger; pool ``bulk_api``) → repass (transient
-failures, regrouped by parent, after backoff; pool ``bulk_api_repass``) → [deletes, for
-``deletes: mirror``; pool ``bulk_api_deletes``] → finalize (every row loaded, unchanged or
+[parents: a child waits for its parents' runs, ``parents.py``] → load (Bulk upserts,
+resumable via the ledger; pool ``bulk_api``) → repass (transient failures, regrouped by
+parent, after backoff; pool ``bulk_api_repass``) → [deletes, for ``deletes: mirror``; pool
+``bulk_api_deletes``] → finalize (every row loaded, unchanged or
 quarantined; the state written from the org's results; metadata; the extract kept for the
 checks of the run).
 Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
@@ -16,7 +17,7 @@ Arrow tables travel between ops as Arrow IPC files (``arrow_io``).
 import inspect
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import dagster as dg
 import pyarrow as pa
@@ -67,6 +68,7 @@ from .failures import operator_errors
 from .io_manager import ArrowIOManager
 from .lease import hold_partition
 from .metadata import metadata
+from .parents import await_parents
 from .preview import (
     DRY_RUN_TAG,
     PREVIEW,
@@ -118,7 +120,8 @@ def _with_stats(table: pa.Table, stats: LoadStats) -> pa.Table:
 
 def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
                      parents: tuple[SyncSpec, ...] = (), source_partitioned_alike: bool = True,
-                     children: tuple[Child, ...] = (), together: tuple[str, ...] = ()
+                     children: tuple[Child, ...] = (), together: tuple[str, ...] = (),
+                     parent_partitions: Mapping[str, Sequence[str]] | None = None
                      ) -> dg.AssetsDefinition:
     """One partitioned graph asset (``core/<Target>``) for one sync. Each partition reads the
     same partition of ``datacloud/<object>``, unless that object's partitions are another
@@ -127,7 +130,9 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     child syncs' objects, whose records must be gone before a parent is deleted. A parent
     named in ``together`` has one partition, of this sync's one partition key: its mapping
     is the identity (the same thing as all of its partitions), so Dagster may load it and
-    this sync in one run (``conditions.sync_condition``)."""
+    this sync in one run (``conditions.sync_condition``). ``parent_partitions``: each parent
+    sync's partition keys; before its first Bulk job, a partition waits for the runs loading
+    them (``parents.await_parents``), so that the automation can start it while they load."""
     name = spec.name.lower()
     io = dg.Out(io_manager_key="arrow_io")
     after = {f"after_{p.name.lower()}": p for p in parents}
@@ -274,7 +279,17 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
             SyncState(ledger).record(spec.name, spec.mapping_fingerprint,
                                      recorded(spec, sent, outcome))
 
+    waits = {asset_key(p): tuple((parent_partitions or {}).get(p.name, ())) for p in parents}
+
+    @dg.op(name=f"{name}_parents", ins={"send": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing),
+           description="Wait for the loads of the parents' partitions by runs created before "
+                       "this one (the automation starts a child while its parents load).")
+    def parents_op(context: dg.OpExecutionContext) -> None:
+        if not is_dry_run(context):
+            await_parents(context, waits, f"{spec.name} {context.partition_key}")
+
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
+           ins={"parents": dg.In(dg.Nothing)} if parents else None,
            description=f"Upsert into {spec.target} by {spec.target_key} with Bulk API 2.0.")
     def load(context: dg.OpExecutionContext, bulk: BulkApiResource, ledger: LedgerResource,
              settings: PipelineSettings, core: RestApiResource, send: pa.Table) -> pa.Table:
@@ -469,13 +484,16 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
         _cleanup(settings, context.run_id)
         yield dg.Output(None, metadata=meta)
 
+    def loaded(send: object) -> object:
+        return load(send, parents=parents_op(send)) if parents else load(send)
+
     def wire(source: object) -> object:
         ready, rejected = prepare_op(source)
         if not spec.mirrors_deletes:
             send, kept = changes_op(source, ready)
-            return finalize(source, rejected, ready, send, kept, repass_op(send, load(send)))
+            return finalize(source, rejected, ready, send, kept, repass_op(send, loaded(send)))
         send, kept, gone = changes_op(source, ready)
-        final = repass_op(send, load(send))
+        final = repass_op(send, loaded(send))
         deleted = deletes_op(gone, after=final)  # after the upserts: children may re-parent
         return finalize(source, rejected, ready, send, kept, final, deleted)
 

@@ -2,8 +2,9 @@
 
 - ``sync_automation`` (Dagster's automation condition sensor) evaluates each sync's
   condition (``conditions.py``): every partition of the root syncs at the nightly cron tick,
-  a child's partitions once all its parents' partitions of the night are loaded (or, for
-  one-partition syncs of one key, in its parents' run), and a partition whose Data Cloud
+  a child's partitions once all its parents' partitions of the night are loaded or being
+  loaded (its runs wait for their parents' before their first Bulk job; one-partition
+  syncs of one key go in their parents' run), and a partition whose Data Cloud
   range changed; never a partition that a run is loading.
 - ``source_changes`` observes every Data Cloud range (row count, latest last-modified) from
   the daemon and records a new data version on ``datacloud/<object>`` when one changed. It

@@ -163,7 +163,9 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
                          and load_plan(p, plans_dir()).keys == plan.keys)
         asset = build_sync_asset(spec, plan, parts, parents, source_partitioned_alike=alike,
                                  children=tuple(children_of(spec, list(syncs.syncs.values()))),
-                                 together=tuple(p.name for p in together))
+                                 together=tuple(p.name for p in together),
+                                 parent_partitions={p.name: load_plan(p, plans_dir()).keys
+                                                    for p in parents})
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,

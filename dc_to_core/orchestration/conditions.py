@@ -4,13 +4,18 @@ the ``sync_automation`` sensor (``automation.py``).
 A partition of a sync is requested when no run is loading it and either
 
 - **nightly**: the sync's cron tick has passed since it was last requested or loaded, and
-  every partition of every parent sync has been loaded since that tick (Dagster's stock
-  ``on_cron`` would start a child once *any* parent partition was loaded: under the
-  ``AllPartitionMapping`` a child waits for all of them here), or — for a parent of one
-  partition whose key is the child's one partition (``together``) — is requested in the
-  same evaluation: Dagster puts assets of one partitions definition and key requested
-  together into one run, where the child's steps wait for the parent's (small syncs such as
-  Accounts and Contacts then cost one run and no sensor interval between them); or
+  every partition of every parent sync has been loaded since that tick or is being loaded by
+  a run requested since it (Dagster's stock ``on_cron`` would start a child once *any*
+  parent partition was loaded: under the ``AllPartitionMapping`` a child waits for all of
+  them here). A child's run extracts, prepares and diffs while its parents load, and waits
+  for their runs before its first Bulk job (``parents.py``); a parent's run is always
+  created an evaluation before its children's, so the first-in-first-out run queue gives it
+  a slot first. A parent of one partition whose key is the child's one partition
+  (``together``) may also be requested in the same evaluation: Dagster puts assets of one
+  partitions definition and key requested together into one run, where the child's steps
+  wait for the parent's (small syncs such as Accounts and Contacts then cost one run). A
+  child whose run stopped because a parent's run failed is due again once its parents are
+  loaded (the parent's run retry); or
 - **changed**: its Data Cloud range has a new data version since the partition was last
   requested or loaded, the partition was loaded before (a range never loaded waits for the
   night), and no parent partition is being loaded or failed its latest run (a child resolves
@@ -26,6 +31,8 @@ their partition (a condition on a check would make it a run, or a backfill, of i
 
 import dagster as dg
 
+from .parents import StoppedForParent
+
 AC = dg.AutomationCondition
 
 
@@ -39,15 +46,22 @@ def sync_condition(source: dg.AssetKey, cron: str, timezone: str, watched: bool 
     data_cloud = dg.AssetSelection.assets(source)
     tick = AC.cron_tick_passed(cron, timezone)
     loaded = AC.newly_updated().since(tick)
-    parents_tonight = ~AC.any_deps_match(~loaded).ignore(data_cloud)
-    label = "every parent partition loaded since the tick"
+    loading = (AC.in_progress() & AC.newly_requested().since(tick)).with_label(
+        "being loaded by a run requested since the tick")
+    ready = loaded | loading
+    parents_tonight = ~AC.any_deps_match(~ready).ignore(data_cloud)
+    label = "every parent partition loaded or being loaded since the tick"
     if together:
         same_run = dg.AssetSelection.assets(*together)
-        parents_tonight = (~AC.any_deps_match(~loaded).ignore(data_cloud | same_run)
-                           & ~AC.any_deps_match(~(loaded | AC.will_be_requested())
+        parents_tonight = (~AC.any_deps_match(~ready).ignore(data_cloud | same_run)
+                           & ~AC.any_deps_match(~(ready | AC.will_be_requested())
                                                 ).allow(same_run))
         label += " or requested with it in one run"
-    nightly = (tick.since_last_handled() & parents_tonight.with_label(label)
+    parents_loaded = ~AC.any_deps_match(~loaded).ignore(data_cloud).with_label(
+        "every parent partition loaded since the tick")
+    again = (AC.execution_failed() & parents_loaded & StoppedForParent()).with_label(
+        "stopped for a failed parent, whose retry has loaded")
+    nightly = ((tick.since_last_handled() & parents_tonight.with_label(label)) | again
                ).with_label(f"nightly ({cron}, {timezone})")
     not_loading = ~AC.in_progress().with_label("not being loaded")
     due = nightly

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -11,7 +13,8 @@ import pytest
 from dc_to_core.emulator.seed import SeedSpec, seed_datacloud
 from dc_to_core.orchestration import budget_condition
 from dc_to_core.orchestration.alerts import failed_checks, failed_runs
-from dc_to_core_tests.pipeline_support import load_everything, make_project
+from dc_to_core.orchestration.parents import PARENT_FAILED_TAG
+from dc_to_core_tests.pipeline_support import failure_messages, load_everything, make_project
 from dc_to_core_tests.support import OrgClient, csv_text
 
 ACCOUNT, OPPORTUNITY = dg.AssetKey(["core", "Account"]), dg.AssetKey(["core", "Opportunity"])
@@ -116,6 +119,100 @@ def test_the_night_loads_the_roots_then_a_child_once_every_parent_partition_is_l
         assert ACCOUNT.to_user_string() not in children
         assert auto.tick() == {}  # once per night
         assert auto.tick(minutes=60 * 24)[ACCOUNT.to_user_string()] == accounts  # next night
+
+
+def ended(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """``run`` succeeds (as if its worker had loaded its partitions)."""
+    instance.report_dagster_event(dg.DagsterEvent(
+        dg.DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name, message="loaded"),
+        run_id=run.run_id)
+
+
+def waiting_child(project, instance: dg.DagsterInstance, pool: ThreadPoolExecutor):
+    """A run of Opportunity p00, started in ``pool``, once it waits for its parents (its
+    extract, prepare and diff done)."""
+    child = pool.submit(project.run, "Opportunity", "p00", instance)
+    for _ in range(600):
+        runs = instance.get_runs(dg.RunsFilter(job_name="load_Opportunity"))
+        if runs and any(e.dagster_event.step_key == "opportunity_partition.opportunity_parents"
+                        for e in instance.all_logs(runs[0].run_id,
+                                                   of_type=dg.DagsterEventType.STEP_START)):
+            return child
+        assert not child.done(), failure_messages(child.result())
+        time.sleep(0.1)
+    raise AssertionError("the child's run never reached its wait for the parents")
+
+
+def test_a_child_is_requested_while_its_parents_load_and_waits_for_them_to_load(project):
+    """The night's children start while their parents load: extract, prepare and diff
+    meanwhile, then wait for the parents' runs before their first Bulk job."""
+    with dg.instance_for_test() as instance:
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        accounts = project.partitions("Account")
+        assert auto.tick(minutes=5) == {ACCOUNT.to_user_string(): accounts}
+        assert all(project.run("Account", p, instance).success for p in accounts[1:])
+        loading = started_run(project, instance, "Account", accounts[0])  # the sensor's run
+        assert auto.tick() == {OPPORTUNITY.to_user_string(): project.partitions("Opportunity")}
+        with dg.instance_for_test() as elsewhere:  # what `loading` does, in its worker
+            assert project.run("Account", accounts[0], elsewhere).success
+        with ThreadPoolExecutor(1) as pool:
+            child = waiting_child(project, instance, pool)
+            time.sleep(1.0)
+            assert not child.done()  # waits for `loading`, the run created before it
+            assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 0
+            ended(instance, loading)
+            result = child.result(timeout=120)
+        assert result.success, failure_messages(result)
+        assert project.materialization(result)["rows_loaded"] > 0
+        assert auto.tick() == {}  # once per night
+
+
+def test_a_parent_loaded_by_a_run_not_requested_tonight_is_not_waited_for_at_the_tick(
+        project):
+    """A parent partition being loaded by an earlier run (a change of the afternoon) is not
+    tonight's load: the child is requested once the parent's nightly load is done."""
+    with dg.instance_for_test() as instance:
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        accounts = project.partitions("Account")
+        earlier = started_run(project, instance, "Account", accounts[0])
+        assert auto.tick(minutes=5) == {ACCOUNT.to_user_string(): accounts[1:]}
+        for p in accounts[1:]:
+            started_run(project, instance, "Account", p)
+        assert auto.tick() == {}  # accounts[0] is loading, but not by a run of tonight
+        instance.report_run_canceled(earlier)
+        assert auto.tick() == {ACCOUNT.to_user_string(): accounts[:1]}
+
+
+def test_a_child_whose_parent_run_failed_stops_and_is_requested_again_once_it_is_loaded(
+        project):
+    """A parent's run fails while its child waits: the child stops before sending anything
+    (freeing its run slot for the parent's retry), says which parent, and is requested again
+    once the parents are loaded."""
+    with dg.instance_for_test() as instance:
+        auto = Automation(project, instance)
+        assert auto.tick() == {}
+        accounts = project.partitions("Account")
+        assert auto.tick(minutes=5) == {ACCOUNT.to_user_string(): accounts}
+        runs = [started_run(project, instance, "Account", p) for p in accounts]
+        assert OPPORTUNITY.to_user_string() in auto.tick()
+        with ThreadPoolExecutor(1) as pool:
+            child = waiting_child(project, instance, pool)
+            instance.report_run_failed(runs[1])  # a crashed worker: retried by the daemon
+            result = child.result(timeout=120)
+        assert not result.success
+        stopped = instance.get_run_by_id(result.run_id)
+        assert f"core/Account {accounts[1]} (run {runs[1].run_id})" in stopped.tags[
+            PARENT_FAILED_TAG]
+        assert any("its records may be missing in Core" in m for m in failure_messages(result))
+        assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 0
+        assert auto.tick() == {}  # until its parents are loaded
+        instance.report_run_canceled(runs[0])
+        assert all(project.run("Account", p, instance).success for p in accounts)  # the retry
+        assert auto.tick() == {OPPORTUNITY.to_user_string(): ["p00"]}  # only the stopped one
+        assert project.run("Opportunity", "p00", instance).success
+        assert auto.tick() == {}
 
 
 def budget_results(result) -> list:
