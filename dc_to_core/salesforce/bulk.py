@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .bulk_csv import CHUNK_ROWS, MAX_JOB_BYTES, bulk_table, split_jobs
+from .bulk_csv import CHUNK_ROWS, MAX_JOB_BYTES, JobPayload, bulk_table, split_jobs
 from .bulk_query import read_query_csv, result_pages
 from .bulk_results import (
     FAILED,
@@ -259,44 +259,57 @@ class BulkApi(SalesforceApi):
     def submit(self, object_name: str, external_id_field: str | None, table: pa.Table,
                operation: str = "upsert",
                on_submitted: Callable[[SubmittedJob], None] | None = None,
-               before_each: Callable[[int], None] | None = None) -> list[SubmittedJob]:
+               before_each: Callable[[int], None] | None = None,
+               on_created: Callable[[SubmittedJob], None] | None = None,
+               on_abandoned: Callable[[SubmittedJob], None] | None = None
+               ) -> list[SubmittedJob]:
         """Create, upload and close the jobs that carry ``table`` (in its row order);
         ``before_each`` is called with each job's row count before the job is created (it
-        may raise to send nothing more)."""
+        may raise to send nothing more). ``on_created`` is told of each job as soon as the
+        org has created it (before its upload: a process killed after the close still has
+        it on record), ``on_abandoned`` of a job aborted after a failed upload (its rows go
+        in a new job), ``on_submitted`` of each job once closed."""
         submitted = []
         for payload in split_jobs(table, self.max_job_bytes, self.chunk_rows):
             if before_each:
                 before_each(payload.stop - payload.start)
-            job_id = self._submit_one(object_name, operation, external_id_field, payload.data)
-            job = SubmittedJob(job_id, payload.start, payload.stop, len(payload.data))
-            log.info("submitted %s job %s: rows %d-%d, %d bytes", object_name, job_id,
+            job = self._submit_one(object_name, operation, external_id_field, payload,
+                                   on_created, on_abandoned)
+            log.info("submitted %s job %s: rows %d-%d, %d bytes", object_name, job.job_id,
                      job.start, job.stop, job.bytes)
             if on_submitted:
                 on_submitted(job)
             submitted.append(job)
         return submitted
 
-    def _submit_one(self, object_name: str, operation: str, key: str | None, data: bytes
-                    ) -> str:
+    def _submit_one(self, object_name: str, operation: str, key: str | None,
+                    payload: JobPayload,
+                    on_created: Callable[[SubmittedJob], None] | None,
+                    on_abandoned: Callable[[SubmittedJob], None] | None) -> SubmittedJob:
         for attempt in range(1, self.upload_attempts + 1):
-            job_id = self.create_job(object_name, operation, key)["id"]
+            job = SubmittedJob(self.create_job(object_name, operation, key)["id"],
+                               payload.start, payload.stop, len(payload.data))
+            if on_created:
+                on_created(job)
             try:
-                self.upload(job_id, data)
+                self.upload(job.job_id, payload.data)
             except (OrgUnreachableError, SalesforceApiError) as exc:
                 if isinstance(exc, SalesforceApiError) and exc.status < 500 and (
                         exc.error_code != "INVALIDJOBSTATE"):
                     raise  # the data or the job definition is wrong: a new job won't help
                 log.warning("upload to job %s failed (%s); aborting it and starting a new job "
-                            "(%d/%d)", job_id, exc, attempt, self.upload_attempts)
+                            "(%d/%d)", job.job_id, exc, attempt, self.upload_attempts)
                 try:
-                    self.abort(job_id)
+                    self.abort(job.job_id)
                 except Exception as abort_error:  # the org may still be unreachable
-                    log.warning("could not abort job %s: %s", job_id, abort_error)
+                    log.warning("could not abort job %s: %s", job.job_id, abort_error)
+                if on_abandoned:
+                    on_abandoned(job)
                 if attempt == self.upload_attempts:
                     raise
                 continue
-            self.close(job_id)
-            return job_id
+            self.close(job.job_id)
+            return job
         raise AssertionError("unreachable")
 
     def collect(self, submitted: list[SubmittedJob], table: pa.Table,

@@ -6,8 +6,10 @@
 - **Rounds**: round 0 loads every row; each later round (the re-pass) resubmits, after a
   backoff, only the rows that failed transiently (``UNABLE_TO_LOCK_ROW``, unprocessed),
   still ordered by parent.
-- **Ledger**: each submitted job is recorded; a retried load collects what was submitted for
-  the same rows instead of uploading them again.
+- **Ledger**: each job is recorded as soon as the org has created it, before its upload; a
+  retried load collects the recorded jobs that were closed (the org processes them) instead
+  of uploading their rows again, and aborts and sends anew those left open (a load stopped
+  during their upload: the org never processes an open job).
 """
 
 from __future__ import annotations
@@ -214,28 +216,39 @@ def _load_round(target: LoadTarget, table: pa.Table, round_: int, stats: LoadSta
 def settle_stale_jobs(target: LoadTarget) -> int:
     """Wait for the jobs a crashed earlier load of the partition left with the org (other
     rows or other values than this load's) to end before this load sends anything: one the
-    org processed after tonight's would leave Core older than what the state records.
-    Returns how many there were."""
-    spec, ledger = target.spec, target.ledger
+    org processed after tonight's would leave Core older than what the state records (one
+    left open is aborted: the org would never process it). Returns how many there were."""
+    spec, ledger, bulk = target.spec, target.ledger, target.bulk
     live = [j for j in ledger.other_jobs(spec.name, target.partition, target.fingerprint)
-            if _job_known(target.bulk, j)]
+            if _closed_job(bulk, j)]
     if live:
         log.warning("%s %s: waiting for %d job(s) an earlier, interrupted load left with the "
                     "org before sending", spec.name, target.partition, len(live))
-        target.bulk.wait(live, progress=target.progress)
+        bulk.wait(live, progress=target.progress)
     ledger.forget_others(spec.name, target.partition, target.fingerprint)
     return len(live)
 
 
-def _job_known(bulk: BulkApi, job_id: str) -> bool:
-    """Whether the org still knows the job (deleted or expired jobs answer 404)."""
+def _closed_job(bulk: BulkApi, job_id: str) -> bool:
+    """Whether the org knows the job and processes (or processed) it: deleted or expired
+    jobs answer 404; a job left open (its upload interrupted) is aborted, as are its rows;
+    an aborted job holds no results."""
     try:
-        bulk.get_job(job_id)
-        return True
+        state = bulk.get_job(job_id).get("state")
     except SalesforceApiError as exc:
         if exc.status != 404:
             raise
         return False
+    if state == "Open":
+        log.warning("job %s was left open (its load stopped during the upload): aborting it; "
+                    "its rows are sent again", job_id)
+        try:
+            bulk.abort(job_id)
+        except SalesforceApiError as exc:  # closed or aborted meanwhile: ask again
+            log.info("could not abort job %s (%s)", job_id, exc)
+            return bulk.get_job(job_id).get("state") not in ("Open", "Aborted")
+        return False
+    return state != "Aborted"
 
 
 def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,
@@ -244,7 +257,7 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,
     wave of one round."""
     spec, bulk, ledger = target.spec, target.bulk, target.ledger
     key = (spec.name, target.partition, target.fingerprint, slot)
-    recorded = [j for j in ledger.submitted(*key) if _still_known(bulk, ledger, key, j)]
+    recorded = [j for j in ledger.submitted(*key) if _resumable(bulk, ledger, key, j)]
     stats.resumed_jobs += len(recorded)
     if recorded:
         log.info("%s %s: resuming %d recorded job(s) instead of uploading again", spec.name,
@@ -252,14 +265,15 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,
     jobs = list(recorded)
     for start, stop in (p for gap in _gaps(recorded, table.num_rows)
                         for p in _pieces(cuts, *gap)):
-        def record(job: SubmittedJob, offset: int = start) -> None:
-            moved = SubmittedJob(job.job_id, job.start + offset, job.stop + offset, job.bytes)
-            ledger.record(*key, moved, target.run_id)
-            jobs.append(moved)
+        def moved(job: SubmittedJob, offset: int = start) -> SubmittedJob:
+            return SubmittedJob(job.job_id, job.start + offset, job.stop + offset, job.bytes)
 
         op, key_field = operation(spec)
         bulk.submit(spec.target, key_field, table.slice(start, stop - start), op,
-                    on_submitted=record, before_each=target.before_job)
+                    on_created=lambda job, m=moved: ledger.record(*key, m(job), target.run_id),
+                    on_abandoned=lambda job: ledger.forget_job(*key[:3], job.job_id),
+                    on_submitted=lambda job, m=moved: jobs.append(m(job)),
+                    before_each=target.before_job)
     jobs.sort(key=lambda j: j.start)
     outcome = bulk.collect(jobs, table, spec.target_key, target.progress)
     stats.jobs += outcome.jobs
@@ -278,12 +292,11 @@ def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,
     return outcome.rows
 
 
-def _still_known(bulk: BulkApi, ledger: Ledger, key: tuple,
-                 job: SubmittedJob) -> bool:
-    if _job_known(bulk, job.job_id):
+def _resumable(bulk: BulkApi, ledger: Ledger, key: tuple, job: SubmittedJob) -> bool:
+    if _closed_job(bulk, job.job_id):
         return True
-    log.warning("recorded job %s is gone from the org; its rows will be sent again",
-                job.job_id)
+    log.warning("recorded job %s is gone from the org or was never closed; its rows will be "
+                "sent again", job.job_id)
     ledger.forget_job(key[0], key[1], key[2], job.job_id)
     return False
 

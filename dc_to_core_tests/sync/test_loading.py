@@ -144,3 +144,36 @@ def test_a_small_load_goes_as_parallel_jobs_and_a_retry_resumes_them(shared_serv
     assert load_round(target, ready, 0, again).column("sf_id").to_pylist() == first.column(
         "sf_id").to_pylist()
     assert again.resumed_jobs == 5
+
+
+def test_a_job_left_open_by_a_stopped_upload_is_aborted_and_its_rows_sent_again(
+        shared_server, tmp_path):
+    """Jobs are on record from their creation: a load stopped during an upload leaves an open
+    job in the ledger. Its retry resumes the closed jobs, aborts the open one (the org never
+    processes it) and sends its rows in a new job: every row once."""
+    OrgClient(shared_server).run_job("Account", csv_text(
+        ["External_Id__c", "Name"], [[f"OJ-P{p}", "parent"] for p in range(50)]))
+    rows = [{"ExternalId__c": f"OJ-{i:04d}", "AccountExternalId__c": f"OJ-P{i % 50}",
+             "Name__c": "n", "StageName__c": "Prospecting", "CloseDate__c": "2025-01-01"}
+            for i in range(1000)]
+    ready = prepare(OPP, pa.table({c: [r.get(c) for r in rows] for c in OPP.source_columns})
+                    ).ready
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    bulk = BulkApi(auth=auth_for(shared_server), poll_initial_s=0.02, poll_max_s=0.2)
+    target = LoadTarget(OPP, "p00", "fp-open", bulk, ledger, "run-1")
+    first = load_round(target, ready, 0, LoadStats())
+    third = sorted(ledger.submitted("Opportunity", "p00", "fp-open", 0),
+                   key=lambda j: j.start)[2]
+    ledger.forget_job("Opportunity", "p00", "fp-open", third.job_id)
+    left_open = bulk.create_job("Opportunity", "upsert", "External_Id__c")["id"]
+    ledger.record("Opportunity", "p00", "fp-open", 0,
+                  SubmittedJob(left_open, third.start, third.stop), "run-1")
+    again = LoadStats()
+    retried = load_round(target, ready, 0, again)
+    assert again.resumed_jobs == 4
+    assert bulk.get_job(left_open)["state"] == "Aborted"
+    assert pa.compute.all(pa.compute.equal(retried.column("status"), "loaded")).as_py()
+    resent = [j for j in ledger.submitted("Opportunity", "p00", "fp-open", 0)
+              if j.start == third.start]
+    assert [j.job_id for j in resent] != [left_open] and len(resent) == 1
+    assert retried.column("sf_id").to_pylist() == first.column("sf_id").to_pylist()
