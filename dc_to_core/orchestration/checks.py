@@ -103,6 +103,11 @@ def _sample(rows: list[tuple], names: list[str]) -> dg.TableMetadataValue:
         schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in names]))
 
 
+LAST = {"dagster/priority": "-1"}  # after every load step of the run: in a run of a parent
+                                   # and its child (``together``), the child's load, and the
+                                   # children waiting in other runs, do not wait for them
+
+
 def build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.PartitionsDefinition,
                  parents: tuple[SyncSpec, ...] = ()) -> list[dg.AssetChecksDefinition]:
     """The four checks of a sync, partitioned like its asset (a preview feature of Dagster
@@ -214,7 +219,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                 "it out of this check")
         return meta
 
-    @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions,
+    @dg.asset_check(asset=key, name="counts_reconcile", partitions_def=partitions, op_tags=LAST,
                     description="Every Data Cloud row of the range is in Core or quarantined.")
     def counts_reconcile(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                          bulk: BulkApiResource, settings: PipelineSettings,
@@ -253,6 +258,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                    severity=dg.AssetCheckSeverity.ERROR)
 
     @dg.asset_check(asset=key, name="no_quarantined_rows", partitions_def=partitions,
+                    op_tags=LAST,
                     description="The partition loaded without quarantining any row.")
     def no_quarantined_rows(context: dg.AssetCheckExecutionContext,
                             settings: PipelineSettings) -> dg.AssetCheckResult:
@@ -265,6 +271,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
                                    severity=dg.AssetCheckSeverity.WARN)
 
     @dg.asset_check(asset=key, name="no_duplicate_external_ids", partitions_def=partitions,
+                    op_tags=LAST,
                     description=f"No {spec.target_key} value appears twice in {spec.target}.")
     def no_duplicate_external_ids(context: dg.AssetCheckExecutionContext,
                                   bulk: BulkApiResource) -> dg.AssetCheckResult:
@@ -278,7 +285,7 @@ def _build_checks(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partitions
         return dg.AssetCheckResult(passed=not dup, metadata=meta,
                                    severity=dg.AssetCheckSeverity.ERROR)
 
-    @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions,
+    @dg.asset_check(asset=key, name="fields_match", partitions_def=partitions, op_tags=LAST,
                     description="Mapped fields in Core equal the Data Cloud values (checksum).")
     def fields_match(context: dg.AssetCheckExecutionContext, datacloud: DataCloudResource,
                      bulk: BulkApiResource, settings: PipelineSettings,

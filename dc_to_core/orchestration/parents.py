@@ -2,12 +2,14 @@
 while its parents are still being loaded (``conditions.py``), so its extract, prepare and
 diff run meanwhile; only its Bulk jobs need the parents' records in Core.
 
-The wait is on the parents' runs created before this one (the queue is first in, first out,
-so those runs get a run slot before this one did; a run created later is never waited for,
-so waiting runs cannot hold every slot from the runs they wait for). When one of them ends
-failed, this run stops at once, before its first Bulk job (its slot is freed for the
-parent's retry), saying which parent, and is tagged ``dc_to_core/parent_failed``: the
-automation requests the partition again once its parents are loaded (``StoppedForParent``).
+The wait is on the parents' runs created before this one, until each has materialized its
+partition (the checks, which come after every load step of a run, are not waited for). The
+queue is first in, first out, so those runs got a run slot before this one did; a run
+created later is never waited for, so waiting runs cannot hold every slot from the runs they
+wait for. When one of them ends failed before loading its partition, this run stops at
+once, before its first Bulk job (its slot is freed for the parent's retry), saying which
+parent, and is tagged ``dc_to_core/parent_failed``: the automation requests the partition
+again once its parents are loaded (``StoppedForParent``).
 """
 
 import datetime as dt
@@ -27,11 +29,20 @@ def _timestamp(value: dt.datetime | float | None) -> float:
     return value.timestamp() if isinstance(value, dt.datetime) else float(value)
 
 
+def _materialized_by(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
+                     run_id: str) -> bool:
+    latest = instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[partition]), limit=1).records
+    return bool(latest) and latest[0].run_id == run_id
+
+
 def unfinished_parents(instance: dg.DagsterInstance, run_id: str, created: float,
                        parents: Mapping[dg.AssetKey, Sequence[str]]
                        ) -> tuple[list[str], list[str]]:
-    """(parent partitions whose run created before ``created`` has not ended, those whose
-    such run ended failed after ``created``), each as ``<asset> <partition> (run <id>)``."""
+    """(parent partitions that a run created before ``created`` is loading: not materialized
+    by it yet, the run not ended; those whose such run ended failed after ``created`` without
+    materializing them), each as ``<asset> <partition> (run <id>)``. A parent materialized
+    by its run is loaded: that run's checks, which come last, are not waited for."""
     pending, failed = [], []
     for key, partitions in parents.items():
         for partition in partitions:
@@ -41,12 +52,14 @@ def unfinished_parents(instance: dg.DagsterInstance, run_id: str, created: float
             record = instance.get_run_record_by_id(planned.run_id)
             if record is None or _timestamp(record.create_timestamp) > created:
                 continue
-            what = f"{key.to_user_string()} {partition} (run {planned.run_id})"
             run = record.dagster_run
+            if run.status == dg.DagsterRunStatus.SUCCESS or _materialized_by(
+                    instance, key, partition, run.run_id):
+                continue
+            what = f"{key.to_user_string()} {partition} (run {planned.run_id})"
             if not run.is_finished:
                 pending.append(what)
-            elif run.status != dg.DagsterRunStatus.SUCCESS and \
-                    _timestamp(record.end_time) >= created:
+            elif _timestamp(record.end_time) >= created:
                 failed.append(what)
     return pending, failed
 
@@ -54,7 +67,8 @@ def unfinished_parents(instance: dg.DagsterInstance, run_id: str, created: float
 def await_parents(context: dg.OpExecutionContext, parents: Mapping[dg.AssetKey, Sequence[str]],
                   what: str, poll_s: float = PARENT_POLL_S) -> None:
     """Return once no parent partition is being loaded by a run created before this one;
-    fail (without retries) if such a run failed. ``what``: the partition, for messages."""
+    fail (without retries) if such a run failed before loading it. ``what``: the partition,
+    for messages."""
     instance = context.instance
     me = instance.get_run_record_by_id(context.run_id)
     created = _timestamp(me.create_timestamp) if me else time.time()
