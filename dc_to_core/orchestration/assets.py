@@ -282,11 +282,12 @@ def build_sync_asset(spec: SyncSpec, plan: PartitionPlan, partitions: dg.Partiti
     waits = {asset_key(p): tuple((parent_partitions or {}).get(p.name, ())) for p in parents}
 
     @dg.op(name=f"{name}_parents", ins={"send": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing),
-           description="Wait for the loads of the parents' partitions by runs created before "
-                       "this one (the automation starts a child while its parents load).")
-    def parents_op(context: dg.OpExecutionContext) -> None:
+           description="Wait for the loads of the parents' partitions planned before this "
+                       "one (the automation starts a child while its parents load).")
+    def parents_op(context: dg.OpExecutionContext, settings: PipelineSettings) -> None:
         if not is_dry_run(context):
-            await_parents(context, waits, f"{spec.name} {context.partition_key}")
+            await_parents(context, asset_key(spec), waits,
+                          f"{spec.name} {context.partition_key}", settings.lease_wait_s)
 
     @dg.op(name=f"{name}_load", pool=POOL, retry_policy=RETRY, out=io,
            ins={"parents": dg.In(dg.Nothing)} if parents else None,

@@ -34,6 +34,7 @@ from .alerts import (
 )
 from .assets import asset_key
 from .component import project_syncs
+from .parents import latest_planned_run
 from .resources import DataCloudResource
 from .settings import env_number
 from .sources import range_state, source_key, source_owner
@@ -71,8 +72,7 @@ def sync_automation(syncs: SyncSet, interval_s: int = 10) -> dg.AutomationCondit
 
 def _loading(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> bool:
     """Whether the latest run planned to load the partition has not ended."""
-    planned = instance.get_latest_planned_materialization_info(key, partition)
-    run = instance.get_run_by_id(planned.run_id) if planned else None
+    run = latest_planned_run(instance, key, partition)
     return run is not None and not run.is_finished
 
 

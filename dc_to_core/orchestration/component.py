@@ -159,13 +159,13 @@ class SalesforceSync(dg.Component, dg.Model, dg.Resolvable):
         alike = owner.name == spec.name or (
             owner.source_key == spec.source_key and owner.folds_key == spec.folds_key
             and load_plan(owner, plans_dir()).ranges == plan.ranges)  # its plan is read once
+        parent_keys = {p.name: load_plan(p, plans_dir()).keys for p in parents}
         together = tuple(p for p in parents if len(plan.keys) == 1  # may share one run
-                         and load_plan(p, plans_dir()).keys == plan.keys)
+                         and parent_keys[p.name] == plan.keys)
         asset = build_sync_asset(spec, plan, parts, parents, source_partitioned_alike=alike,
                                  children=tuple(children_of(spec, list(syncs.syncs.values()))),
                                  together=tuple(p.name for p in together),
-                                 parent_partitions={p.name: load_plan(p, plans_dir()).keys
-                                                    for p in parents})
+                                 parent_partitions=parent_keys)
         sources = [source_asset(spec, plan, parts)] if owner.name == spec.name else []
         rows = (plan.source_rows or 0) // max(1, len(plan.ranges))
         condition = sync_condition(source_key(spec), cron, tz,

@@ -2,17 +2,18 @@
 while its parents are still being loaded (``conditions.py``), so its extract, prepare and
 diff run meanwhile; only its Bulk jobs need the parents' records in Core.
 
-The wait is on the parents' runs created before this one, until each has materialized its
-partition (the checks, which come after every load step of a run, are not waited for). The
-queue is first in, first out, so those runs got a run slot before this one did; a run
-created later is never waited for, so waiting runs cannot hold every slot from the runs they
-wait for. When one of them ends failed before loading its partition, this run stops at
-once, before its first Bulk job (its slot is freed for the parent's retry), saying which
-parent, and is tagged ``dc_to_core/parent_failed``: the automation requests the partition
-again once its parents are loaded (``StoppedForParent``).
+The wait is on each parent partition's latest load planned before this run's (the order of
+the instance's event storage ids), until its run has materialized it (the checks, which come
+after every load step of a run, are not waited for). The queue is first in, first out, so
+those runs got a run slot before this one did; a run planned later (a parent's run retry
+too) is never waited for, so waiting runs cannot hold every slot from the runs they wait
+for. When one of them has ended without loading its partition (or has not started within
+``DC_TO_CORE_LEASE_WAIT_S``), this run stops at once, before its first Bulk job (its slot
+is freed for the parent's retry), saying which parent, and is tagged
+``dc_to_core/parent_failed``: the automation requests the partition again once its parents
+are loaded (``StoppedForParent``).
 """
 
-import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 
@@ -23,10 +24,24 @@ PARENT_POLL_S = 2.0
 TELL_EVERY_S = 60.0
 
 
-def _timestamp(value: dt.datetime | float | None) -> float:
-    if value is None:
-        return 0.0
-    return value.timestamp() if isinstance(value, dt.datetime) else float(value)
+UNSTARTED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED)
+
+
+def latest_planned_run(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
+                       before: int | None = None) -> dg.DagsterRun | None:
+    """The run of the latest planned materialization of ``key``'s ``partition`` (planned
+    before the event storage id ``before``, if given)."""
+    found = instance.fetch_planned_materializations(dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[partition], before_storage_id=before), limit=1).records
+    return instance.get_run_by_id(found[0].run_id) if found else None
+
+
+def _planned_at(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str, run_id: str
+                ) -> int | None:
+    """The storage id of ``run_id``'s planned materialization of ``key``'s ``partition``."""
+    found = instance.fetch_planned_materializations(dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[partition]), limit=20).records
+    return next((r.storage_id for r in found if r.run_id == run_id), None)
 
 
 def _materialized_by(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
@@ -36,62 +51,67 @@ def _materialized_by(instance: dg.DagsterInstance, key: dg.AssetKey, partition: 
     return bool(latest) and latest[0].run_id == run_id
 
 
-def unfinished_parents(instance: dg.DagsterInstance, run_id: str, created: float,
-                       parents: Mapping[dg.AssetKey, Sequence[str]]
-                       ) -> tuple[list[str], list[str]]:
-    """(parent partitions that a run created before ``created`` is loading: not materialized
-    by it yet, the run not ended; those whose such run ended failed after ``created`` without
-    materializing them), each as ``<asset> <partition> (run <id>)``. A parent materialized
-    by its run is loaded: that run's checks, which come last, are not waited for."""
-    pending, failed = [], []
+def parent_runs(instance: dg.DagsterInstance, run_id: str, before: int | None,
+                parents: Mapping[dg.AssetKey, Sequence[str]]
+                ) -> tuple[dict[str, dg.DagsterRun], list[str]]:
+    """Of each parent partition's latest load planned before this run's (event storage ids:
+    one sequence, no clocks; a retry or any later run of it is not looked at): those still
+    loading (not materialized by their run, the run not ended), by ``<asset> <partition>
+    (run <id>)``, and those whose run ended without materializing them. A parent
+    materialized by its run is loaded: that run's checks, which come last, are not waited
+    for."""
+    pending, failed = {}, []
     for key, partitions in parents.items():
         for partition in partitions:
-            planned = instance.get_latest_planned_materialization_info(key, partition)
-            if planned is None or planned.run_id == run_id:  # in this run: steps are ordered
+            run = latest_planned_run(instance, key, partition, before)
+            if run is None or run.run_id == run_id:  # in this run: its steps are ordered
                 continue
-            record = instance.get_run_record_by_id(planned.run_id)
-            if record is None or _timestamp(record.create_timestamp) > created:
-                continue
-            run = record.dagster_run
             if run.status == dg.DagsterRunStatus.SUCCESS or _materialized_by(
                     instance, key, partition, run.run_id):
                 continue
-            what = f"{key.to_user_string()} {partition} (run {planned.run_id})"
-            if not run.is_finished:
-                pending.append(what)
-            elif _timestamp(record.end_time) >= created:
+            what = f"{key.to_user_string()} {partition} (run {run.run_id})"
+            if run.is_finished:
                 failed.append(what)
+            else:
+                pending[what] = run
     return pending, failed
 
 
-def await_parents(context: dg.OpExecutionContext, parents: Mapping[dg.AssetKey, Sequence[str]],
-                  what: str, poll_s: float = PARENT_POLL_S) -> None:
-    """Return once no parent partition is being loaded by a run created before this one;
-    fail (without retries) if such a run failed before loading it. ``what``: the partition,
-    for messages."""
+def await_parents(context: dg.OpExecutionContext, key: dg.AssetKey,
+                  parents: Mapping[dg.AssetKey, Sequence[str]], what: str, start_limit_s: float,
+                  poll_s: float = PARENT_POLL_S) -> None:
+    """Return once no parent partition is being loaded by a run planned before this one
+    (``key``'s partition); fail (without retries) if such a run ended without loading it, or
+    has not started after ``start_limit_s``. ``what``: the partition, for messages."""
     instance = context.instance
-    me = instance.get_run_record_by_id(context.run_id)
-    created = _timestamp(me.create_timestamp) if me else time.time()
+    before = _planned_at(instance, key, context.partition_key, context.run_id)
     started, told = time.monotonic(), -TELL_EVERY_S
+    unstarted_since: dict[str, float] = {}
     while True:
-        pending, failed = unfinished_parents(instance, context.run_id, created, parents)
+        pending, failed = parent_runs(instance, context.run_id, before, parents)
+        now = time.monotonic()
+        for name, run in pending.items():
+            if run.status not in UNSTARTED:
+                unstarted_since.pop(name, None)
+            elif now - unstarted_since.setdefault(name, now) > start_limit_s:
+                failed.append(f"{name}, not started after {start_limit_s:.0f} s")
         if failed:
             instance.add_run_tags(context.run_id, {PARENT_FAILED_TAG: "; ".join(failed)})
             raise dg.Failure(
                 f"{what} waits for its parents' loads, and the run loading "
-                f"{', '.join(failed)} failed: its records may be missing in Core, so this run "
-                "stops before sending anything. The automation requests this partition again "
-                "once its parents are loaded; or re-run it after them.", allow_retries=False)
+                f"{', '.join(failed)} ended without loading it: its records may be missing "
+                "in Core, so this run stops before sending anything. The automation requests "
+                "this partition again once its parents are loaded; or re-run it after them.",
+                allow_retries=False)
         if not pending:
             if told >= 0:
-                context.log.info(f"{what}: its parents are loaded after "
-                                 f"{time.monotonic() - started:.0f} s; loading")
+                context.log.info(f"{what}: its parents are loaded after {now - started:.0f} s; "
+                                 "loading")
             return
-        waited = time.monotonic() - started
-        if waited - told >= TELL_EVERY_S:
+        if now - started - told >= TELL_EVERY_S:
             context.log.info(f"{what} is ready to load and waits for its parents' loads: "
                              f"{', '.join(pending)}")
-            told = waited
+            told = now - started
         time.sleep(poll_s)
 
 
@@ -114,8 +134,7 @@ class StoppedForParent(dg.AutomationCondition):
         instance = context.asset_graph_view.instance
         stopped = set()
         for partition in candidates.expensively_compute_partition_keys():
-            planned = instance.get_latest_planned_materialization_info(context.key, partition)
-            run = instance.get_run_by_id(planned.run_id) if planned else None
+            run = latest_planned_run(instance, context.key, partition)
             if run is not None and run.is_finished and PARENT_FAILED_TAG in run.tags:
                 stopped.add(partition)
         return dg.AutomationResult(

@@ -267,8 +267,9 @@ class BulkApi(SalesforceApi):
         ``before_each`` is called with each job's row count before the job is created (it
         may raise to send nothing more). ``on_created`` is told of each job as soon as the
         org has created it (before its upload: a process killed after the close still has
-        it on record), ``on_abandoned`` of a job aborted after a failed upload (its rows go
-        in a new job), ``on_submitted`` of each job once closed."""
+        it on record), ``on_abandoned`` of a job given up after a failed upload (aborted, or
+        left open when the abort failed too: never processed; its rows go in a new job),
+        ``on_submitted`` of each job once closed."""
         submitted = []
         for payload in split_jobs(table, self.max_job_bytes, self.chunk_rows):
             if before_each:

@@ -1,9 +1,11 @@
 """The load ledger: which Bulk jobs a partition's load has submitted, for which rows, and
 which run is loading each partition (its lease).
 
-A load op records each job right after closing it. When the op is retried (in the same run,
-or by a run retry after its process was killed), it finds the jobs already submitted for the
-same prepared rows (same fingerprint) and collects them instead of uploading again. A run
+A load op records each job as soon as the org has created it, before its upload. When the op
+is retried (in the same run, or by a run retry after its process was killed), it finds the
+jobs already submitted for the same prepared rows (same fingerprint) and collects them
+instead of uploading again; one left open (its upload interrupted) is aborted and forgotten,
+and its rows are sent anew. A run
 retried on another host must find them, so in production the ledger lives in a database
 every run worker reaches (the Dagster instance's PostgreSQL by default); SQLite in the state
 dir for the embedded instance.
@@ -149,7 +151,8 @@ class Ledger(BaseModel):
                                                LEDGER.c.partition_key == partition))
 
     def forget_job(self, sync: str, partition: str, fingerprint: str, job_id: str) -> None:
-        """Drop one job the org no longer knows (deleted or expired): its rows are resent."""
+        """Drop one job whose rows are to be sent anew: the org no longer knows it (deleted
+        or expired), or it never got its data (an upload that failed or was interrupted)."""
         with self.engine().begin() as conn:
             conn.execute(LEDGER.delete().where(
                 LEDGER.c.sync == sync, LEDGER.c.partition_key == partition,

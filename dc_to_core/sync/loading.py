@@ -231,8 +231,10 @@ def settle_stale_jobs(target: LoadTarget) -> int:
 
 def _closed_job(bulk: BulkApi, job_id: str) -> bool:
     """Whether the org knows the job and processes (or processed) it: deleted or expired
-    jobs answer 404; a job left open (its upload interrupted) is aborted, as are its rows;
-    an aborted job holds no results."""
+    jobs answer 404; a job left open (its upload interrupted) is aborted here, and its rows
+    are to be sent anew. A job aborted after its close is collected: what the org processed
+    is in its results, the rest comes back unprocessed for the re-pass (an insert-only sync
+    must not send processed rows twice)."""
     try:
         state = bulk.get_job(job_id).get("state")
     except SalesforceApiError as exc:
@@ -246,9 +248,9 @@ def _closed_job(bulk: BulkApi, job_id: str) -> bool:
             bulk.abort(job_id)
         except SalesforceApiError as exc:  # closed or aborted meanwhile: ask again
             log.info("could not abort job %s (%s)", job_id, exc)
-            return bulk.get_job(job_id).get("state") not in ("Open", "Aborted")
+            return bulk.get_job(job_id).get("state") != "Open"
         return False
-    return state != "Aborted"
+    return True
 
 
 def _load_wave(target: LoadTarget, table: pa.Table, slot: int, stats: LoadStats,

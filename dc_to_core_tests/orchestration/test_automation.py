@@ -161,9 +161,14 @@ def test_a_child_is_requested_while_its_parents_load_and_waits_for_them_to_load(
             time.sleep(1.0)
             assert not child.done()  # waits for `loading`, the run created before it
             assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 0
+            parent_done = time.time()
             ended(instance, loading)
             result = child.result(timeout=120)
         assert result.success, failure_messages(result)
+        load_started = next(e.timestamp for e in instance.all_logs(
+            result.run_id, of_type=dg.DagsterEventType.STEP_START)
+            if e.dagster_event.step_key == "opportunity_partition.opportunity_load")
+        assert load_started > parent_done  # its first Bulk job after its parent's load
         assert project.materialization(result)["rows_loaded"] > 0
         assert auto.tick() == {}  # once per night
 
@@ -183,6 +188,8 @@ def test_a_parent_loaded_by_a_run_not_requested_tonight_is_not_waited_for_at_the
         assert auto.tick() == {}  # accounts[0] is loading, but not by a run of tonight
         instance.report_run_canceled(earlier)
         assert auto.tick() == {ACCOUNT.to_user_string(): accounts[:1]}
+        started_run(project, instance, "Account", accounts[0])  # tonight's
+        assert auto.tick() == {OPPORTUNITY.to_user_string(): project.partitions("Opportunity")}
 
 
 def test_a_child_whose_parent_run_failed_stops_and_is_requested_again_once_it_is_loaded(
@@ -199,7 +206,8 @@ def test_a_child_whose_parent_run_failed_stops_and_is_requested_again_once_it_is
         assert OPPORTUNITY.to_user_string() in auto.tick()
         with ThreadPoolExecutor(1) as pool:
             child = waiting_child(project, instance, pool)
-            instance.report_run_failed(runs[1])  # a crashed worker: retried by the daemon
+            instance.report_run_failed(runs[1])  # a crashed worker: retried by the daemon,
+            retry = started_run(project, instance, "Account", accounts[1])  # planned later
             result = child.result(timeout=120)
         assert not result.success
         stopped = instance.get_run_by_id(result.run_id)
@@ -209,6 +217,7 @@ def test_a_child_whose_parent_run_failed_stops_and_is_requested_again_once_it_is
         assert project.live["core"].count("SELECT COUNT() FROM Opportunity") == 0
         assert auto.tick() == {}  # until its parents are loaded
         instance.report_run_canceled(runs[0])
+        instance.report_run_canceled(retry)
         assert all(project.run("Account", p, instance).success for p in accounts)  # the retry
         assert auto.tick() == {OPPORTUNITY.to_user_string(): ["p00"]}  # only the stopped one
         assert project.run("Opportunity", "p00", instance).success

@@ -149,8 +149,8 @@ def test_a_small_load_goes_as_parallel_jobs_and_a_retry_resumes_them(shared_serv
 def test_a_job_left_open_by_a_stopped_upload_is_aborted_and_its_rows_sent_again(
         shared_server, tmp_path):
     """Jobs are on record from their creation: a load stopped during an upload leaves an open
-    job in the ledger. Its retry resumes the closed jobs, aborts the open one (the org never
-    processes it) and sends its rows in a new job: every row once."""
+    job in the ledger (here in place of the third job's record). Its retry resumes the closed
+    jobs, aborts the open one (the org never processes it) and sends its rows in a new job."""
     OrgClient(shared_server).run_job("Account", csv_text(
         ["External_Id__c", "Name"], [[f"OJ-P{p}", "parent"] for p in range(50)]))
     rows = [{"ExternalId__c": f"OJ-{i:04d}", "AccountExternalId__c": f"OJ-P{i % 50}",
