@@ -53,7 +53,8 @@ class PipelineSettings(dg.ConfigurableResource):
     repass_backoff_s: float = Field(default=20.0, ge=0, description="Wait before the first "
                                     "re-pass (doubles each round, with jitter).")
     lease_wait_s: float = Field(default=3600.0, ge=0, description="How long a run of a "
-                                "partition another run is loading waits for it to end.")
+                                "partition another run is loading waits for it to end, and "
+                                "a child's run for a parent's run to start.")
     time_scale: float = Field(default=1.0, gt=0, description="Divide client waits by this "
                               "(set to the emulator's time_scale; 1 against a real org).")
     intermediate_retention_days: float = Field(default=7.0, description="Keep intermediates of "
